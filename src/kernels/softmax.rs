@@ -1,0 +1,467 @@
+//! The softmax family on rows: softmax, log_softmax, logsumexp and the two
+//! backward passes. Every kernel exists in two data layouts:
+//! `*_rows`: contiguous rows of `n` (lanes run along the row), and
+//! `*_cols`: `LANES` interleaved rows, element `k` of row `j` at `k * LANES + j`
+//! (lanes run across rows; used for short rows and for a non-last axis).
+//!
+//! Accuracy: `x - max` is kept exactly as `hi + lo` ([`Float::diff`]) and fed
+//! to the 2-ulp exp, sums are accumulated in f64 in two levels (blocks of 16
+//! per lane, then blocks), so f32 results are within a few ulp of the exact
+//! value and f64 results within ~1e-15 relative.
+
+use super::RowOp;
+use crate::multiversion;
+use crate::simd::{hmax, hsum, Float, LANES as L};
+
+/// Elements per block of the online pass: 16 vectors.
+const BLOCK: usize = 16 * L;
+
+/// The shift actually subtracted: the row max, or 0 when the max is -inf (an
+/// all -inf row), so that `-inf - shift` is `-inf` and never NaN.
+#[inline(always)]
+fn shift<T: Float>(m: T) -> T {
+    if m == T::NEG_INF {
+        T::ZERO
+    } else {
+        m
+    }
+}
+
+/// One block of the online max-and-sum pass; `b.len()` is a multiple of L.
+/// Rescales the running sum when the block raises the max (Milakov &
+/// Gimelshein 2018), so each element's exp is computed once.
+#[inline(always)]
+fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
+    let mut vm = [T::NEG_INF; L];
+    for c in b.chunks_exact(L) {
+        for i in 0..L {
+            vm[i] = if c[i] > vm[i] { c[i] } else { vm[i] };
+        }
+    }
+    let bm = hmax(vm);
+    if bm > *m {
+        if *m != T::NEG_INF {
+            let f = (m.to_f64() - bm.to_f64()).exp();
+            for a in acc.iter_mut() {
+                *a *= f;
+            }
+        }
+        *m = bm;
+    }
+    let ms = shift(*m);
+    let mut blk = [0f64; L];
+    for c in b.chunks_exact(L) {
+        let mut e = [T::ZERO; L];
+        for i in 0..L {
+            let (h, l) = T::diff(c[i], ms);
+            e[i] = T::exp_corr(h, l);
+        }
+        for i in 0..L {
+            blk[i] += e[i].to_f64();
+        }
+    }
+    for i in 0..L {
+        acc[i] += blk[i];
+    }
+}
+
+/// Pass 1 of a row: returns `(shift, sum(exp(x - shift)))`, the sum in f64.
+#[inline(always)]
+fn max_sum_row<T: Float>(x: &[T]) -> (T, f64) {
+    let mut m = T::NEG_INF;
+    let mut acc = [0f64; L];
+    let mut blocks = x.chunks_exact(BLOCK);
+    for b in &mut blocks {
+        online_block(b, &mut m, &mut acc);
+    }
+    let rem = blocks.remainder();
+    let full = rem.len() / L * L;
+    if full > 0 {
+        online_block(&rem[..full], &mut m, &mut acc);
+    }
+    if full < rem.len() {
+        let mut pad = [T::NEG_INF; L];
+        pad[..rem.len() - full].copy_from_slice(&rem[full..]);
+        online_block(&pad, &mut m, &mut acc);
+    }
+    (shift(m), hsum(acc))
+}
+
+/// Applies `f` lane-wise from `x` to `y` (same length), padding the tail.
+#[inline(always)]
+fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
+    let mut xc = x.chunks_exact(L);
+    let mut yc = y.chunks_exact_mut(L);
+    for (a, b) in (&mut xc).zip(&mut yc) {
+        for i in 0..L {
+            b[i] = f(a[i]);
+        }
+    }
+    let (xr, yr) = (xc.remainder(), yc.into_remainder());
+    if !xr.is_empty() {
+        let mut pad = [T::ZERO; L];
+        pad[..xr.len()].copy_from_slice(xr);
+        let mut out = [T::ZERO; L];
+        for i in 0..L {
+            out[i] = f(pad[i]);
+        }
+        yr.copy_from_slice(&out[..xr.len()]);
+    }
+}
+
+/// Sum over a row in f64 of `f(a_i, b_i)`, two-level, fixed order.
+#[inline(always)]
+fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
+    let mut acc = [0f64; L];
+    let mut ac = a.chunks_exact(BLOCK);
+    let mut bc = b.chunks_exact(BLOCK);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        let mut blk = [0f64; L];
+        for (xs, ys) in x.chunks_exact(L).zip(y.chunks_exact(L)) {
+            for i in 0..L {
+                blk[i] += f(xs[i], ys[i]);
+            }
+        }
+        for i in 0..L {
+            acc[i] += blk[i];
+        }
+    }
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    let mut blk = [0f64; L];
+    let mut xc = ar.chunks_exact(L);
+    let mut yc = br.chunks_exact(L);
+    for (xs, ys) in (&mut xc).zip(&mut yc) {
+        for i in 0..L {
+            blk[i] += f(xs[i], ys[i]);
+        }
+    }
+    for (i, (&x, &y)) in xc.remainder().iter().zip(yc.remainder()).enumerate() {
+        blk[i] += f(x, y);
+    }
+    for i in 0..L {
+        acc[i] += blk[i];
+    }
+    hsum(acc)
+}
+
+/// `x - m - c` rounded once (f32 through f64) or compensated (f64).
+#[inline(always)]
+fn sub_shift<T: Float>(x: T, m: T, c: f64) -> T {
+    if T::MANTISSA_DIGITS < 53 {
+        T::from_f64(x.to_f64() - m.to_f64() - c)
+    } else {
+        let (h, l) = T::diff(x, m);
+        // -inf - m is exactly -inf; its TwoSum error term is NaN.
+        let l = if h == T::NEG_INF { T::ZERO } else { l };
+        h + (l - T::from_f64(c))
+    }
+}
+
+/// `y * (g - d)`, through f64 for f32.
+#[inline(always)]
+fn y_g_minus<T: Float>(y: T, g: T, d: f64) -> T {
+    if T::MANTISSA_DIGITS < 53 {
+        T::from_f64(y.to_f64() * (g.to_f64() - d))
+    } else {
+        y * (g - T::from_f64(d))
+    }
+}
+
+/// `g - e * s`, through f64 for f32.
+#[inline(always)]
+fn g_minus_es<T: Float>(g: T, e: T, s: f64) -> T {
+    if T::MANTISSA_DIGITS < 53 {
+        T::from_f64(g.to_f64() - e.to_f64() * s)
+    } else {
+        g - e * T::from_f64(s)
+    }
+}
+
+/// logsumexp from the pass-1 result; a +inf max gives +inf unless a NaN is
+/// present (inf - inf would otherwise make it NaN).
+#[inline(always)]
+fn lse_from<T: Float>(ms: T, s: f64, row: impl Fn() -> bool) -> T {
+    if ms == T::INF {
+        return if row() { T::NAN } else { T::INF };
+    }
+    T::from_f64(ms.to_f64() + s.ln())
+}
+
+// ---------------------------------------------------------------- row kernels
+
+multiversion! {
+    /// f32/f64-softmax-rows: reduce (online max + rescaled sum), then store
+    /// exp(x - max) * (1 / sum). Two passes over each row.
+    pub fn softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
+        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            let (ms, s) = max_sum_row(xr);
+            let inv = T::from_f64(1.0 / s);
+            map_row(xr, yr, |v| {
+                let (h, l) = T::diff(v, ms);
+                T::exp_corr(h, l) * inv
+            });
+        }
+    }
+}
+
+multiversion! {
+    /// log-softmax-rows: reduce (online max + rescaled sum), then store
+    /// x - max - log(sum), rounded once. Two passes over each row.
+    pub fn log_softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
+        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            let (ms, s) = max_sum_row(xr);
+            let c = s.ln();
+            map_row(xr, yr, |v| sub_shift(v, ms, c));
+        }
+    }
+}
+
+multiversion! {
+    /// logsumexp-rows: one online max + rescaled-sum pass, max + log(sum).
+    pub fn logsumexp_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
+        for (xr, yv) in x.chunks_exact(n).zip(y.iter_mut()) {
+            let (ms, s) = max_sum_row(xr);
+            *yv = lse_from(ms, s, || xr.iter().any(|v| v != v));
+        }
+    }
+}
+
+multiversion! {
+    /// softmax-backward-rows: reduce-dot sum(g*y), then store y * (g - dot).
+    pub fn softmax_backward_rows<T: Float>(g: &[T], y: &[T], out: &mut [T], n: usize) {
+        for ((gr, yr), or) in g.chunks_exact(n).zip(y.chunks_exact(n)).zip(out.chunks_exact_mut(n)) {
+            let d = dot_row(gr, yr, |a, b| a.to_f64() * b.to_f64());
+            let mut gc = gr.chunks_exact(L);
+            let mut yc = yr.chunks_exact(L);
+            let mut oc = or.chunks_exact_mut(L);
+            for ((a, b), o) in (&mut gc).zip(&mut yc).zip(&mut oc) {
+                for i in 0..L {
+                    o[i] = y_g_minus(b[i], a[i], d);
+                }
+            }
+            for ((a, b), o) in gc.remainder().iter().zip(yc.remainder()).zip(oc.into_remainder()) {
+                *o = y_g_minus(*b, *a, d);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// log-softmax-backward-rows: reduce-sum sum(g), then store
+    /// g - exp(y) * sum.
+    pub fn log_softmax_backward_rows<T: Float>(g: &[T], y: &[T], out: &mut [T], n: usize) {
+        for ((gr, yr), or) in g.chunks_exact(n).zip(y.chunks_exact(n)).zip(out.chunks_exact_mut(n)) {
+            let s = dot_row(gr, gr, |a, _| a.to_f64());
+            let mut gc = gr.chunks_exact(L);
+            let mut yc = yr.chunks_exact(L);
+            let mut oc = or.chunks_exact_mut(L);
+            for ((a, b), o) in (&mut gc).zip(&mut yc).zip(&mut oc) {
+                let mut e = [T::ZERO; L];
+                for i in 0..L {
+                    e[i] = T::exp(b[i]);
+                }
+                for i in 0..L {
+                    o[i] = g_minus_es(a[i], e[i], s);
+                }
+            }
+            for ((a, b), o) in gc.remainder().iter().zip(yc.remainder()).zip(oc.into_remainder()) {
+                *o = g_minus_es(*a, T::exp(*b), s);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- column kernels
+
+/// Pass 1 over L interleaved rows: per-lane shift and f64 sum (max, then sum;
+/// the data is a cache-resident scratch block).
+#[inline(always)]
+fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
+    let mut m = [T::NEG_INF; L];
+    for c in x.chunks_exact(L) {
+        for i in 0..L {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    let mut ms = [T::ZERO; L];
+    for i in 0..L {
+        ms[i] = shift(m[i]);
+    }
+    let mut acc = [0f64; L];
+    for b in x.chunks(BLOCK) {
+        let mut blk = [0f64; L];
+        for c in b.chunks_exact(L) {
+            let mut e = [T::ZERO; L];
+            for i in 0..L {
+                let (h, l) = T::diff(c[i], ms[i]);
+                e[i] = T::exp_corr(h, l);
+            }
+            for i in 0..L {
+                blk[i] += e[i].to_f64();
+            }
+        }
+        for i in 0..L {
+            acc[i] += blk[i];
+        }
+    }
+    (ms, acc)
+}
+
+/// Per-lane sums over L interleaved rows of `f(a, b)` in f64, two-level.
+#[inline(always)]
+fn dot_cols<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> [f64; L] {
+    let mut acc = [0f64; L];
+    for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let mut blk = [0f64; L];
+        for (x, y) in ab.chunks_exact(L).zip(bb.chunks_exact(L)) {
+            for i in 0..L {
+                blk[i] += f(x[i], y[i]);
+            }
+        }
+        for i in 0..L {
+            acc[i] += blk[i];
+        }
+    }
+    acc
+}
+
+multiversion! {
+    /// softmax-cols: reduce-max, reduce-add-exp, store exp * (1 / sum), lanes across rows.
+    pub fn softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
+        let (ms, acc) = max_sum_cols(x);
+        let mut inv = [T::ZERO; L];
+        for i in 0..L {
+            inv[i] = T::from_f64(1.0 / acc[i]);
+        }
+        for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
+            for i in 0..L {
+                let (h, l) = T::diff(a[i], ms[i]);
+                b[i] = T::exp_corr(h, l) * inv[i];
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// log-softmax-cols: reduce-max, reduce-add-exp, store x - max - log(sum).
+    pub fn log_softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
+        let (ms, acc) = max_sum_cols(x);
+        let mut c = [0f64; L];
+        for i in 0..L {
+            c[i] = acc[i].ln();
+        }
+        for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
+            for i in 0..L {
+                b[i] = sub_shift(a[i], ms[i], c[i]);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// logsumexp-cols: reduce-max, reduce-add-exp, max + log(sum) per lane.
+    pub fn logsumexp_cols<T: Float>(x: &[T], y: &mut [T]) {
+        let (ms, acc) = max_sum_cols(x);
+        for i in 0..L {
+            y[i] = lse_from(ms[i], acc[i], || x.chunks_exact(L).any(|c| c[i] != c[i]));
+        }
+    }
+}
+
+multiversion! {
+    /// softmax-backward-cols: reduce-dot sum(g*y), store y * (g - dot).
+    pub fn softmax_backward_cols<T: Float>(g: &[T], y: &[T], out: &mut [T]) {
+        let d = dot_cols(g, y, |a, b| a.to_f64() * b.to_f64());
+        for ((a, b), o) in g.chunks_exact(L).zip(y.chunks_exact(L)).zip(out.chunks_exact_mut(L)) {
+            for i in 0..L {
+                o[i] = y_g_minus(b[i], a[i], d[i]);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// log-softmax-backward-cols: reduce-sum sum(g), store g - exp(y) * sum.
+    pub fn log_softmax_backward_cols<T: Float>(g: &[T], y: &[T], out: &mut [T]) {
+        let s = dot_cols(g, g, |a, _| a.to_f64());
+        for ((a, b), o) in g.chunks_exact(L).zip(y.chunks_exact(L)).zip(out.chunks_exact_mut(L)) {
+            let mut e = [T::ZERO; L];
+            for i in 0..L {
+                e[i] = T::exp(b[i]);
+            }
+            for i in 0..L {
+                o[i] = g_minus_es(a[i], e[i], s[i]);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------- the ops
+
+/// Row-wise softmax.
+pub struct Softmax;
+/// Row-wise log-softmax.
+pub struct LogSoftmax;
+/// Row-wise logsumexp (one value per row).
+pub struct LogSumExp;
+/// `y * (g - sum(g * y))`; inputs `[g, y]`.
+pub struct SoftmaxBackward;
+/// `g - exp(y) * sum(g)`; inputs `[g, y]`.
+pub struct LogSoftmaxBackward;
+
+impl<T: Float> RowOp<T> for Softmax {
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        softmax_rows(ins[0], out, n)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        softmax_cols(ins[0], out)
+    }
+    fn masked_fill(&self) -> T {
+        T::ZERO
+    }
+}
+
+impl<T: Float> RowOp<T> for LogSoftmax {
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        log_softmax_rows(ins[0], out, n)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        log_softmax_cols(ins[0], out)
+    }
+    fn masked_fill(&self) -> T {
+        T::NEG_INF
+    }
+}
+
+impl<T: Float> RowOp<T> for LogSumExp {
+    fn reduces(&self) -> bool {
+        true
+    }
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        logsumexp_rows(ins[0], out, n)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        logsumexp_cols(ins[0], out)
+    }
+    fn masked_fill(&self) -> T {
+        T::NEG_INF
+    }
+}
+
+impl<T: Float> RowOp<T> for SoftmaxBackward {
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        softmax_backward_rows(ins[0], ins[1], out, n)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        softmax_backward_cols(ins[0], ins[1], out)
+    }
+}
+
+impl<T: Float> RowOp<T> for LogSoftmaxBackward {
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        log_softmax_backward_rows(ins[0], ins[1], out, n)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        log_softmax_backward_cols(ins[0], ins[1], out)
+    }
+}

@@ -1,0 +1,194 @@
+use super::softmax::*;
+use super::*;
+use crate::simd::{set_level, Level};
+
+/// Deterministic pseudo-random numbers (xorshift), no dependency needed.
+fn rand_vec(len: usize, scale: f64, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Independent reference: plain two-pass softmax of one row in f64.
+fn ref_row(x: &[f64]) -> (Vec<f64>, Vec<f64>, f64) {
+    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
+    let sm = x.iter().map(|v| (v - m).exp() / s).collect();
+    let lsm = x.iter().map(|v| v - m - s.ln()).collect();
+    (sm, lsm, m + s.ln())
+}
+
+fn check_layout<T: Float>(layout: Layout, scale: f64, tol: f64) {
+    let xs64 = rand_vec(layout.len(), scale, layout.len() as u64 + 7);
+    let xs: Vec<T> = xs64.iter().map(|&v| T::from_f64(v)).collect();
+    let xr: Vec<f64> = xs.iter().map(|v| v.to_f64()).collect();
+    let mut sm = vec![T::ZERO; layout.len()];
+    let mut lsm = vec![T::ZERO; layout.len()];
+    let mut lse = vec![T::ZERO; layout.rows()];
+    run_rows(&Softmax, layout, &[&xs], None, &mut sm);
+    run_rows(&LogSoftmax, layout, &[&xs], None, &mut lsm);
+    run_rows(&LogSumExp, layout, &[&xs], None, &mut lse);
+    let Layout { outer, n, inner } = layout;
+    for o in 0..outer {
+        for c in 0..inner {
+            let idx: Vec<usize> = (0..n).map(|k| o * n * inner + k * inner + c).collect();
+            let row: Vec<f64> = idx.iter().map(|&i| xr[i]).collect();
+            let (rs, rl, rlse) = ref_row(&row);
+            for (k, &i) in idx.iter().enumerate() {
+                let e = (sm[i].to_f64() - rs[k]).abs() / rs[k].max(1e-300);
+                assert!(e <= tol || rs[k] < 1e-30, "softmax {layout:?} o={o} c={c} k={k}: rel err {e}");
+                let e = (lsm[i].to_f64() - rl[k]).abs() / rl[k].abs().max(1.0);
+                assert!(e <= tol, "log_softmax {layout:?}: err {e}");
+            }
+            let e = (lse[o * inner + c].to_f64() - rlse).abs() / rlse.abs().max(1.0);
+            assert!(e <= tol, "logsumexp {layout:?}: err {e}");
+        }
+    }
+}
+
+#[test]
+fn forward_matches_f64_reference_on_all_paths() {
+    let layouts = [
+        Layout { outer: 3, n: 1000, inner: 1 },  // row kernel
+        Layout { outer: 37, n: 10, inner: 1 },   // short rows, lanes across rows
+        Layout { outer: 2, n: 5, inner: 19 },    // inner axis
+        Layout { outer: 1, n: 300, inner: 40 },  // inner axis, long column
+        Layout { outer: 2, n: 50257, inner: 1 }, // long row, several blocks
+        Layout { outer: 1, n: 1, inner: 1 },
+        Layout { outer: 5, n: 33, inner: 1 },
+    ];
+    for l in layouts {
+        check_layout::<f32>(l, 10.0, 2e-6);
+        check_layout::<f32>(l, 1000.0, 2e-6);
+        check_layout::<f64>(l, 10.0, 1e-14);
+        check_layout::<f64>(l, 1000.0, 1e-14);
+    }
+}
+
+#[test]
+fn log_softmax_keeps_tiny_values() {
+    let x = [20.0f32, 0.0];
+    let mut y = [0f32; 2];
+    run_rows(&LogSoftmax, Layout { outer: 1, n: 2, inner: 1 }, &[&x], None, &mut y);
+    let want = -(1.0f64 + (-20f64).exp()).ln();
+    assert!(((y[0] as f64 - want) / want).abs() < 1e-6, "{}", y[0]);
+}
+
+#[test]
+fn special_rows() {
+    let l = Layout { outer: 1, n: 3, inner: 1 };
+    let mut y = [0f32; 3];
+    let ninf = f32::NEG_INFINITY;
+    run_rows(&Softmax, l, &[&[ninf, ninf, ninf]], None, &mut y);
+    assert!(y.iter().all(|v| v.is_nan()), "all -inf row gives NaN");
+    run_rows(&Softmax, l, &[&[1.0, f32::NAN, 2.0]], None, &mut y);
+    assert!(y.iter().all(|v| v.is_nan()), "NaN propagates");
+    run_rows(&Softmax, l, &[&[f32::MAX, -f32::MAX, 0.0]], None, &mut y);
+    assert_eq!(y, [1.0, 0.0, 0.0]);
+    run_rows(&Softmax, l, &[&[ninf, 0.0, ninf]], None, &mut y);
+    assert_eq!(y, [0.0, 1.0, 0.0]);
+    let mut s = [0f32; 1];
+    run_rows(&LogSumExp, l, &[&[ninf, ninf, ninf]], None, &mut s);
+    assert_eq!(s[0], ninf);
+    run_rows(&LogSumExp, l, &[&[f32::INFINITY, 0.0, 1.0]], None, &mut s);
+    assert_eq!(s[0], f32::INFINITY);
+    run_rows(&LogSumExp, l, &[&[f32::INFINITY, f32::NAN, 1.0]], None, &mut s);
+    assert!(s[0].is_nan());
+}
+
+#[test]
+fn masks_and_fully_masked_rows() {
+    for l in [Layout { outer: 2, n: 40, inner: 1 }, Layout { outer: 2, n: 4, inner: 1 }, Layout { outer: 2, n: 4, inner: 3 }] {
+        let x: Vec<f64> = rand_vec(l.len(), 3.0, 1);
+        // Row (0, *) keeps every other entry; row (1, *) is fully masked.
+        let mask: Vec<bool> = (0..l.len()).map(|i| i / (l.n * l.inner) == 0 && (i / l.inner) % 2 == 0).collect();
+        let mut y = vec![0f64; l.len()];
+        run_rows(&Softmax, l, &[&x], Some(&mask), &mut y);
+        let mut z = vec![0f64; l.len()];
+        run_rows(&LogSoftmax, l, &[&x], Some(&mask), &mut z);
+        for c in 0..l.inner {
+            let idx: Vec<usize> = (0..l.n).map(|k| k * l.inner + c).collect();
+            let kept: Vec<f64> = idx.iter().filter(|&&i| mask[i]).map(|&i| x[i]).collect();
+            let (rs, _, lse) = ref_row(&kept);
+            let mut j = 0;
+            for &i in &idx {
+                if mask[i] {
+                    assert!((y[i] - rs[j]).abs() < 1e-14);
+                    assert!((z[i] - (x[i] - lse)).abs() < 1e-13);
+                    j += 1;
+                } else {
+                    assert_eq!(y[i], 0.0);
+                    assert_eq!(z[i], f64::NEG_INFINITY);
+                }
+            }
+            for k in 0..l.n {
+                let i = l.n * l.inner + k * l.inner + c;
+                assert_eq!(y[i], 0.0, "fully masked row gives zeros");
+                assert_eq!(z[i], f64::NEG_INFINITY);
+            }
+        }
+    }
+}
+
+#[test]
+fn backward_matches_reference() {
+    for l in [Layout { outer: 3, n: 100, inner: 1 }, Layout { outer: 20, n: 7, inner: 1 }, Layout { outer: 2, n: 9, inner: 5 }] {
+        let x = rand_vec(l.len(), 4.0, 3);
+        let g = rand_vec(l.len(), 1.0, 4);
+        let mut y = vec![0f64; l.len()];
+        run_rows(&Softmax, l, &[&x], None, &mut y);
+        let mut d = vec![0f64; l.len()];
+        run_rows(&SoftmaxBackward, l, &[&g, &y], None, &mut d);
+        let mut ly = vec![0f64; l.len()];
+        run_rows(&LogSoftmax, l, &[&x], None, &mut ly);
+        let mut ld = vec![0f64; l.len()];
+        run_rows(&LogSoftmaxBackward, l, &[&g, &ly], None, &mut ld);
+        for o in 0..l.outer {
+            for c in 0..l.inner {
+                let idx: Vec<usize> = (0..l.n).map(|k| o * l.n * l.inner + k * l.inner + c).collect();
+                let dot: f64 = idx.iter().map(|&i| g[i] * y[i]).sum();
+                let sg: f64 = idx.iter().map(|&i| g[i]).sum();
+                for &i in &idx {
+                    assert!((d[i] - y[i] * (g[i] - dot)).abs() < 1e-14);
+                    assert!((ld[i] - (g[i] - ly[i].exp() * sg)).abs() < 1e-13);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bit_identical_across_threads_and_levels() {
+    let l = Layout { outer: 600, n: 1000, inner: 1 };
+    let x: Vec<f32> = rand_vec(l.len(), 20.0, 9).iter().map(|&v| v as f32).collect();
+    let run = || {
+        let mut y = vec![0f32; l.len()];
+        run_rows(&Softmax, l, &[&x], None, &mut y);
+        y
+    };
+    crate::par::set_num_threads(1);
+    let a = run();
+    crate::par::set_num_threads(8);
+    let b = run();
+    set_level(Level::Scalar);
+    let c = run();
+    crate::simd::set_level_from_env();
+    crate::par::set_num_threads(2);
+    assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(a.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits()));
+}
+
+#[test]
+fn empty_shapes() {
+    let mut y: Vec<f32> = vec![];
+    run_rows(&Softmax, Layout { outer: 0, n: 5, inner: 1 }, &[&[]], None, &mut y);
+    let mut s = vec![0f32; 3];
+    run_rows(&LogSumExp, Layout { outer: 3, n: 0, inner: 1 }, &[&[]], None, &mut s);
+    assert!(s.iter().all(|v| *v == f32::NEG_INFINITY));
+}

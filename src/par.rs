@@ -1,0 +1,110 @@
+//! The package's one thread pool. Built lazily with `LOGITKIT_NUM_THREADS`
+//! threads (default: the machine's available parallelism), resized by
+//! `set_num_threads`, and rebuilt in a `fork()`ed child, whose copy of the
+//! parent's pool has no threads behind it.
+
+use rayon::prelude::*;
+use rayon::ThreadPool;
+use std::sync::{Arc, Mutex};
+
+/// Elements below which a call runs on the calling thread: a tiny call costs
+/// one function call, not a pool wake-up.
+pub const SERIAL_ELEMS: usize = 1 << 15;
+
+/// Target elements per parallel task (about 128 KiB of f32).
+pub const TASK_ELEMS: usize = 1 << 15;
+
+struct PoolState {
+    pid: u32,
+    threads: usize,
+    pool: Option<Arc<ThreadPool>>,
+}
+
+static STATE: Mutex<PoolState> = Mutex::new(PoolState {
+    pid: 0,
+    threads: 0,
+    pool: None,
+});
+
+fn default_threads() -> usize {
+    if let Ok(v) = std::env::var("LOGITKIT_NUM_THREADS") {
+        if let Ok(n) = v.trim().parse::<usize>() {
+            if n > 0 {
+                return n;
+            }
+        }
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, PoolState> {
+    // A panic while holding the lock cannot leave the state inconsistent.
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Returns the pool (None when one thread is configured), rebuilding it after
+/// a fork or a change of thread count.
+fn pool() -> Option<Arc<ThreadPool>> {
+    let mut st = lock();
+    let pid = std::process::id();
+    if st.threads == 0 {
+        st.threads = default_threads();
+    }
+    if st.pid != pid {
+        // In a forked child the inherited pool's threads do not exist; leak it
+        // rather than join threads that will never answer.
+        if let Some(old) = st.pool.take() {
+            std::mem::forget(old);
+        }
+        st.pid = pid;
+    }
+    if st.threads <= 1 {
+        return None;
+    }
+    if st.pool.is_none() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(st.threads)
+            .thread_name(|i| format!("logitkit-{i}"))
+            .build()
+            .ok()?;
+        st.pool = Some(Arc::new(pool));
+    }
+    st.pool.clone()
+}
+
+/// Number of threads parallel kernels use.
+pub fn num_threads() -> usize {
+    let mut st = lock();
+    if st.threads == 0 {
+        st.threads = default_threads();
+    }
+    st.threads
+}
+
+/// Sets the number of threads (>= 1); the pool is rebuilt on next use.
+pub fn set_num_threads(n: usize) {
+    let mut st = lock();
+    let n = n.max(1);
+    if n != st.threads {
+        st.threads = n;
+        st.pool = None;
+    }
+}
+
+/// Runs `f(0..ntasks)`, in parallel on the pool when there is more than one
+/// task and more than one thread. Each task must write a disjoint part of the
+/// output, so the result does not depend on the schedule.
+pub fn for_each_task(ntasks: usize, f: impl Fn(usize) + Sync + Send) {
+    if ntasks == 0 {
+        return;
+    }
+    if ntasks > 1 {
+        if let Some(p) = pool() {
+            p.install(|| (0..ntasks).into_par_iter().for_each(&f));
+            return;
+        }
+    }
+    (0..ntasks).for_each(f);
+}

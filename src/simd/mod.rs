@@ -1,0 +1,81 @@
+//! Vectorisable math and runtime CPU dispatch.
+//!
+//! Every kernel is written once as plain Rust over fixed-width lane arrays
+//! (`[T; LANES]`), branch-free, and compiled several times by [`multiversion!`]:
+//! for AVX-512, for AVX2+FMA, and for the baseline target (SSE2 on x86-64,
+//! NEON on aarch64). The lane width and the order of every floating-point
+//! operation are the same in all versions, and no multiply-add is contracted,
+//! so all versions give bit-identical results; only the speed differs.
+
+pub mod dispatch;
+mod float;
+
+pub use dispatch::{level, level_name, parse_level, set_level, set_level_from_env, Level};
+pub use float::Float;
+
+/// Lanes per vector in every kernel: 16 f32 fill one AVX-512 register or two
+/// AVX2 registers; the same number is used for f64 so results never depend on
+/// the instruction set.
+pub const LANES: usize = 16;
+
+/// Horizontal max of a lane array with a fixed pairwise order (NaN ignored).
+#[inline(always)]
+pub fn hmax<T: Float>(v: [T; LANES]) -> T {
+    let mut w = v;
+    let mut half = LANES / 2;
+    while half > 0 {
+        for i in 0..half {
+            w[i] = if w[i + half] > w[i] { w[i + half] } else { w[i] };
+        }
+        half /= 2;
+    }
+    w[0]
+}
+
+/// Horizontal sum of f64 lanes with a fixed pairwise order.
+#[inline(always)]
+pub fn hsum(v: [f64; LANES]) -> f64 {
+    let mut w = v;
+    let mut half = LANES / 2;
+    while half > 0 {
+        for i in 0..half {
+            w[i] += w[i + half];
+        }
+        half /= 2;
+    }
+    w[0]
+}
+
+/// Compiles `fn name<T: Float>(args)` for each instruction set and dispatches
+/// on the level chosen at start-up. The body must only call `#[inline(always)]`
+/// helpers so that it is vectorised for the enabled features.
+#[macro_export]
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+            unsafe fn v4<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? { body::<T>($($arg),*) }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+            unsafe fn v3<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? { body::<T>($($arg),*) }
+
+            match $crate::simd::level() {
+                // SAFETY: `level()` only reports a level whose features the CPU has.
+                #[cfg(target_arch = "x86_64")]
+                $crate::simd::Level::Avx512 => unsafe { v4::<T>($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::simd::Level::Avx2 => unsafe { v3::<T>($($arg),*) },
+                _ => body::<T>($($arg),*),
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests;
