@@ -64,7 +64,7 @@ impl<T> OutPtr<T> {
 
 /// Runs `op` over every row of `ins` (each of `layout.len()` elements) into
 /// `out` (`layout.len()` elements, or `layout.rows()` for a reduction).
-/// `mask`, if given, covers `ins[0]`: false entries count as -inf, and a row
+/// `mask`, if given, covers `ins[0]`: zero entries count as -inf, and a row
 /// with no true entry gets `op.masked_fill()`.
 ///
 /// Every row is computed by the same code whatever the thread count, so the
@@ -73,7 +73,7 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
     op: &Op,
     layout: Layout,
     ins: &[&[T]],
-    mask: Option<&[bool]>,
+    mask: Option<&[u8]>,
     out: &mut [T],
 ) {
     let Layout { outer, n, inner } = layout;
@@ -93,7 +93,11 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
     let ptr = OutPtr(out.as_mut_ptr());
     if inner == 1 && n >= SHORT_ROW {
         let rows_per_task = TASK_ELEMS.div_ceil(n).max(1);
-        let ntasks = if total < SERIAL_ELEMS { 1 } else { outer.div_ceil(rows_per_task) };
+        let ntasks = if total < SERIAL_ELEMS {
+            1
+        } else {
+            outer.div_ceil(rows_per_task)
+        };
         let rows_per_task = outer.div_ceil(ntasks);
         for_each_task(ntasks, |t| {
             let r0 = t * rows_per_task;
@@ -111,9 +115,17 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
         // Units of L rows: rows u*L..u*L+L (last axis) or, for an inner axis,
         // columns c0..c0+L of block o.
         let col_blocks = inner.div_ceil(L);
-        let units = if inner == 1 { outer.div_ceil(L) } else { outer * col_blocks };
+        let units = if inner == 1 {
+            outer.div_ceil(L)
+        } else {
+            outer * col_blocks
+        };
         let units_per_task = (TASK_ELEMS / (n * L)).max(1);
-        let ntasks = if total < SERIAL_ELEMS { 1 } else { units.div_ceil(units_per_task) };
+        let ntasks = if total < SERIAL_ELEMS {
+            1
+        } else {
+            units.div_ceil(units_per_task)
+        };
         let units_per_task = units.div_ceil(ntasks);
         for_each_task(ntasks, |t| {
             let u0 = t * units_per_task;
@@ -124,12 +136,18 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
                 let (lanes, w) = if inner == 1 {
                     let r0 = u * L;
                     let w = (outer - r0).min(L);
-                    (std::array::from_fn::<_, L, _>(|j| (r0 + j.min(w - 1), 0)), w)
+                    (
+                        std::array::from_fn::<_, L, _>(|j| (r0 + j.min(w - 1), 0)),
+                        w,
+                    )
                 } else {
                     let (o, cb) = (u / col_blocks, u % col_blocks);
                     let c0 = cb * L;
                     let w = (inner - c0).min(L);
-                    (std::array::from_fn::<_, L, _>(|j| (o, c0 + j.min(w - 1))), w)
+                    (
+                        std::array::from_fn::<_, L, _>(|j| (o, c0 + j.min(w - 1))),
+                        w,
+                    )
                 };
                 cols_unit(op, layout, ins, mask, &mut scratch, &lanes, w, ptr);
             }
@@ -141,7 +159,7 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
 fn rows_task<T: Float, Op: RowOp<T>>(
     op: &Op,
     ins: &[&[T]],
-    mask: Option<&[bool]>,
+    mask: Option<&[u8]>,
     out: &mut [T],
     n: usize,
     r0: usize,
@@ -157,12 +175,12 @@ fn rows_task<T: Float, Op: RowOp<T>>(
     for r in 0..r1 - r0 {
         let mr = &mask[(r0 + r) * n..(r0 + r + 1) * n];
         let o = &mut out[r * per_row..(r + 1) * per_row];
-        if !mr.iter().any(|&b| b) {
+        if !mr.iter().any(|&b| b != 0) {
             o.fill(op.masked_fill());
             continue;
         }
         for ((d, &x), &keep) in row.iter_mut().zip(&sub[0][r * n..(r + 1) * n]).zip(mr) {
-            *d = if keep { x } else { T::NEG_INF };
+            *d = if keep != 0 { x } else { T::NEG_INF };
         }
         let mut ins_row: Vec<&[T]> = sub.iter().map(|s| &s[r * n..(r + 1) * n]).collect();
         ins_row[0] = &row;
@@ -176,7 +194,7 @@ fn cols_unit<T: Float, Op: RowOp<T>>(
     op: &Op,
     layout: Layout,
     ins: &[&[T]],
-    mask: Option<&[bool]>,
+    mask: Option<&[u8]>,
     scratch: &mut [T],
     lanes: &[(usize, usize); L],
     w: usize,
@@ -196,7 +214,7 @@ fn cols_unit<T: Float, Op: RowOp<T>>(
             if let Some(m) = mask {
                 for k in 0..n {
                     for j in 0..L {
-                        if !m[base[j] + k * inner] {
+                        if m[base[j] + k * inner] == 0 {
                             g[k * L + j] = T::NEG_INF;
                         }
                     }
@@ -209,17 +227,25 @@ fn cols_unit<T: Float, Op: RowOp<T>>(
     let res = &mut rest[..if reduces { L } else { n * L }];
     op.cols(&views, res);
     for j in 0..w {
-        let full_masked = mask.is_some_and(|m| (0..n).all(|k| !m[base[j] + k * inner]));
+        let full_masked = mask.is_some_and(|m| (0..n).all(|k| m[base[j] + k * inner] == 0));
         // SAFETY: lane j's row (o, c) belongs to this unit only; its outputs
         // are at o*inner + c (reduction) or base[j] + k*inner (map).
         unsafe {
             if reduces {
                 let (o, c) = lanes[j];
-                let v = if full_masked { op.masked_fill() } else { res[j] };
+                let v = if full_masked {
+                    op.masked_fill()
+                } else {
+                    res[j]
+                };
                 *ptr.get().add(o * inner + c) = v;
             } else {
                 for k in 0..n {
-                    let v = if full_masked { op.masked_fill() } else { res[k * L + j] };
+                    let v = if full_masked {
+                        op.masked_fill()
+                    } else {
+                        res[k * L + j]
+                    };
                     *ptr.get().add(base[j] + k * inner) = v;
                 }
             }

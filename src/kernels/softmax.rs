@@ -221,7 +221,7 @@ multiversion! {
     pub fn logsumexp_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
         for (xr, yv) in x.chunks_exact(n).zip(y.iter_mut()) {
             let (ms, s) = max_sum_row(xr);
-            *yv = lse_from(ms, s, || xr.iter().any(|v| v != v));
+            *yv = lse_from(ms, s, || xr.iter().any(|v| v.is_nan_()));
         }
     }
 }
@@ -363,7 +363,7 @@ multiversion! {
     pub fn logsumexp_cols<T: Float>(x: &[T], y: &mut [T]) {
         let (ms, acc) = max_sum_cols(x);
         for i in 0..L {
-            y[i] = lse_from(ms[i], acc[i], || x.chunks_exact(L).any(|c| c[i] != c[i]));
+            y[i] = lse_from(ms[i], acc[i], || x.chunks_exact(L).any(|c| c[i].is_nan_()));
         }
     }
 }

@@ -42,7 +42,10 @@ fn check_layout<T: Float>(layout: Layout, scale: f64, tol: f64) {
             let (rs, rl, rlse) = ref_row(&row);
             for (k, &i) in idx.iter().enumerate() {
                 let e = (sm[i].to_f64() - rs[k]).abs() / rs[k].max(1e-300);
-                assert!(e <= tol || rs[k] < 1e-30, "softmax {layout:?} o={o} c={c} k={k}: rel err {e}");
+                assert!(
+                    e <= tol || rs[k] < 1e-30,
+                    "softmax {layout:?} o={o} c={c} k={k}: rel err {e}"
+                );
                 let e = (lsm[i].to_f64() - rl[k]).abs() / rl[k].abs().max(1.0);
                 assert!(e <= tol, "log_softmax {layout:?}: err {e}");
             }
@@ -55,13 +58,41 @@ fn check_layout<T: Float>(layout: Layout, scale: f64, tol: f64) {
 #[test]
 fn forward_matches_f64_reference_on_all_paths() {
     let layouts = [
-        Layout { outer: 3, n: 1000, inner: 1 },  // row kernel
-        Layout { outer: 37, n: 10, inner: 1 },   // short rows, lanes across rows
-        Layout { outer: 2, n: 5, inner: 19 },    // inner axis
-        Layout { outer: 1, n: 300, inner: 40 },  // inner axis, long column
-        Layout { outer: 2, n: 50257, inner: 1 }, // long row, several blocks
-        Layout { outer: 1, n: 1, inner: 1 },
-        Layout { outer: 5, n: 33, inner: 1 },
+        Layout {
+            outer: 3,
+            n: 1000,
+            inner: 1,
+        }, // row kernel
+        Layout {
+            outer: 37,
+            n: 10,
+            inner: 1,
+        }, // short rows, lanes across rows
+        Layout {
+            outer: 2,
+            n: 5,
+            inner: 19,
+        }, // inner axis
+        Layout {
+            outer: 1,
+            n: 300,
+            inner: 40,
+        }, // inner axis, long column
+        Layout {
+            outer: 2,
+            n: 50257,
+            inner: 1,
+        }, // long row, several blocks
+        Layout {
+            outer: 1,
+            n: 1,
+            inner: 1,
+        },
+        Layout {
+            outer: 5,
+            n: 33,
+            inner: 1,
+        },
     ];
     for l in layouts {
         check_layout::<f32>(l, 10.0, 2e-6);
@@ -75,14 +106,28 @@ fn forward_matches_f64_reference_on_all_paths() {
 fn log_softmax_keeps_tiny_values() {
     let x = [20.0f32, 0.0];
     let mut y = [0f32; 2];
-    run_rows(&LogSoftmax, Layout { outer: 1, n: 2, inner: 1 }, &[&x], None, &mut y);
+    run_rows(
+        &LogSoftmax,
+        Layout {
+            outer: 1,
+            n: 2,
+            inner: 1,
+        },
+        &[&x],
+        None,
+        &mut y,
+    );
     let want = -(1.0f64 + (-20f64).exp()).ln();
     assert!(((y[0] as f64 - want) / want).abs() < 1e-6, "{}", y[0]);
 }
 
 #[test]
 fn special_rows() {
-    let l = Layout { outer: 1, n: 3, inner: 1 };
+    let l = Layout {
+        outer: 1,
+        n: 3,
+        inner: 1,
+    };
     let mut y = [0f32; 3];
     let ninf = f32::NEG_INFINITY;
     run_rows(&Softmax, l, &[&[ninf, ninf, ninf]], None, &mut y);
@@ -98,27 +143,55 @@ fn special_rows() {
     assert_eq!(s[0], ninf);
     run_rows(&LogSumExp, l, &[&[f32::INFINITY, 0.0, 1.0]], None, &mut s);
     assert_eq!(s[0], f32::INFINITY);
-    run_rows(&LogSumExp, l, &[&[f32::INFINITY, f32::NAN, 1.0]], None, &mut s);
+    run_rows(
+        &LogSumExp,
+        l,
+        &[&[f32::INFINITY, f32::NAN, 1.0]],
+        None,
+        &mut s,
+    );
     assert!(s[0].is_nan());
 }
 
 #[test]
 fn masks_and_fully_masked_rows() {
-    for l in [Layout { outer: 2, n: 40, inner: 1 }, Layout { outer: 2, n: 4, inner: 1 }, Layout { outer: 2, n: 4, inner: 3 }] {
+    for l in [
+        Layout {
+            outer: 2,
+            n: 40,
+            inner: 1,
+        },
+        Layout {
+            outer: 2,
+            n: 4,
+            inner: 1,
+        },
+        Layout {
+            outer: 2,
+            n: 4,
+            inner: 3,
+        },
+    ] {
         let x: Vec<f64> = rand_vec(l.len(), 3.0, 1);
         // Row (0, *) keeps every other entry; row (1, *) is fully masked.
-        let mask: Vec<bool> = (0..l.len()).map(|i| i / (l.n * l.inner) == 0 && (i / l.inner) % 2 == 0).collect();
+        let mask: Vec<u8> = (0..l.len())
+            .map(|i| (i / (l.n * l.inner) == 0 && (i / l.inner) % 2 == 0) as u8)
+            .collect();
         let mut y = vec![0f64; l.len()];
         run_rows(&Softmax, l, &[&x], Some(&mask), &mut y);
         let mut z = vec![0f64; l.len()];
         run_rows(&LogSoftmax, l, &[&x], Some(&mask), &mut z);
         for c in 0..l.inner {
             let idx: Vec<usize> = (0..l.n).map(|k| k * l.inner + c).collect();
-            let kept: Vec<f64> = idx.iter().filter(|&&i| mask[i]).map(|&i| x[i]).collect();
+            let kept: Vec<f64> = idx
+                .iter()
+                .filter(|&&i| mask[i] != 0)
+                .map(|&i| x[i])
+                .collect();
             let (rs, _, lse) = ref_row(&kept);
             let mut j = 0;
             for &i in &idx {
-                if mask[i] {
+                if mask[i] != 0 {
                     assert!((y[i] - rs[j]).abs() < 1e-14);
                     assert!((z[i] - (x[i] - lse)).abs() < 1e-13);
                     j += 1;
@@ -138,7 +211,23 @@ fn masks_and_fully_masked_rows() {
 
 #[test]
 fn backward_matches_reference() {
-    for l in [Layout { outer: 3, n: 100, inner: 1 }, Layout { outer: 20, n: 7, inner: 1 }, Layout { outer: 2, n: 9, inner: 5 }] {
+    for l in [
+        Layout {
+            outer: 3,
+            n: 100,
+            inner: 1,
+        },
+        Layout {
+            outer: 20,
+            n: 7,
+            inner: 1,
+        },
+        Layout {
+            outer: 2,
+            n: 9,
+            inner: 5,
+        },
+    ] {
         let x = rand_vec(l.len(), 4.0, 3);
         let g = rand_vec(l.len(), 1.0, 4);
         let mut y = vec![0f64; l.len()];
@@ -151,7 +240,9 @@ fn backward_matches_reference() {
         run_rows(&LogSoftmaxBackward, l, &[&g, &ly], None, &mut ld);
         for o in 0..l.outer {
             for c in 0..l.inner {
-                let idx: Vec<usize> = (0..l.n).map(|k| o * l.n * l.inner + k * l.inner + c).collect();
+                let idx: Vec<usize> = (0..l.n)
+                    .map(|k| o * l.n * l.inner + k * l.inner + c)
+                    .collect();
                 let dot: f64 = idx.iter().map(|&i| g[i] * y[i]).sum();
                 let sg: f64 = idx.iter().map(|&i| g[i]).sum();
                 for &i in &idx {
@@ -165,8 +256,15 @@ fn backward_matches_reference() {
 
 #[test]
 fn bit_identical_across_threads_and_levels() {
-    let l = Layout { outer: 600, n: 1000, inner: 1 };
-    let x: Vec<f32> = rand_vec(l.len(), 20.0, 9).iter().map(|&v| v as f32).collect();
+    let l = Layout {
+        outer: 600,
+        n: 1000,
+        inner: 1,
+    };
+    let x: Vec<f32> = rand_vec(l.len(), 20.0, 9)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let run = || {
         let mut y = vec![0f32; l.len()];
         run_rows(&Softmax, l, &[&x], None, &mut y);
@@ -187,8 +285,28 @@ fn bit_identical_across_threads_and_levels() {
 #[test]
 fn empty_shapes() {
     let mut y: Vec<f32> = vec![];
-    run_rows(&Softmax, Layout { outer: 0, n: 5, inner: 1 }, &[&[]], None, &mut y);
+    run_rows(
+        &Softmax,
+        Layout {
+            outer: 0,
+            n: 5,
+            inner: 1,
+        },
+        &[&[]],
+        None,
+        &mut y,
+    );
     let mut s = vec![0f32; 3];
-    run_rows(&LogSumExp, Layout { outer: 3, n: 0, inner: 1 }, &[&[]], None, &mut s);
+    run_rows(
+        &LogSumExp,
+        Layout {
+            outer: 3,
+            n: 0,
+            inner: 1,
+        },
+        &[&[]],
+        None,
+        &mut s,
+    );
     assert!(s.iter().all(|v| *v == f32::NEG_INFINITY));
 }

@@ -65,13 +65,13 @@ pub fn parse_level(name: &str) -> Option<Level> {
         _ => return None,
     };
     // Never run code the CPU cannot execute: fall back to the best available.
-    let ok = match (wanted, best) {
-        (Level::Scalar, _) => true,
-        (Level::Avx2, Level::Avx2 | Level::Avx512) => true,
-        (Level::Avx512, Level::Avx512) => true,
-        (Level::Neon, Level::Neon) => true,
-        _ => false,
-    };
+    let ok = matches!(
+        (wanted, best),
+        (Level::Scalar, _)
+            | (Level::Avx2, Level::Avx2 | Level::Avx512)
+            | (Level::Avx512, Level::Avx512)
+            | (Level::Neon, Level::Neon)
+    );
     Some(if ok { wanted } else { best })
 }
 

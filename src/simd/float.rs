@@ -31,6 +31,13 @@ pub trait Float:
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 
+    /// NaN test that compiles to one compare in a lane loop.
+    #[inline(always)]
+    #[allow(clippy::eq_op)]
+    fn is_nan_(self) -> bool {
+        self != self
+    }
+
     /// `x - m` as an unevaluated sum `hi + lo` with `hi = fl(x - m)`: the bits
     /// that rounding drops are kept in `lo` (exact for finite inputs).
     fn diff(x: Self, m: Self) -> (Self, Self);
@@ -116,7 +123,7 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    // Comparisons are false for NaN, so NaN flows through to the result.
+                                     // Comparisons are false for NaN, so NaN flows through to the result.
     let in_range = hi > -104.0 && hi < 89.0;
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -104.0 { -104.0 } else { hi };
@@ -129,7 +136,7 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let p = p * (r * r) + r + 1.0;
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let n1 = ni >> 1;
@@ -146,7 +153,7 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
 pub fn exp_f64(hi: f64, lo: f64) -> f64 {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_457_519_531_25e-1;
-    const LN2_LO: f64 = 1.428_606_820_309_417_232_1e-6;
+    const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
     let in_range = hi > -746.0 && hi < 710.0;
     let lo = if in_range { lo } else { 0.0 };

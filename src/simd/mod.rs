@@ -25,7 +25,11 @@ pub fn hmax<T: Float>(v: [T; LANES]) -> T {
     let mut half = LANES / 2;
     while half > 0 {
         for i in 0..half {
-            w[i] = if w[i + half] > w[i] { w[i + half] } else { w[i] };
+            w[i] = if w[i + half] > w[i] {
+                w[i + half]
+            } else {
+                w[i]
+            };
         }
         half /= 2;
     }

@@ -28,11 +28,19 @@ fn exp_f32_within_2ulp_dense_sweep() {
         let neg = lo == 0.0 && hi == 104.0;
         let mut bits = lo.to_bits();
         while bits <= hi.to_bits() {
-            let x = if neg { -f32::from_bits(bits) } else { f32::from_bits(bits) };
+            let x = if neg {
+                -f32::from_bits(bits)
+            } else {
+                f32::from_bits(bits)
+            };
             let got = exp_f32(x, 0.0);
             let want = (x as f64).exp();
             let u = if want > f32::MAX as f64 {
-                if got == f32::INFINITY { 0.0 } else { 1e9 }
+                if got == f32::INFINITY {
+                    0.0
+                } else {
+                    1e9
+                }
             } else {
                 ulp32(got, want)
             };
@@ -57,7 +65,11 @@ fn exp_f64_within_2ulp_sampled() {
         let got = exp_f64(x, 0.0);
         let want = x.exp();
         // ulp of the exact value; subnormal results have a fixed ulp.
-        let ulp = if want < f64::MIN_POSITIVE { 2f64.powi(-1074) } else { 2f64.powf(want.log2().floor() - 52.0) };
+        let ulp = if want < f64::MIN_POSITIVE {
+            2f64.powi(-1074)
+        } else {
+            2f64.powf(want.log2().floor() - 52.0)
+        };
         let u = (got - want).abs() / ulp;
         if u > worst {
             worst = u;

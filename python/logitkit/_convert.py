@@ -1,0 +1,36 @@
+"""Slow-path argument conversion, called by the compiled module only for inputs
+that are not already float32/float64 ndarrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_float_array(x: object, name: str) -> tuple[np.ndarray, bool]:
+    """Return ``(array, half)``: ``array`` is a native-endian float32/float64
+    ndarray; ``half`` says the result should be float16 (computed in float32).
+
+    Integer and bool inputs are promoted as ``np.exp`` would promote them.
+    """
+    try:
+        a = np.asarray(x)
+    except Exception as e:  # ragged lists, objects without __array__, ...
+        raise TypeError(f"{name} could not be converted to a numeric array: {e}") from None
+    kind = a.dtype.kind
+    if kind in "biu":
+        dt = np.result_type(a.dtype, np.float16)
+        if dt == np.float16:
+            return a.astype(np.float32), True
+        return a.astype(dt), False
+    if kind == "f":
+        size = a.dtype.itemsize
+        if size == 2:
+            return a.astype(np.float32), True
+        if size in (4, 8):
+            return a.astype(a.dtype.newbyteorder("="), copy=False), False
+        raise TypeError(
+            f"{name} has dtype {a.dtype}; logitkit computes in float16, float32 or float64"
+        )
+    if kind == "c":
+        raise TypeError(f"{name} is complex ({a.dtype}); logitkit functions take real numbers")
+    raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")

@@ -1,0 +1,312 @@
+//! Turning Python arguments into typed, contiguous arrays and validated
+//! outputs. No arithmetic happens here.
+
+use numpy::npyffi::flags::{NPY_ARRAY_ALIGNED, NPY_ARRAY_WRITEABLE};
+use numpy::{
+    Element, IxDyn, PyArray, PyArrayDescr, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
+    PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::kernels::Layout;
+use crate::simd::Float;
+
+/// Element types the kernels compute in.
+pub trait Elem: Float + Element {}
+impl Elem for f32 {}
+impl Elem for f64 {}
+
+/// The dtype a result is computed in and the one it is returned in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dt {
+    F32,
+    F64,
+}
+
+/// An input converted to float32 / float64.
+pub struct FloatArg<'py> {
+    pub arr: Bound<'py, PyUntypedArray>,
+    pub dt: Dt,
+    /// The input was float16 (or promotes to it, like int8): the result is
+    /// computed in float32 and returned as float16, as NumPy's ufuncs do.
+    pub half: bool,
+}
+
+fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("numpy")
+}
+
+/// Converts an array-like to a float32/float64 ndarray. The fast path (an
+/// aligned native f32/f64 ndarray) touches no Python code.
+pub fn float_arg<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<FloatArg<'py>> {
+    if let Ok(a) = x.cast::<PyArrayDyn<f32>>() {
+        return Ok(FloatArg {
+            arr: a.as_untyped().clone(),
+            dt: Dt::F32,
+            half: false,
+        });
+    }
+    if let Ok(a) = x.cast::<PyArrayDyn<f64>>() {
+        return Ok(FloatArg {
+            arr: a.as_untyped().clone(),
+            dt: Dt::F64,
+            half: false,
+        });
+    }
+    let conv = py.import("logitkit._convert")?.getattr("as_float_array")?;
+    let res = conv.call1((x, name))?;
+    let tup = res.cast::<PyTuple>()?;
+    let arr = tup.get_item(0)?.cast_into::<PyUntypedArray>()?;
+    let half: bool = tup.get_item(1)?.extract()?;
+    let dt = if arr.dtype().itemsize() == 4 {
+        Dt::F32
+    } else {
+        Dt::F64
+    };
+    Ok(FloatArg { arr, dt, half })
+}
+
+/// Casts an input to the compute dtype (a copy only when it differs).
+pub fn cast_to<'py>(a: &FloatArg<'py>, dt: Dt) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if a.dt == dt {
+        return Ok(a.arr.clone());
+    }
+    let name = if dt == Dt::F32 { "float32" } else { "float64" };
+    Ok(a.arr
+        .call_method1("astype", (name,))?
+        .cast_into::<PyUntypedArray>()?)
+}
+
+/// Memory order the kernels see an array in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    C,
+    F,
+}
+
+fn flags(a: &Bound<'_, PyUntypedArray>) -> i32 {
+    // SAFETY: a live ndarray's object struct.
+    unsafe { (*a.as_array_ptr()).fields.flags }
+}
+
+pub fn is_aligned(a: &Bound<'_, PyUntypedArray>) -> bool {
+    flags(a) & NPY_ARRAY_ALIGNED != 0
+}
+
+pub fn is_writeable(a: &Bound<'_, PyUntypedArray>) -> bool {
+    flags(a) & NPY_ARRAY_WRITEABLE != 0
+}
+
+/// The order an array can be used in as it is, if any.
+pub fn usable_order(a: &Bound<'_, PyUntypedArray>) -> Option<Order> {
+    if !is_aligned(a) {
+        return None;
+    }
+    if a.is_c_contiguous() {
+        Some(Order::C)
+    } else if a.is_fortran_contiguous() {
+        Some(Order::F)
+    } else {
+        None
+    }
+}
+
+/// A copy (or the array itself) contiguous in `order`.
+pub fn in_order<'py>(
+    a: &Bound<'py, PyUntypedArray>,
+    order: Order,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if usable_order(a) == Some(order) || (a.ndim() <= 1 && usable_order(a).is_some()) {
+        return Ok(a.clone());
+    }
+    let np = numpy(a.py())?;
+    let f = if order == Order::C {
+        "ascontiguousarray"
+    } else {
+        "asfortranarray"
+    };
+    Ok(np.call_method1(f, (a,))?.cast_into::<PyUntypedArray>()?)
+}
+
+/// Normalises `axis` for `ndim` dimensions (a 0-d array counts as 1-d).
+pub fn norm_axis(axis: isize, ndim: usize) -> PyResult<usize> {
+    let nd = ndim.max(1) as isize;
+    if axis < -nd || axis >= nd {
+        return Err(PyValueError::new_err(format!(
+            "axis {axis} is out of bounds for an array of dimension {ndim}"
+        )));
+    }
+    Ok(if axis < 0 { axis + nd } else { axis } as usize)
+}
+
+/// The `(outer, n, inner)` view of `shape` reduced along `axis`, as memory in
+/// `order` lays it out.
+pub fn layout_of(shape: &[usize], axis: usize, order: Order) -> Layout {
+    let shape: Vec<usize> = if shape.is_empty() {
+        vec![1]
+    } else {
+        shape.to_vec()
+    };
+    let (dims, ax): (Vec<usize>, usize) = match order {
+        Order::C => (shape.clone(), axis),
+        Order::F => (
+            shape.iter().rev().cloned().collect(),
+            shape.len() - 1 - axis,
+        ),
+    };
+    Layout {
+        outer: dims[..ax].iter().product(),
+        n: dims[ax],
+        inner: dims[ax + 1..].iter().product(),
+    }
+}
+
+pub fn shape_str(shape: &[usize]) -> String {
+    match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A typed, contiguous slice of an array (the caller keeps the array alive).
+///
+/// # Safety
+/// `a` must be aligned, contiguous and hold `T`; no `&mut` to it may exist.
+pub unsafe fn slice_of<'a, T: Elem>(a: &'a Bound<'_, PyUntypedArray>) -> &'a [T] {
+    let len = a.len();
+    if len == 0 {
+        return &[];
+    }
+    let p = (*a.as_array_ptr()).fields.data as *const T;
+    std::slice::from_raw_parts(p, len)
+}
+
+/// A mutable typed slice of an output array.
+///
+/// # Safety
+/// As [`slice_of`], and the array must not overlap any other slice in use.
+#[allow(clippy::mut_from_ref)]
+pub unsafe fn slice_mut_of<'a, T: Elem>(a: &'a Bound<'_, PyUntypedArray>) -> &'a mut [T] {
+    let len = a.len();
+    if len == 0 {
+        return &mut [];
+    }
+    let p = (*a.as_array_ptr()).fields.data as *mut T;
+    std::slice::from_raw_parts_mut(p, len)
+}
+
+/// Byte range of a contiguous array's data.
+pub fn byte_range(a: &Bound<'_, PyUntypedArray>) -> (usize, usize) {
+    // SAFETY: reading the data pointer of a live array.
+    let p = unsafe { (*a.as_array_ptr()).fields.data } as usize;
+    (p, p + a.len() * a.dtype().itemsize())
+}
+
+pub fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {
+    a.0 < b.1 && b.0 < a.1 && a.0 != a.1 && b.0 != b.1
+}
+
+/// A new uninitialised-free (zero-cost) output array in `order`.
+pub fn new_array<'py, T: Elem>(
+    py: Python<'py>,
+    shape: &[usize],
+    order: Order,
+) -> Bound<'py, PyUntypedArray> {
+    // SAFETY: every element is written by the kernel before Python sees it.
+    let a = unsafe { PyArray::<T, IxDyn>::new(py, IxDyn(shape), order == Order::F) };
+    a.as_untyped().clone()
+}
+
+/// Validates a user's `out=` array against the result's shape and dtype.
+pub fn check_out<'py>(
+    out: &Bound<'py, PyAny>,
+    shape: &[usize],
+    dtype_name: &str,
+    param: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let Ok(o) = out.cast::<PyUntypedArray>() else {
+        return Err(PyTypeError::new_err(format!(
+            "{param} must be a numpy.ndarray, got {}",
+            out.get_type().name()?
+        )));
+    };
+    let want = PyArrayDescr::new(out.py(), dtype_name)?;
+    if !o.dtype().is_equiv_to(&want) {
+        return Err(PyTypeError::new_err(format!(
+            "{param} has dtype {}, but the result has dtype {dtype_name}",
+            o.dtype().str()?
+        )));
+    }
+    if o.shape() != shape {
+        return Err(PyValueError::new_err(format!(
+            "{param} has shape {}, but the result has shape {}",
+            shape_str(o.shape()),
+            shape_str(shape)
+        )));
+    }
+    if !is_writeable(o) {
+        return Err(PyValueError::new_err(format!("{param} is read-only")));
+    }
+    Ok(o.clone())
+}
+
+/// Broadcasts a boolean `where=` mask to `shape` and lays it out in `order`.
+pub fn prepare_mask<'py>(
+    mask: &Bound<'py, PyAny>,
+    shape: &[usize],
+    order: Order,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let py = mask.py();
+    let np = numpy(py)?;
+    let m = np
+        .call_method1("asarray", (mask,))?
+        .cast_into::<PyUntypedArray>()?;
+    if m.dtype().kind() != b'b' {
+        return Err(PyTypeError::new_err(format!(
+            "where must be a boolean array, got dtype {}",
+            m.dtype().str()?
+        )));
+    }
+    let shape_t = PyTuple::new(py, shape)?;
+    let b = np
+        .call_method1("broadcast_to", (&m, &shape_t))
+        .map_err(|_| {
+            PyValueError::new_err(format!(
+                "where has shape {}, which does not broadcast to the shape {} of x",
+                shape_str(m.shape()),
+                shape_str(shape)
+            ))
+        })?;
+    let b = b.cast_into::<PyUntypedArray>()?;
+    let f = if order == Order::C {
+        "ascontiguousarray"
+    } else {
+        "asfortranarray"
+    };
+    Ok(np.call_method1(f, (b,))?.cast_into::<PyUntypedArray>()?)
+}
+
+/// The mask as bytes (numpy bools are one byte each).
+///
+/// # Safety
+/// `a` must be a contiguous bool array kept alive by the caller.
+pub unsafe fn mask_bytes<'a>(a: &'a Bound<'_, PyUntypedArray>) -> &'a [u8] {
+    let len = a.len();
+    if len == 0 {
+        return &[];
+    }
+    std::slice::from_raw_parts((*a.as_array_ptr()).fields.data as *const u8, len)
+}

@@ -1,0 +1,205 @@
+//! The PyO3 binding layer: dtype dispatch, shape and axis checks, `out=`,
+//! GIL release. Registration only here; each family has its own file.
+
+mod array;
+mod rows;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use rows::{row_call, RowKind};
+
+/// softmax(x, axis=-1, *, where=None, out=None)
+/// --
+///
+/// Softmax along `axis`: exp(x - max) / sum(exp(x - max)), computed in one
+/// online max-and-sum pass and one write pass per row.
+///
+/// x: array-like (float32 and float64 computed natively; integers and bools
+/// promoted like a NumPy ufunc). axis: int, or None for all elements.
+/// where: boolean mask broadcastable to x; masked entries give 0, and a row
+/// with every entry masked gives all zeros. Without a mask a row of all -inf
+/// gives NaN (as in PyTorch and SciPy); NaN propagates.
+/// out: array of the result's shape and dtype to write into (may be x).
+///
+/// >>> softmax([4.0, 2.0, -2.0])
+/// array([0.87887824, 0.11894324, 0.00217852])
+#[pyfunction]
+#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None))]
+fn softmax<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    r#where: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    row_call(py, RowKind::Softmax, &[(x, "x")], axis, r#where, out, false)
+}
+
+/// log_softmax(x, axis=-1, *, where=None, out=None)
+/// --
+///
+/// Log-softmax along `axis`: x - max - log(sum(exp(x - max))), rounded once,
+/// so tiny values are kept (log_softmax([20, 0])[0] = -2.06e-09, not 0).
+///
+/// Masked entries (where=False) give -inf; a fully masked row gives all -inf.
+/// Arguments as for softmax.
+///
+/// >>> log_softmax([4.0, 2.0, -2.0])
+/// array([-0.12910897, -2.12910897, -6.12910897])
+#[pyfunction]
+#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None))]
+fn log_softmax<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    r#where: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    row_call(
+        py,
+        RowKind::LogSoftmax,
+        &[(x, "x")],
+        axis,
+        r#where,
+        out,
+        false,
+    )
+}
+
+/// logsumexp(x, axis=-1, *, where=None, keepdims=False, out=None)
+/// --
+///
+/// log(sum(exp(x))) along `axis` without overflow: max + log(sum(exp(x - max))).
+///
+/// The result has x's shape without `axis` (kept as length 1 with keepdims).
+/// An empty or fully masked row gives -inf; a row holding +inf gives +inf.
+///
+/// >>> logsumexp([4.0, 2.0, -2.0])
+/// 4.129108968...
+#[pyfunction]
+#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, keepdims=false, out=None))]
+fn logsumexp<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    r#where: Option<&Bound<'py, PyAny>>,
+    keepdims: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    row_call(
+        py,
+        RowKind::LogSumExp,
+        &[(x, "x")],
+        axis,
+        r#where,
+        out,
+        keepdims,
+    )
+}
+
+/// softmax_backward(grad, y, axis=-1, *, out=None)
+/// --
+///
+/// Gradient of softmax: y * (grad - sum(grad * y, axis)), where y is
+/// softmax's *output* and grad the upstream gradient (same shape).
+///
+/// >>> y = softmax([1.0, 2.0]); softmax_backward([1.0, 0.0], y)
+/// array([ 0.19661193, -0.19661193])
+#[pyfunction]
+#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None))]
+fn softmax_backward<'py>(
+    py: Python<'py>,
+    grad: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    row_call(
+        py,
+        RowKind::SoftmaxBackward,
+        &[(grad, "grad"), (y, "y")],
+        axis,
+        None,
+        out,
+        false,
+    )
+}
+
+/// log_softmax_backward(grad, y, axis=-1, *, out=None)
+/// --
+///
+/// Gradient of log_softmax: grad - exp(y) * sum(grad, axis), where y is
+/// log_softmax's *output* and grad the upstream gradient (same shape).
+///
+/// >>> y = log_softmax([1.0, 2.0]); log_softmax_backward([1.0, 0.0], y)
+/// array([ 0.73105858, -0.73105858])
+#[pyfunction]
+#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None))]
+fn log_softmax_backward<'py>(
+    py: Python<'py>,
+    grad: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    axis: Option<isize>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    row_call(
+        py,
+        RowKind::LogSoftmaxBackward,
+        &[(grad, "grad"), (y, "y")],
+        axis,
+        None,
+        out,
+        false,
+    )
+}
+
+/// set_num_threads(n)
+/// --
+///
+/// Sets how many threads logitkit's kernels use (n >= 1). Results are
+/// bit-identical for any thread count. The default is the environment
+/// variable LOGITKIT_NUM_THREADS, else the number of available CPUs.
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    if n < 1 {
+        return Err(PyValueError::new_err(format!(
+            "n must be a positive number of threads, got {n}"
+        )));
+    }
+    crate::par::set_num_threads(n as usize);
+    Ok(())
+}
+
+/// get_num_threads()
+/// --
+///
+/// The number of threads logitkit's kernels use.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    crate::par::num_threads()
+}
+
+/// simd_level()
+/// --
+///
+/// The instruction set the kernels dispatch to: "avx512", "avx2", "neon" or
+/// "scalar" (set LOGITKIT_SIMD=scalar before import to force the portable build).
+#[pyfunction]
+fn simd_level() -> &'static str {
+    crate::simd::level_name()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    crate::simd::set_level_from_env();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(logsumexp, m)?)?;
+    m.add_function(wrap_pyfunction!(softmax_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(log_softmax_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    Ok(())
+}
