@@ -1,0 +1,122 @@
+"""Benchmark runner behind ``logitkit bench``: median times, ratio to
+``np.copyto`` on the same array in the same run (the memory floor), and ratio
+to each installed peer (NumPy, SciPy, PyTorch, JAX).
+
+A suite is a module with ``cases(quick: bool) -> list[Case]``; suites are
+listed in ``SUITES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SUITES: dict[str, str] = {
+    "softmax": "logitkit._bench_softmax",
+}
+
+
+@dataclass
+class Case:
+    """One benchmark row: ``impls`` maps a name to a zero-argument callable.
+
+    ``"logitkit"`` and ``"copy"`` (``np.copyto`` of an array the size of the
+    floor: one read of the input and one write of the output) are required;
+    peers are optional and only present when installed.
+    """
+
+    group: str
+    dtype: str
+    shape: tuple[int, ...]
+    impls: dict[str, Callable[[], object]] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    case: Case
+    seconds: dict[str, float]
+
+    def ratio(self, name: str, to: str = "copy") -> float:
+        return self.seconds[name] / self.seconds[to]
+
+
+def _time(fn: Callable[[], object], number: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def measure(case: Case, samples: int = 15, sample_seconds: float = 0.01) -> Result:
+    """Median of ``samples`` timings per implementation, interleaved so that
+    machine noise hits every implementation alike."""
+    numbers = {}
+    for name, fn in case.impls.items():
+        fn()  # warm-up (JIT, page faults, pool start)
+        t = max(_time(fn, 1), 1e-7)
+        numbers[name] = max(1, int(sample_seconds / t))
+    times: dict[str, list[float]] = {n: [] for n in case.impls}
+    for _ in range(samples):
+        for name, fn in case.impls.items():
+            times[name].append(_time(fn, numbers[name]))
+    return Result(case, {n: statistics.median(v) for n, v in times.items()})
+
+
+def peers_available() -> dict[str, bool]:
+    out = {}
+    for mod in ("scipy", "torch", "jax"):
+        try:
+            importlib.import_module(mod)
+            out[mod] = True
+        except Exception:
+            out[mod] = False
+    return out
+
+
+def _fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} µs"
+    return f"{s * 1e3:.2f} ms"
+
+
+def table(results: list[Result]) -> str:
+    """A Markdown table: time, × copy, and peer time / logitkit time."""
+    peers = [p for p in ("numpy", "scipy", "torch", "jax") if any(p in r.seconds for r in results)]
+    head = ["function", "dtype", "shape", "logitkit", "× copy"] + [f"{p} / logitkit" for p in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        c = r.case
+        row = [c.group, c.dtype, "×".join(map(str, c.shape)), _fmt_time(r.seconds["logitkit"])]
+        row.append(f"{r.ratio('logitkit'):.2f}")
+        for p in peers:
+            row.append(f"{r.seconds[p] / r.seconds['logitkit']:.1f}" if p in r.seconds else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def run_suites(
+    names: list[str], quick: bool = False, samples: int | None = None, echo: bool = True
+) -> list[Result]:
+    results = []
+    for name in names:
+        mod = importlib.import_module(SUITES[name])
+        for case in mod.cases(quick):
+            r = measure(case, samples=samples or (5 if quick else 15))
+            results.append(r)
+            if echo:
+                print(
+                    f"  {case.group:<28} {case.dtype:<8} {'×'.join(map(str, case.shape)):<14}"
+                    f" {_fmt_time(r.seconds['logitkit']):>10}  {r.ratio('logitkit'):5.2f} × copy",
+                    flush=True,
+                )
+    return results
+
+
+def rng_array(shape: tuple[int, ...], dtype: str, scale: float = 3.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * scale).astype(dtype)
