@@ -49,19 +49,18 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
         *m = bm;
     }
     let ms = shift(*m);
-    let mut blk = [0f64; L];
-    for c in b.chunks_exact(L) {
-        let mut e = [T::ZERO; L];
-        for i in 0..L {
-            let (h, l) = T::diff(c[i], ms);
-            e[i] = T::exp_corr(h, l);
+    // Summed in f64, so log_softmax keeps exp(-20) next to the max's 1, and
+    // in two levels (blocks of 4 vectors) to bound rounding growth.
+    for g in b.chunks(4 * L) {
+        let mut part = [0f64; L];
+        for c in g.chunks_exact(L) {
+            for i in 0..L {
+                part[i] += T::exp_flush(c[i] - ms).to_f64();
+            }
         }
         for i in 0..L {
-            blk[i] += e[i].to_f64();
+            acc[i] += part[i];
         }
-    }
-    for i in 0..L {
-        acc[i] += blk[i];
     }
 }
 
@@ -144,17 +143,25 @@ fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
     hsum(acc)
 }
 
-/// `x - m - c` rounded once (f32 through f64) or compensated (f64).
+/// `2^-EXP_BIAS / s`, the factor turning `exp_biased` into softmax; NaN for
+/// an empty sum (a row of only -inf), as PyTorch and SciPy give.
 #[inline(always)]
-fn sub_shift<T: Float>(x: T, m: T, c: f64) -> T {
-    if T::MANTISSA_DIGITS < 53 {
-        T::from_f64(x.to_f64() - m.to_f64() - c)
+fn unbiased_inv<T: Float>(s: f64) -> T {
+    if s == 0.0 {
+        T::NAN
     } else {
-        let (h, l) = T::diff(x, m);
-        // -inf - m is exactly -inf; its TwoSum error term is NaN.
-        let l = if h == T::NEG_INF { T::ZERO } else { l };
-        h + (l - T::from_f64(c))
+        T::from_f64(T::EXP_UNBIAS / s)
     }
+}
+
+/// `x - m - c` from the exact `x - m = hi + lo`: error 1 ulp of the larger of
+/// the result and `c`, and `log_softmax([20, 0])[0]` keeps its -2.06e-9.
+#[inline(always)]
+fn sub_shift<T: Float>(x: T, m: T, c: T) -> T {
+    let (h, l) = T::diff(x, m);
+    // -inf - m is exactly -inf; its TwoSum error term is NaN.
+    let l = if h == T::NEG_INF { T::ZERO } else { l };
+    h + (l - c)
 }
 
 /// `y * (g - d)`, through f64 for f32.
@@ -195,10 +202,10 @@ multiversion! {
     pub fn softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
         for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
             let (ms, s) = max_sum_row(xr);
-            let inv = T::from_f64(1.0 / s);
+            let k = unbiased_inv::<T>(s);
             map_row(xr, yr, |v| {
                 let (h, l) = T::diff(v, ms);
-                T::exp_corr(h, l) * inv
+                T::exp_biased(h, l) * k
             });
         }
     }
@@ -210,7 +217,7 @@ multiversion! {
     pub fn log_softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
         for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
             let (ms, s) = max_sum_row(xr);
-            let c = s.ln();
+            let c = T::from_f64(s.ln());
             map_row(xr, yr, |v| sub_shift(v, ms, c));
         }
     }
@@ -288,20 +295,15 @@ fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
         ms[i] = shift(m[i]);
     }
     let mut acc = [0f64; L];
-    for b in x.chunks(BLOCK) {
-        let mut blk = [0f64; L];
-        for c in b.chunks_exact(L) {
-            let mut e = [T::ZERO; L];
+    for g in x.chunks(4 * L) {
+        let mut part = [0f64; L];
+        for c in g.chunks_exact(L) {
             for i in 0..L {
-                let (h, l) = T::diff(c[i], ms[i]);
-                e[i] = T::exp_corr(h, l);
-            }
-            for i in 0..L {
-                blk[i] += e[i].to_f64();
+                part[i] += T::exp_flush(c[i] - ms[i]).to_f64();
             }
         }
         for i in 0..L {
-            acc[i] += blk[i];
+            acc[i] += part[i];
         }
     }
     (ms, acc)
@@ -329,14 +331,14 @@ multiversion! {
     /// softmax-cols: reduce-max, reduce-add-exp, store exp * (1 / sum), lanes across rows.
     pub fn softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
         let (ms, acc) = max_sum_cols(x);
-        let mut inv = [T::ZERO; L];
+        let mut k = [T::ZERO; L];
         for i in 0..L {
-            inv[i] = T::from_f64(1.0 / acc[i]);
+            k[i] = unbiased_inv::<T>(acc[i]);
         }
         for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
             for i in 0..L {
                 let (h, l) = T::diff(a[i], ms[i]);
-                b[i] = T::exp_corr(h, l) * inv[i];
+                b[i] = T::exp_biased(h, l) * k[i];
             }
         }
     }
@@ -346,9 +348,9 @@ multiversion! {
     /// log-softmax-cols: reduce-max, reduce-add-exp, store x - max - log(sum).
     pub fn log_softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
         let (ms, acc) = max_sum_cols(x);
-        let mut c = [0f64; L];
+        let mut c = [T::ZERO; L];
         for i in 0..L {
-            c[i] = acc[i].ln();
+            c[i] = T::from_f64(acc[i].ln());
         }
         for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
             for i in 0..L {

@@ -52,6 +52,23 @@ pub trait Float:
     fn exp(x: Self) -> Self {
         Self::exp_corr(x, Self::ZERO)
     }
+
+    /// `exp(hi + lo) * 2^EXP_BIAS` for `hi <= 0` (larger `hi` is clamped to 0):
+    /// the product is always normal, so a later multiply by a factor holding
+    /// `2^-EXP_BIAS` rounds a subnormal result once. Same accuracy as `exp_corr`.
+    fn exp_biased(hi: Self, lo: Self) -> Self;
+
+    /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased`]'s bias.
+    const EXP_UNBIAS: f64;
+
+    /// `exp(x)` for `x <= 0` (larger `x` is clamped to 0), flushing results
+    /// below the normal range to 0: for sums where the max contributes 1.
+    fn exp_flush(x: Self) -> Self;
+
+    /// Fused multiply-add `a * b + c` with one rounding (hardware FMA on the
+    /// AVX2/AVX-512/NEON builds; correctly rounded everywhere, so every build
+    /// gives the same bits).
+    fn fma(a: Self, b: Self, c: Self) -> Self;
 }
 
 impl Float for f32 {
@@ -72,15 +89,38 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn diff(x: Self, m: Self) -> (Self, Self) {
-        // The difference of two f32 is exact in f64 (up to exponent gaps where
-        // the smaller operand is far below an f32 ulp anyway).
-        let d = x as f64 - m as f64;
-        let hi = d as f32;
-        (hi, (d - hi as f64) as f32)
+        // Knuth's TwoSum of x and -m (6 flops, no widening).
+        let s = x - m;
+        let bp = s - x;
+        let lo = (x - (s - bp)) + (-m - bp);
+        (s, lo)
     }
     #[inline(always)]
     fn exp_corr(hi: Self, lo: Self) -> Self {
         exp_f32(hi, lo)
+    }
+    const EXP_UNBIAS: f64 = f64::from_bits((1023 - 64) << 52); // 2^-64
+    #[inline(always)]
+    fn exp_biased(hi: Self, lo: Self) -> Self {
+        let hi = if hi > 0.0 { 0.0 } else { hi };
+        let (p, n) = exp_f32_core(hi, lo);
+        p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23))
+    }
+    #[inline(always)]
+    fn exp_flush(x: Self) -> Self {
+        let x = if x > 0.0 { 0.0 } else { x };
+        let small = x < -87.0;
+        let (p, n) = exp_f32_core(x, 0.0);
+        let e = p * f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23));
+        if small {
+            0.0
+        } else {
+            e
+        }
+    }
+    #[inline(always)]
+    fn fma(a: Self, b: Self, c: Self) -> Self {
+        a.mul_add(b, c)
     }
 }
 
@@ -112,13 +152,36 @@ impl Float for f64 {
     fn exp_corr(hi: Self, lo: Self) -> Self {
         exp_f64(hi, lo)
     }
+    const EXP_UNBIAS: f64 = f64::from_bits(511 << 52); // 2^-512
+    #[inline(always)]
+    fn exp_biased(hi: Self, lo: Self) -> Self {
+        let hi = if hi > 0.0 { 0.0 } else { hi };
+        let (p, n) = exp_f64_core(hi, lo);
+        p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52))
+    }
+    #[inline(always)]
+    fn exp_flush(x: Self) -> Self {
+        let x = if x > 0.0 { 0.0 } else { x };
+        let small = x < -708.0;
+        let (p, n) = exp_f64_core(x, 0.0);
+        let e = p * f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52));
+        if small {
+            0.0
+        } else {
+            e
+        }
+    }
+    #[inline(always)]
+    fn fma(a: Self, b: Self, c: Self) -> Self {
+        a.mul_add(b, c)
+    }
 }
 
-/// exp(hi + lo) in f32: Cody-Waite reduction by ln 2, a degree-6 minimax
-/// polynomial (Cephes `expf`), and scaling by 2^n in two steps so subnormal
-/// results round once. Max error 2 ulp (checked over all f32 in [-104, 89]).
+/// exp(hi + lo) in f32 as `(p, n)` with the value `p * 2^n`: Cody-Waite
+/// reduction by ln 2, Cephes' degree-6 minimax polynomial, FMA throughout.
+/// `hi` is clamped to [-104, 89] (NaN kept); `n` is in [-150, 128].
 #[inline(always)]
-pub fn exp_f32(hi: f32, lo: f32) -> f32 {
+pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -128,17 +191,26 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -104.0 { -104.0 } else { hi };
     let x = if x > 89.0 { 89.0 } else { x };
-    let t = x * LOG2E + MAGIC;
+    let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO + lo;
+    let r = n.mul_add(-LN2_HI, x);
+    let r = n.mul_add(-LN2_LO, r) + lo;
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let p = p * (r * r) + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r * r, r) + 1.0;
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+    (p, ni)
+}
+
+/// exp(hi + lo) in f32, scaling by 2^n in two steps so subnormal results
+/// round once. Max error 2 ulp (checked over a dense sweep of [-104, 89]).
+#[inline(always)]
+pub fn exp_f32(hi: f32, lo: f32) -> f32 {
+    let (p, ni) = exp_f32_core(hi, lo);
     let n1 = ni >> 1;
     let n2 = ni.wrapping_sub(n1);
     let s1 = f32::from_bits((n1.wrapping_add(127) as u32).wrapping_shl(23));
@@ -146,11 +218,11 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
     p * s1 * s2
 }
 
-/// exp(hi + lo) in f64: Cody-Waite reduction by ln 2, the degree-13 Taylor
-/// polynomial on |r| <= 0.35 (truncation < 5e-18), two-step scaling by 2^n.
-/// Max error 2 ulp.
+/// exp(hi + lo) in f64 as `(p, n)`: Cody-Waite reduction by ln 2, the
+/// degree-13 Taylor polynomial on |r| <= 0.35 (truncation < 5e-18), FMA.
+/// `hi` is clamped to [-746, 710] (NaN kept).
 #[inline(always)]
-pub fn exp_f64(hi: f64, lo: f64) -> f64 {
+pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_457_519_531_25e-1;
     const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
@@ -159,23 +231,31 @@ pub fn exp_f64(hi: f64, lo: f64) -> f64 {
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -746.0 { -746.0 } else { hi };
     let x = if x > 710.0 { 710.0 } else { x };
-    let t = x * LOG2E + MAGIC;
+    let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO + lo;
-    let mut p = 1.0 / 6_227_020_800.0; // 1/13!
-    p = p * r + 1.0 / 479_001_600.0;
-    p = p * r + 1.0 / 39_916_800.0;
-    p = p * r + 1.0 / 3_628_800.0;
-    p = p * r + 1.0 / 362_880.0;
-    p = p * r + 1.0 / 40_320.0;
-    p = p * r + 1.0 / 5_040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    let p = p * (r * r) + r + 1.0;
+    let r = n.mul_add(-LN2_HI, x);
+    let r = n.mul_add(-LN2_LO, r) + lo;
+    let mut p: f64 = 1.0 / 6_227_020_800.0; // 1/13!
+    p = p.mul_add(r, 1.0 / 479_001_600.0);
+    p = p.mul_add(r, 1.0 / 39_916_800.0);
+    p = p.mul_add(r, 1.0 / 3_628_800.0);
+    p = p.mul_add(r, 1.0 / 362_880.0);
+    p = p.mul_add(r, 1.0 / 40_320.0);
+    p = p.mul_add(r, 1.0 / 5_040.0);
+    p = p.mul_add(r, 1.0 / 720.0);
+    p = p.mul_add(r, 1.0 / 120.0);
+    p = p.mul_add(r, 1.0 / 24.0);
+    p = p.mul_add(r, 1.0 / 6.0);
+    p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r * r, r) + 1.0;
     let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
+    (p, ni)
+}
+
+/// exp(hi + lo) in f64 with two-step scaling. Max error 2 ulp.
+#[inline(always)]
+pub fn exp_f64(hi: f64, lo: f64) -> f64 {
+    let (p, ni) = exp_f64_core(hi, lo);
     let n1 = ni >> 1;
     let n2 = ni.wrapping_sub(n1);
     let s1 = f64::from_bits((n1.wrapping_add(1023) as u64).wrapping_shl(52));
