@@ -1,0 +1,427 @@
+"""softmax / log_softmax / logsumexp and their backward passes: values against
+an independent float64 (math.fsum) reference, properties, gradients, layouts,
+bad input, threads."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import logitkit as lk
+
+# ---------------------------------------------------------------- references
+
+
+def ref_rows(x: np.ndarray, axis: int = -1):
+    """softmax, log_softmax, logsumexp computed in extended precision
+    (np.longdouble: 64-bit mantissa on x86-64, 113-bit on aarch64), so that
+    ``x - max`` and ``exp`` are more accurate than the float64 results under
+    test. Independent of the code under test."""
+    ld = np.longdouble
+    x = np.moveaxis(np.asarray(x, dtype=np.float64).astype(ld), axis, -1)
+    m = x.max(axis=-1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(axis=-1, keepdims=True)
+    sm = np.moveaxis(e / s, -1, axis)
+    lsm = np.moveaxis((x - m) - np.log(s), -1, axis)
+    lse = (m + np.log(s))[..., 0]
+    return sm, lsm, lse
+
+
+def max_rel(got, want, floor=0.0):
+    got = np.atleast_1d(np.asarray(got, dtype=np.longdouble))
+    want = np.atleast_1d(np.asarray(want, dtype=np.longdouble))
+    den = np.maximum(np.abs(want), floor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.abs(got - want) / den
+    r[(got == want)] = 0
+    return float(np.nanmax(r)) if r.size else 0.0
+
+
+
+# Below these, results (and the float64 reference's own exp) are subnormal
+# and have no relative precision to speak of: compare absolutely there.
+TINY32 = 1e-35
+TINY64 = 1e-300
+
+
+# ------------------------------------------------------------------- values
+
+
+def test_seed_example_dog_cat_rabbit():
+    p = lk.softmax([4.0, 2.0, -2.0])
+    np.testing.assert_allclose(p, [0.879, 0.119, 0.002], atol=5e-4)
+    assert np.round(p, 3).tolist() == [0.879, 0.119, 0.002]
+
+
+def test_log_softmax_keeps_tiny_values():
+    v = lk.log_softmax([20, 0])[0]
+    assert v != 0.0
+    want = -math.log1p(math.exp(-20.0))  # -2.0611536e-09
+    assert abs(v - want) <= 1e-7 * abs(want)
+    v32 = lk.log_softmax(np.array([20, 0], np.float32))[0]
+    assert abs(v32 - want) <= 1e-6 * abs(want)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [
+        ((7, 1000), -1),
+        ((300, 10), -1),
+        ((2, 50257), -1),
+        ((5, 33), 1),
+        ((17, 3), 0),
+        ((4, 6, 9), 1),
+        ((4, 6, 9), 0),
+        ((3, 4, 5, 6), -2),
+        ((1,), 0),
+        ((12,), -1),
+    ],
+)
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_forward_matches_float64_reference(dtype, tol, shape, axis, scale):
+    rng = np.random.default_rng(hash((shape, axis)) % 2**32)
+    x = (rng.standard_normal(shape) * scale * 3).astype(dtype)
+    sm, lsm, lse = ref_rows(x, axis)
+    floor = TINY32 if dtype == np.float32 else TINY64
+    assert max_rel(lk.softmax(x, axis), sm, floor) <= tol
+    # log_softmax/logsumexp: absolute error, relative once |value| > 1
+    assert max_rel(lk.log_softmax(x, axis), lsm, 1.0) <= tol
+    assert max_rel(lk.logsumexp(x, axis), lse, 1.0) <= tol
+    for f in (lk.softmax, lk.log_softmax, lk.logsumexp):
+        assert f(x, axis).dtype == dtype
+
+
+def test_large_vocab_scaled_logits_float32_relative_error():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((4, 50257)) * 100).astype(np.float32)
+    sm, lsm, lse = ref_rows(x)
+    assert max_rel(lk.softmax(x), sm, TINY32) <= 2e-6
+    assert max_rel(lk.log_softmax(x), lsm, 1.0) <= 2e-6
+    assert max_rel(lk.logsumexp(x), lse, 1.0) <= 2e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_overflow_at_dtype_max(dtype):
+    big = np.finfo(dtype).max
+    x = np.array([[big, -big, 0.0], [big, big, big]], dtype)
+    y = lk.softmax(x)
+    np.testing.assert_array_equal(y[0], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(y[1], [1 / 3] * 3, rtol=1e-6)
+    np.testing.assert_allclose(lk.logsumexp(x[1]), float(big) + math.log(3), rtol=1e-6)
+    assert np.isfinite(lk.log_softmax(x)[1]).all()
+
+
+def test_special_values():
+    ninf, inf, nan = -np.inf, np.inf, np.nan
+    assert np.isnan(lk.softmax([ninf, ninf])).all()  # like PyTorch / SciPy
+    assert np.isnan(lk.log_softmax([ninf, ninf])).all()
+    assert lk.logsumexp([ninf, ninf]) == ninf
+    assert np.isnan(lk.softmax([1.0, nan, 2.0])).all()
+    assert np.isnan(lk.logsumexp([1.0, nan]))
+    np.testing.assert_array_equal(lk.softmax([ninf, 0.0, ninf]), [0, 1, 0])
+    np.testing.assert_array_equal(lk.log_softmax([ninf, 0.0]), [ninf, 0.0])
+    assert lk.logsumexp([inf, 1.0]) == inf
+    assert np.isnan(lk.logsumexp([inf, nan]))
+
+
+def test_where_mask_semantics():
+    x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    m = np.array([[True, False, True], [False, False, False]])
+    y = lk.softmax(x, where=m)
+    e = np.exp([1.0, 3.0])
+    np.testing.assert_allclose(y[0], [e[0] / e.sum(), 0, e[1] / e.sum()], rtol=1e-15)
+    np.testing.assert_array_equal(y[1], [0, 0, 0])  # fully masked: zeros, not NaN
+    ly = lk.log_softmax(x, where=m)
+    assert ly[0, 1] == -np.inf and (ly[1] == -np.inf).all()
+    np.testing.assert_allclose(ly[0, [0, 2]], np.log(y[0, [0, 2]]), rtol=1e-14)
+    s = lk.logsumexp(x, where=m)
+    assert s[1] == -np.inf
+    np.testing.assert_allclose(s[0], np.log(e.sum()), rtol=1e-15)
+    # broadcasting mask, and a non-last axis
+    col = np.array([True, False, True])
+    np.testing.assert_array_equal(lk.softmax(x, where=col), lk.softmax(x, where=np.tile(col, (2, 1))))
+    yt = lk.softmax(x.T, axis=0, where=m.T)
+    np.testing.assert_allclose(yt, y.T, rtol=1e-15)
+
+
+def test_axis_none_reduces_over_everything():
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    sm, _, lse = ref_rows(x.reshape(1, -1))
+    np.testing.assert_allclose(lk.softmax(x, axis=None), sm.reshape(3, 4), rtol=1e-14)
+    np.testing.assert_allclose(lk.logsumexp(x, axis=None), lse[0], rtol=1e-15)
+    assert lk.logsumexp(x, axis=None, keepdims=True).shape == (1, 1)
+
+
+def test_keepdims_and_reduction_shapes():
+    x = np.zeros((2, 3, 4))
+    assert lk.logsumexp(x, axis=1).shape == (2, 4)
+    assert lk.logsumexp(x, axis=1, keepdims=True).shape == (2, 1, 4)
+    assert np.isscalar(lk.logsumexp(np.zeros(3))) or np.ndim(lk.logsumexp(np.zeros(3))) == 0
+    np.testing.assert_allclose(lk.logsumexp(np.zeros(3)), math.log(3), rtol=1e-15)
+
+
+# ------------------------------------------------------------ layouts, out=
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_fortran_and_strided_views_match_contiguous(axis):
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((40, 30)).astype(np.float32)
+    want = ref_rows(base, axis)[0]
+    for view in (np.asfortranarray(base), base[:, :], base.T.T):
+        assert max_rel(lk.softmax(view, axis), want, TINY32) <= 2e-6
+    big = rng.standard_normal((80, 60)).astype(np.float32)
+    strided = big[::2, ::2]
+    assert max_rel(lk.softmax(strided, axis), ref_rows(strided, axis)[0], TINY32) <= 2e-6
+    assert max_rel(lk.logsumexp(strided, axis), ref_rows(strided, axis)[2], 1.0) <= 2e-6
+
+
+def test_out_and_in_place():
+    x = np.random.default_rng(4).standard_normal((64, 100)).astype(np.float32)
+    want = lk.softmax(x)
+    out = np.empty_like(x)
+    r = lk.softmax(x, out=out)
+    assert r is out
+    np.testing.assert_array_equal(out, want)
+    y = x.copy()
+    r = lk.softmax(y, out=y)  # in place
+    assert r is y
+    np.testing.assert_array_equal(y, want)
+    # out with a different memory order than x
+    fo = np.empty_like(x, order="F")
+    lk.log_softmax(x, out=fo)
+    np.testing.assert_array_equal(fo, lk.log_softmax(x))
+    s = np.empty(64, np.float32)
+    assert lk.logsumexp(x, out=s) is s
+    np.testing.assert_array_equal(s, lk.logsumexp(x))
+
+
+def test_array_likes_and_dtype_conversion():
+    assert lk.softmax([1, 2, 3]).dtype == np.float64  # ints -> float64 like np.exp
+    assert lk.softmax(np.array([1, 2], np.int16)).dtype == np.float32
+    assert lk.softmax(np.array([1, 2], np.int8)).dtype == np.float16
+    assert lk.softmax(np.array([True, False])).dtype == np.float16
+    h = lk.softmax(np.array([1.0, 2.0], np.float16))
+    assert h.dtype == np.float16
+    np.testing.assert_allclose(h, lk.softmax([1.0, 2.0]), rtol=1e-3)
+    big_endian = np.array([1.0, 2.0], ">f8")
+    np.testing.assert_array_equal(lk.softmax(big_endian), lk.softmax([1.0, 2.0]))
+
+    class ArrayProtocol:  # what a PyTorch CPU tensor offers
+        def __array__(self, dtype=None, copy=None):
+            return np.array([4.0, 2.0, -2.0], np.float32)
+
+    np.testing.assert_array_equal(lk.softmax(ArrayProtocol()), lk.softmax(np.float32([4, 2, -2])))
+
+
+def test_empty_inputs():
+    assert lk.softmax(np.zeros((0, 5), np.float32)).shape == (0, 5)
+    assert lk.softmax(np.zeros((3, 0))).shape == (3, 0)
+    np.testing.assert_array_equal(lk.logsumexp(np.zeros((3, 0))), [-np.inf] * 3)
+    assert lk.logsumexp(np.zeros((0, 4))).shape == (0,)
+    assert lk.softmax_backward(np.zeros((0, 3)), np.zeros((0, 3))).shape == (0, 3)
+
+
+# ---------------------------------------------------------------- properties
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, width=64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12), elements=finite))
+def test_rows_sum_to_one_and_agree_with_exp_log_softmax(x):
+    y = lk.softmax(x)
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-13)
+    assert (y >= 0).all()
+    np.testing.assert_allclose(np.exp(lk.log_softmax(x)), y, rtol=1e-12, atol=1e-300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 40)), elements=finite),
+    st.floats(-1e3, 1e3),
+)
+def test_invariant_to_adding_a_constant_per_row(x, c):
+    np.testing.assert_allclose(lk.softmax(x + c), lk.softmax(x), rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(lk.logsumexp(x + c), lk.logsumexp(x) + c, rtol=1e-12, atol=1e-9)
+
+
+# ------------------------------------------------------------------ backward
+
+
+def jacobian_softmax(y):
+    return np.diag(y) - np.outer(y, y)
+
+
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_softmax_backward_equals_explicit_jacobian(n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((3, n))
+    g = rng.standard_normal((3, n))
+    y = lk.softmax(x)
+    got = lk.softmax_backward(g, y)
+    for i in range(3):
+        np.testing.assert_allclose(got[i], jacobian_softmax(y[i]).T @ g[i], rtol=1e-12, atol=1e-15)
+
+
+def finite_diff(f, x, g, eps=1e-6):
+    """d/dx of sum(g * f(x)) by central differences."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        grad[idx] = (np.sum(g * f(xp)) - np.sum(g * f(xm))) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_backwards_match_finite_differences(axis):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 6))
+    g = rng.standard_normal((4, 6))
+    fd = finite_diff(lambda v: lk.softmax(v, axis), x, g)
+    np.testing.assert_allclose(lk.softmax_backward(g, lk.softmax(x, axis), axis), fd, atol=1e-8)
+    fd = finite_diff(lambda v: lk.log_softmax(v, axis), x, g)
+    np.testing.assert_allclose(lk.log_softmax_backward(g, lk.log_softmax(x, axis), axis), fd, atol=1e-8)
+
+
+def test_backward_float32_accuracy_and_out():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((50, 1000)).astype(np.float32)
+    g = rng.standard_normal((50, 1000)).astype(np.float32)
+    y = lk.softmax(x)
+    y64, g64 = y.astype(np.float64), g.astype(np.float64)
+    want = y64 * (g64 - (g64 * y64).sum(-1, keepdims=True))
+    got = lk.softmax_backward(g, y)
+    assert got.dtype == np.float32
+    assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+    ly = lk.log_softmax(x)
+    want = g64 - np.exp(ly.astype(np.float64)) * g64.sum(-1, keepdims=True)
+    out = g.copy()
+    r = lk.log_softmax_backward(out, ly, out=out)  # in place on grad
+    assert r is out
+    assert np.abs(out - want).max() <= 2e-6 * np.abs(want).max()
+
+
+# ----------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: lk.softmax(["a", "b"]), TypeError, "x"),
+        (lambda: lk.softmax(np.array([object(), 1.0])), TypeError, "x"),
+        (lambda: lk.softmax(np.array([1 + 2j])), TypeError, "x is complex"),
+        (lambda: lk.softmax([[1.0, 2.0], [3.0]]), TypeError, "x"),
+        (lambda: lk.softmax(np.zeros((2, 3)), axis=2), ValueError, "axis 2"),
+        (lambda: lk.softmax(np.zeros((2, 3)), axis=-3), ValueError, "axis -3"),
+        (lambda: lk.softmax(np.zeros(3), out=[0.0, 0.0, 0.0]), TypeError, "out must be a numpy.ndarray"),
+        (lambda: lk.softmax(np.zeros(3), out=np.zeros(4)), ValueError, "out has shape"),
+        (lambda: lk.softmax(np.zeros(3), out=np.zeros(3, np.float32)), TypeError, "out has dtype"),
+        (lambda: lk.logsumexp(np.zeros((2, 3)), out=np.zeros(3)), ValueError, "out has shape"),
+        (lambda: lk.softmax(np.zeros((2, 3)), where=np.ones((3, 2), bool)), ValueError, "where"),
+        (lambda: lk.softmax(np.zeros(3), where=np.ones(3)), TypeError, "where must be a boolean"),
+        (lambda: lk.softmax_backward(np.zeros((2, 3)), np.zeros((3, 2))), ValueError, "y has shape"),
+        (lambda: lk.softmax_backward("g", np.zeros(3)), TypeError, "grad"),
+        (lambda: lk.set_num_threads(0), ValueError, "n must be"),
+        (lambda: lk.softmax(np.zeros(3), axis="0"), TypeError, "axis"),
+    ],
+)
+def test_bad_input_raises_clear_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_read_only_out_is_rejected():
+    out = np.zeros(3)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        lk.softmax(np.zeros(3), out=out)
+
+
+# ------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("shape,axis", [((512, 1000), -1), ((20000, 10), -1), ((300, 400), 0)])
+def test_bit_identical_for_1_2_8_threads(shape, axis):
+    x = np.random.default_rng(11).standard_normal(shape).astype(np.float32) * 10
+    g = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
+    before = lk.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 8):
+            lk.set_num_threads(n)
+            assert lk.get_num_threads() == n
+            y = lk.softmax(x, axis)
+            results.append((y, lk.log_softmax(x, axis), lk.logsumexp(x, axis), lk.softmax_backward(g, y, axis)))
+        for r in results[1:]:
+            for a, b in zip(results[0], r, strict=True):
+                assert a.tobytes() == b.tobytes()
+    finally:
+        lk.set_num_threads(before)
+
+
+def test_concurrent_calls_from_8_python_threads():
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((256, 700)).astype(np.float32) for _ in range(8)]
+    want = [lk.softmax(x) for x in xs]
+    errors = []
+
+    def work(i):
+        for _ in range(10):
+            if not np.array_equal(lk.softmax(xs[i]), want[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def _run(code: str, **env) -> str:
+    e = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True).stdout
+
+
+def test_scalar_path_matches_simd_bit_for_bit_and_env_threads():
+    code = (
+        "import numpy as np, logitkit as lk, sys\n"
+        "x = np.random.default_rng(2).standard_normal((300, 777)).astype(np.float32) * 20\n"
+        "sys.stdout.write(lk.simd_level() + ' ' + str(lk.get_num_threads()) + ' ')\n"
+        "sys.stdout.write(lk.softmax(x).tobytes().hex()[:4000] + lk.log_softmax(x).tobytes().hex()[-4000:])\n"
+    )
+    scalar = _run(code, LOGITKIT_SIMD="scalar", LOGITKIT_NUM_THREADS="3")
+    native = _run(code)
+    assert scalar.split()[0] == "scalar" and scalar.split()[1] == "3"
+    assert scalar.split()[2] == native.split()[2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_pool_survives_fork():
+    code = (
+        "import os, numpy as np, logitkit as lk\n"
+        "x = np.random.default_rng(0).standard_normal((2000, 1000)).astype(np.float32)\n"
+        "a = lk.softmax(x)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = np.array_equal(lk.softmax(x), a)\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "0", out.stderr
