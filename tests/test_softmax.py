@@ -47,7 +47,6 @@ def max_rel(got, want, floor=0.0):
     return float(np.nanmax(r)) if r.size else 0.0
 
 
-
 # Below these, results (and the float64 reference's own exp) are subnormal
 # and have no relative precision to speak of: compare absolutely there.
 TINY32 = 1e-35
@@ -150,7 +149,9 @@ def test_where_mask_semantics():
     np.testing.assert_allclose(s[0], np.log(e.sum()), rtol=1e-15)
     # broadcasting mask, and a non-last axis
     col = np.array([True, False, True])
-    np.testing.assert_array_equal(lk.softmax(x, where=col), lk.softmax(x, where=np.tile(col, (2, 1))))
+    np.testing.assert_array_equal(
+        lk.softmax(x, where=col), lk.softmax(x, where=np.tile(col, (2, 1)))
+    )
     yt = lk.softmax(x.T, axis=0, where=m.T)
     np.testing.assert_allclose(yt, y.T, rtol=1e-15)
 
@@ -239,7 +240,9 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, width=64)
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12), elements=finite))
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12), elements=finite)
+)
 def test_rows_sum_to_one_and_agree_with_exp_log_softmax(x):
     y = lk.softmax(x)
     np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-13)
@@ -294,7 +297,9 @@ def test_backwards_match_finite_differences(axis):
     fd = finite_diff(lambda v: lk.softmax(v, axis), x, g)
     np.testing.assert_allclose(lk.softmax_backward(g, lk.softmax(x, axis), axis), fd, atol=1e-8)
     fd = finite_diff(lambda v: lk.log_softmax(v, axis), x, g)
-    np.testing.assert_allclose(lk.log_softmax_backward(g, lk.log_softmax(x, axis), axis), fd, atol=1e-8)
+    np.testing.assert_allclose(
+        lk.log_softmax_backward(g, lk.log_softmax(x, axis), axis), fd, atol=1e-8
+    )
 
 
 def test_backward_float32_accuracy_and_out():
@@ -327,13 +332,21 @@ def test_backward_float32_accuracy_and_out():
         (lambda: lk.softmax([[1.0, 2.0], [3.0]]), TypeError, "x"),
         (lambda: lk.softmax(np.zeros((2, 3)), axis=2), ValueError, "axis 2"),
         (lambda: lk.softmax(np.zeros((2, 3)), axis=-3), ValueError, "axis -3"),
-        (lambda: lk.softmax(np.zeros(3), out=[0.0, 0.0, 0.0]), TypeError, "out must be a numpy.ndarray"),
+        (
+            lambda: lk.softmax(np.zeros(3), out=[0.0, 0.0, 0.0]),
+            TypeError,
+            "out must be a numpy.ndarray",
+        ),
         (lambda: lk.softmax(np.zeros(3), out=np.zeros(4)), ValueError, "out has shape"),
         (lambda: lk.softmax(np.zeros(3), out=np.zeros(3, np.float32)), TypeError, "out has dtype"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), out=np.zeros(3)), ValueError, "out has shape"),
         (lambda: lk.softmax(np.zeros((2, 3)), where=np.ones((3, 2), bool)), ValueError, "where"),
         (lambda: lk.softmax(np.zeros(3), where=np.ones(3)), TypeError, "where must be a boolean"),
-        (lambda: lk.softmax_backward(np.zeros((2, 3)), np.zeros((3, 2))), ValueError, "y has shape"),
+        (
+            lambda: lk.softmax_backward(np.zeros((2, 3)), np.zeros((3, 2))),
+            ValueError,
+            "y has shape",
+        ),
         (lambda: lk.softmax_backward("g", np.zeros(3)), TypeError, "grad"),
         (lambda: lk.set_num_threads(0), ValueError, "n must be"),
         (lambda: lk.softmax(np.zeros(3), axis="0"), TypeError, "axis"),
@@ -365,7 +378,9 @@ def test_bit_identical_for_1_2_8_threads(shape, axis):
             lk.set_num_threads(n)
             assert lk.get_num_threads() == n
             y = lk.softmax(x, axis)
-            results.append((y, lk.log_softmax(x, axis), lk.logsumexp(x, axis), lk.softmax_backward(g, y, axis)))
+            results.append(
+                (y, lk.log_softmax(x, axis), lk.logsumexp(x, axis), lk.softmax_backward(g, y, axis))
+            )
         for r in results[1:]:
             for a, b in zip(results[0], r, strict=True):
                 assert a.tobytes() == b.tobytes()
@@ -394,7 +409,9 @@ def test_concurrent_calls_from_8_python_threads():
 
 def _run(code: str, **env) -> str:
     e = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_scalar_path_matches_simd_bit_for_bit_and_env_threads():

@@ -78,6 +78,7 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
 ) {
     let Layout { outer, n, inner } = layout;
     let per_row = if op.reduces() { 1 } else { n };
+    assert!(!ins.is_empty() && ins.len() <= 2);
     assert!(ins.iter().all(|s| s.len() == layout.len()));
     assert!(mask.is_none_or(|m| m.len() == layout.len()));
     assert_eq!(out.len(), layout.rows() * per_row);
@@ -222,12 +223,19 @@ fn cols_unit<T: Float, Op: RowOp<T>>(
             }
         }
     }
-    let views: Vec<&[T]> = gathered.chunks_exact(n * L).collect();
+    // Ops take at most two inputs: a fixed array avoids a heap allocation per unit.
+    let mut views: [&[T]; 2] = [&[], &[]];
+    for (v, g) in views.iter_mut().zip(gathered.chunks_exact(n * L)) {
+        *v = g;
+    }
     let reduces = op.reduces();
     let res = &mut rest[..if reduces { L } else { n * L }];
-    op.cols(&views, res);
+    op.cols(&views[..ins.len()], res);
     for j in 0..w {
-        let full_masked = mask.is_some_and(|m| (0..n).all(|k| m[base[j] + k * inner] == 0));
+        let full_masked = match mask {
+            None => false,
+            Some(m) => (0..n).all(|k| m[base[j] + k * inner] == 0),
+        };
         // SAFETY: lane j's row (o, c) belongs to this unit only; its outputs
         // are at o*inner + c (reduction) or base[j] + k*inner (map).
         unsafe {

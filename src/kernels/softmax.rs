@@ -11,7 +11,7 @@
 
 use super::RowOp;
 use crate::multiversion;
-use crate::simd::{hmax, hsum, Float, LANES as L};
+use crate::simd::{hmax, hsum, lane_barrier, Float, LANES as L};
 
 /// Elements per block of the online pass: 16 vectors.
 const BLOCK: usize = 16 * L;
@@ -37,6 +37,7 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
         for i in 0..L {
             vm[i] = if c[i] > vm[i] { c[i] } else { vm[i] };
         }
+        lane_barrier();
     }
     let bm = hmax(vm);
     if bm > *m {
@@ -57,6 +58,7 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
             for i in 0..L {
                 part[i] += T::exp_flush(c[i] - ms).to_f64();
             }
+            lane_barrier();
         }
         for i in 0..L {
             acc[i] += part[i];
@@ -95,6 +97,7 @@ fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
         for i in 0..L {
             b[i] = f(a[i]);
         }
+        lane_barrier();
     }
     let (xr, yr) = (xc.remainder(), yc.into_remainder());
     if !xr.is_empty() {
@@ -120,10 +123,12 @@ fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
             for i in 0..L {
                 blk[i] += f(xs[i], ys[i]);
             }
+            lane_barrier();
         }
         for i in 0..L {
             acc[i] += blk[i];
         }
+        lane_barrier();
     }
     let (ar, br) = (ac.remainder(), bc.remainder());
     let mut blk = [0f64; L];
@@ -133,6 +138,7 @@ fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
         for i in 0..L {
             blk[i] += f(xs[i], ys[i]);
         }
+        lane_barrier();
     }
     for (i, (&x, &y)) in xc.remainder().iter().zip(yc.remainder()).enumerate() {
         blk[i] += f(x, y);
@@ -207,6 +213,7 @@ multiversion! {
                 let (h, l) = T::diff(v, ms);
                 T::exp_biased(h, l) * k
             });
+            lane_barrier();
         }
     }
 }
@@ -219,6 +226,7 @@ multiversion! {
             let (ms, s) = max_sum_row(xr);
             let c = T::from_f64(s.ln());
             map_row(xr, yr, |v| sub_shift(v, ms, c));
+            lane_barrier();
         }
     }
 }
@@ -229,6 +237,7 @@ multiversion! {
         for (xr, yv) in x.chunks_exact(n).zip(y.iter_mut()) {
             let (ms, s) = max_sum_row(xr);
             *yv = lse_from(ms, s, || xr.iter().any(|v| v.is_nan_()));
+            lane_barrier();
         }
     }
 }
@@ -245,10 +254,12 @@ multiversion! {
                 for i in 0..L {
                     o[i] = y_g_minus(b[i], a[i], d);
                 }
+                lane_barrier();
             }
             for ((a, b), o) in gc.remainder().iter().zip(yc.remainder()).zip(oc.into_remainder()) {
                 *o = y_g_minus(*b, *a, d);
             }
+            lane_barrier();
         }
     }
 }
@@ -270,10 +281,12 @@ multiversion! {
                 for i in 0..L {
                     o[i] = g_minus_es(a[i], e[i], s);
                 }
+                lane_barrier();
             }
             for ((a, b), o) in gc.remainder().iter().zip(yc.remainder()).zip(oc.into_remainder()) {
                 *o = g_minus_es(*a, T::exp(*b), s);
             }
+            lane_barrier();
         }
     }
 }
@@ -289,6 +302,7 @@ fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
         for i in 0..L {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
+        lane_barrier();
     }
     let mut ms = [T::ZERO; L];
     for i in 0..L {
@@ -301,6 +315,7 @@ fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
             for i in 0..L {
                 part[i] += T::exp_flush(c[i] - ms[i]).to_f64();
             }
+            lane_barrier();
         }
         for i in 0..L {
             acc[i] += part[i];
@@ -319,6 +334,7 @@ fn dot_cols<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> [f64; L] {
             for i in 0..L {
                 blk[i] += f(x[i], y[i]);
             }
+            lane_barrier();
         }
         for i in 0..L {
             acc[i] += blk[i];
@@ -340,6 +356,7 @@ multiversion! {
                 let (h, l) = T::diff(a[i], ms[i]);
                 b[i] = T::exp_biased(h, l) * k[i];
             }
+            lane_barrier();
         }
     }
 }
@@ -356,6 +373,7 @@ multiversion! {
             for i in 0..L {
                 b[i] = sub_shift(a[i], ms[i], c[i]);
             }
+            lane_barrier();
         }
     }
 }
@@ -378,6 +396,7 @@ multiversion! {
             for i in 0..L {
                 o[i] = y_g_minus(b[i], a[i], d[i]);
             }
+            lane_barrier();
         }
     }
 }
@@ -394,6 +413,7 @@ multiversion! {
             for i in 0..L {
                 o[i] = g_minus_es(a[i], e[i], s[i]);
             }
+            lane_barrier();
         }
     }
 }

@@ -18,6 +18,16 @@ pub use float::Float;
 /// the instruction set.
 pub const LANES: usize = 16;
 
+/// Ends one iteration of a loop over lane arrays. LLVM's loop vectoriser
+/// would otherwise vectorise the loop *across* chunks with strided gathers and
+/// scatters (after fully unrolling the 16-lane body); a compiler fence (no
+/// instruction is emitted) makes it leave the loop to the SLP vectoriser,
+/// which vectorises across the lanes as intended.
+#[inline(always)]
+pub fn lane_barrier() {
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Horizontal max of a lane array with a fixed pairwise order (NaN ignored).
 #[inline(always)]
 pub fn hmax<T: Float>(v: [T; LANES]) -> T {
