@@ -6,10 +6,9 @@ floor) and NumPy/SciPy/PyTorch peers when installed, so ratios come from one run
 
 from __future__ import annotations
 
+import logitkit as lk
 import numpy as np
 import pytest
-
-import logitkit as lk
 from logitkit._bench_softmax import SHAPES, _peers
 
 CASES = [(shape, dt) for shape in SHAPES for dt in ("float32", "float64")]
