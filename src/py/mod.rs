@@ -8,9 +8,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rows::{row_call, RowKind};
 
-/// softmax(x, axis=-1, *, where=None, out=None)
-/// --
-///
 /// Softmax along `axis`: exp(x - max) / sum(exp(x - max)), computed in one
 /// online max-and-sum pass and one write pass per row.
 ///
@@ -24,7 +21,7 @@ use rows::{row_call, RowKind};
 /// >>> softmax([4.0, 2.0, -2.0])
 /// array([0.87887824, 0.11894324, 0.00217852])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None))]
+#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None), text_signature = "(x, axis=-1, *, where=None, out=None)")]
 fn softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -35,9 +32,6 @@ fn softmax<'py>(
     row_call(py, RowKind::Softmax, &[(x, "x")], axis, r#where, out, false)
 }
 
-/// log_softmax(x, axis=-1, *, where=None, out=None)
-/// --
-///
 /// Log-softmax along `axis`: x - max - log(sum(exp(x - max))), rounded once,
 /// so tiny values are kept (log_softmax([20, 0])[0] = -2.06e-09, not 0).
 ///
@@ -47,7 +41,7 @@ fn softmax<'py>(
 /// >>> log_softmax([4.0, 2.0, -2.0])
 /// array([-0.12910897, -2.12910897, -6.12910897])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None))]
+#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None), text_signature = "(x, axis=-1, *, where=None, out=None)")]
 fn log_softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -66,9 +60,6 @@ fn log_softmax<'py>(
     )
 }
 
-/// logsumexp(x, axis=-1, *, where=None, keepdims=False, out=None)
-/// --
-///
 /// log(sum(exp(x))) along `axis` without overflow: max + log(sum(exp(x - max))).
 ///
 /// The result has x's shape without `axis` (kept as length 1 with keepdims).
@@ -77,7 +68,7 @@ fn log_softmax<'py>(
 /// >>> logsumexp([4.0, 2.0, -2.0])
 /// 4.129108968...
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, keepdims=false, out=None))]
+#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, keepdims=false, out=None), text_signature = "(x, axis=-1, *, where=None, keepdims=False, out=None)")]
 fn logsumexp<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -97,16 +88,13 @@ fn logsumexp<'py>(
     )
 }
 
-/// softmax_backward(grad, y, axis=-1, *, out=None)
-/// --
-///
 /// Gradient of softmax: y * (grad - sum(grad * y, axis)), where y is
 /// softmax's *output* and grad the upstream gradient (same shape).
 ///
 /// >>> y = softmax([1.0, 2.0]); softmax_backward([1.0, 0.0], y)
 /// array([ 0.19661193, -0.19661193])
 #[pyfunction]
-#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None))]
+#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
 fn softmax_backward<'py>(
     py: Python<'py>,
     grad: &Bound<'py, PyAny>,
@@ -125,16 +113,13 @@ fn softmax_backward<'py>(
     )
 }
 
-/// log_softmax_backward(grad, y, axis=-1, *, out=None)
-/// --
-///
 /// Gradient of log_softmax: grad - exp(y) * sum(grad, axis), where y is
 /// log_softmax's *output* and grad the upstream gradient (same shape).
 ///
 /// >>> y = log_softmax([1.0, 2.0]); log_softmax_backward([1.0, 0.0], y)
 /// array([ 0.73105858, -0.73105858])
 #[pyfunction]
-#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None))]
+#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
 fn log_softmax_backward<'py>(
     py: Python<'py>,
     grad: &Bound<'py, PyAny>,
@@ -153,9 +138,6 @@ fn log_softmax_backward<'py>(
     )
 }
 
-/// set_num_threads(n)
-/// --
-///
 /// Sets how many threads logitkit's kernels use (n >= 1). Results are
 /// bit-identical for any thread count. The default is the environment
 /// variable LOGITKIT_NUM_THREADS, else the number of available CPUs.
@@ -170,18 +152,12 @@ fn set_num_threads(n: i64) -> PyResult<()> {
     Ok(())
 }
 
-/// get_num_threads()
-/// --
-///
 /// The number of threads logitkit's kernels use.
 #[pyfunction]
 fn get_num_threads() -> usize {
     crate::par::num_threads()
 }
 
-/// simd_level()
-/// --
-///
 /// The instruction set the kernels dispatch to: "avx512", "avx2", "neon" or
 /// "scalar" (set LOGITKIT_SIMD=scalar before import to force the portable build).
 #[pyfunction]
