@@ -129,7 +129,7 @@ pub fn first_not_prob<T: Float>(x: &[T]) -> Option<usize> {
 
 /// Position of the first negative (or NaN) element.
 pub fn first_negative<T: Float>(x: &[T]) -> Option<usize> {
-    x.iter().position(|&v| !(v >= T::ZERO))
+    x.iter().position(|&v| v < T::ZERO || v.is_nan_())
 }
 
 // ------------------------------------------------------------ cross-entropy
@@ -150,7 +150,12 @@ pub struct CeParams<'a, T> {
 }
 
 impl<T: Float> CeParams<'_, T> {
-    pub fn new(n: usize, weight: Option<&[T]>, ignore_index: i64, smoothing: f64) -> CeParams<'_, T> {
+    pub fn new(
+        n: usize,
+        weight: Option<&[T]>,
+        ignore_index: i64,
+        smoothing: f64,
+    ) -> CeParams<'_, T> {
         let weight_sum = weight.map_or(n as f64, |w| dot_row(w, w, |a, _| a.to_f64()));
         CeParams {
             n,
@@ -196,7 +201,11 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
         let mut q = [0f64; L];
         for i in 0..L {
             let wi = if W { ws[i].to_f64() } else { 1.0 };
-            let yi = if Y { alpha * ys[i].to_f64() + beta } else { beta };
+            let yi = if Y {
+                alpha * ys[i].to_f64() + beta
+            } else {
+                beta
+            };
             q[i] = wi * yi;
         }
         if G {
@@ -222,8 +231,16 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
     let mut j = 0;
     while j < full {
         let xs: &[T; L] = x[j..j + L].try_into().unwrap();
-        let ws: &[T; L] = if W { w[j..j + L].try_into().unwrap() } else { &zero };
-        let ys: &[T; L] = if Y { y[j..j + L].try_into().unwrap() } else { &zero };
+        let ws: &[T; L] = if W {
+            w[j..j + L].try_into().unwrap()
+        } else {
+            &zero
+        };
+        let ys: &[T; L] = if Y {
+            y[j..j + L].try_into().unwrap()
+        } else {
+            &zero
+        };
         if G {
             let gs: &mut [T; L] = (&mut g[j..j + L]).try_into().unwrap();
             lanes(xs, ws, ys, gs, &mut acc);
@@ -278,14 +295,30 @@ fn ce_write_any<T: Float>(
     macro_rules! go {
         ($g:expr, $G:literal) => {
             match (w.is_some(), y.is_some(), sum) {
-                (false, false, false) => ce_write::<T, false, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (false, false, true) => ce_write::<T, false, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (false, true, false) => ce_write::<T, false, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (false, true, true) => ce_write::<T, false, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (true, false, false) => ce_write::<T, true, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (true, false, true) => ce_write::<T, true, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (true, true, false) => ce_write::<T, true, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta),
-                (true, true, true) => ce_write::<T, true, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta),
+                (false, false, false) => {
+                    ce_write::<T, false, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (false, false, true) => {
+                    ce_write::<T, false, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (false, true, false) => {
+                    ce_write::<T, false, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (false, true, true) => {
+                    ce_write::<T, false, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, false, false) => {
+                    ce_write::<T, true, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, false, true) => {
+                    ce_write::<T, true, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, true, false) => {
+                    ce_write::<T, true, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, true, true) => {
+                    ce_write::<T, true, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
             }
         };
     }
@@ -433,14 +466,23 @@ pub fn nll_index_rows<T: Float>(
 pub enum Pointwise {
     Mse,
     L1,
-    Huber { delta: f64 },
-    SmoothL1 { beta: f64 },
+    Huber {
+        delta: f64,
+    },
+    SmoothL1 {
+        beta: f64,
+    },
     /// `x` is a probability; logs clamped at -100 as in PyTorch.
     Bce,
     /// `x` is a logit; `pos_weight` (if given) weighs the positive term.
     BceLogits,
-    KlDiv { log_target: bool },
-    Focal { alpha: f64, gamma: f64 },
+    KlDiv {
+        log_target: bool,
+    },
+    Focal {
+        alpha: f64,
+        gamma: f64,
+    },
 }
 
 #[inline(always)]
@@ -459,7 +501,11 @@ fn sign(d: f64) -> f64 {
 fn softplus_neg_abs_sigmoid(x: f64) -> (f64, f64) {
     let e = (-x.abs()).exp();
     let sp = e.ln_1p();
-    let s = if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+    let s = if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
     (sp, s)
 }
 
@@ -506,7 +552,10 @@ impl Pointwise {
                     // (1 - y) x + (1 + (pw - 1) y) softplus(-x)
                     let lw = 1.0 + (pw - 1.0) * y;
                     let spn = sp + (-x).max(0.0);
-                    (times(1.0 - y, x) + times(lw, spn), (1.0 - y) - lw * (1.0 - s))
+                    (
+                        times(1.0 - y, x) + times(lw, spn),
+                        (1.0 - y) - lw * (1.0 - s),
+                    )
                 }
             }
             Pointwise::KlDiv { log_target } => {
@@ -524,7 +573,11 @@ impl Pointwise {
                 let ce = x.max(0.0) - times(y, x) + sp;
                 let pt = p * y + (1.0 - p) * (1.0 - y);
                 let u = 1.0 - pt;
-                let m = if gamma == 0.0 { 1.0 } else { u.max(0.0).powf(gamma) };
+                let m = if gamma == 0.0 {
+                    1.0
+                } else {
+                    u.max(0.0).powf(gamma)
+                };
                 // d(1 - pt)/dx = -p (1 - p) (2y - 1)
                 let du = -p * (1.0 - p) * (2.0 * y - 1.0);
                 let dm = if gamma == 0.0 || u <= 0.0 {
@@ -664,11 +717,18 @@ pub fn row_loss<T: Float>(
     if n == 0 {
         return 0.0;
     }
-    blocked_sum(rows, n, x, grad, per_row, |r0, r1, xs, g, l| match targets {
-        Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
-        Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
-        Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),
-    })
+    blocked_sum(
+        rows,
+        n,
+        x,
+        grad,
+        per_row,
+        |r0, r1, xs, g, l| match targets {
+            Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
+            Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
+            Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -694,24 +754,45 @@ mod tests {
     #[test]
     fn ce_index_matches_reference_and_threads() {
         for &(rows, n, eps) in &[(5usize, 7usize, 0.0), (300, 1000, 0.1), (3, 33, 0.2)] {
-            let x: Vec<f64> = (0..rows * n).map(|i| ((i * 7919) % 101) as f64 / 7.0 - 6.0).collect();
+            let x: Vec<f64> = (0..rows * n)
+                .map(|i| ((i * 7919) % 101) as f64 / 7.0 - 6.0)
+                .collect();
             let t: Vec<i64> = (0..rows).map(|r| ((r * 31) % n) as i64).collect();
             let mut p = CeParams::<f64>::new(n, None, -100, eps);
             p.scale = 1.0;
             let mut g = vec![0.0; rows * n];
-            let total = row_loss(rows, Input::Slice(&x), Targets::Index(&t), &p, Some(&mut g), None);
+            let total = row_loss(
+                rows,
+                Input::Slice(&x),
+                Targets::Index(&t),
+                &p,
+                Some(&mut g),
+                None,
+            );
             let mut want = 0.0;
             for r in 0..rows {
                 let (l, gr) = ref_ce(&x[r * n..(r + 1) * n], t[r] as usize, eps);
                 want += l;
                 for j in 0..n {
-                    assert!((g[r * n + j] - gr[j]).abs() < 1e-14, "{} {}", g[r * n + j], gr[j]);
+                    assert!(
+                        (g[r * n + j] - gr[j]).abs() < 1e-14,
+                        "{} {}",
+                        g[r * n + j],
+                        gr[j]
+                    );
                 }
             }
             assert!((total - want).abs() <= 1e-13 * want.abs());
             // in-place gives the same
             let mut g2 = x.clone();
-            let t2 = row_loss(rows, Input::InGrad, Targets::Index(&t), &p, Some(&mut g2), None);
+            let t2 = row_loss(
+                rows,
+                Input::InGrad,
+                Targets::Index(&t),
+                &p,
+                Some(&mut g2),
+                None,
+            );
             assert_eq!(t2.to_bits(), total.to_bits());
             assert_eq!(g2, g);
             crate::par::set_num_threads(1);
@@ -729,6 +810,9 @@ mod tests {
             index_weight_sum::<f32>(&[0, 1, -100, 12], 10, None, -100),
             Err(BadIndex { pos: 3, value: 12 })
         );
-        assert_eq!(index_weight_sum::<f32>(&[0, -100, 2], 3, Some(&[1.0, 2.0, 0.5]), -100), Ok(1.5));
+        assert_eq!(
+            index_weight_sum::<f32>(&[0, -100, 2], 3, Some(&[1.0, 2.0, 0.5]), -100),
+            Ok(1.5)
+        );
     }
 }
