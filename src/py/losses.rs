@@ -412,10 +412,14 @@ fn class_loss<'py>(
             }
             Tgt::Prob(c_order(y)?)
         }
-        b'f' if t_shape == tshape => {
+        b'f' if t_shape == tshape || kind == ClassLoss::Nll => {
+            let hint = if kind == ClassLoss::CrossEntropy {
+                format!(" (float probabilities must have the shape of {input_name})")
+            } else {
+                String::new()
+            };
             return Err(PyTypeError::new_err(format!(
-                "target has floating dtype {} but must hold integer class indices \
-                 (a float target must have the shape of {input_name} for probabilities)",
+                "target has floating dtype {} but must hold integer class indices{hint}",
                 t.dtype().str()?
             )));
         }
@@ -1130,7 +1134,7 @@ fn kl_div<'py>(
 /// reduction is "none"; here it is "mean" like the other losses.
 ///
 /// >>> sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0], reduction="sum")
-/// 0.04294488...
+/// 0.01744443...
 #[pyfunction]
 #[pyo3(signature = (logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", return_grad=false, grad_out=None))]
 #[allow(clippy::too_many_arguments)]
