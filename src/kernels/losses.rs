@@ -197,34 +197,6 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
     let n = x.len();
     let msf = ms.to_f64();
     let mut acc = [0f64; L];
-    let lanes = |xs: &[T; L], ws: &[T; L], ys: &[T; L], gs: &mut [T; L], acc: &mut [f64; L]| {
-        let mut q = [0f64; L];
-        for i in 0..L {
-            let wi = if W { ws[i].to_f64() } else { 1.0 };
-            let yi = if Y {
-                alpha * ys[i].to_f64() + beta
-            } else {
-                beta
-            };
-            q[i] = wi * yi;
-        }
-        if G {
-            let mut e = [T::ZERO; L];
-            for i in 0..L {
-                let (h, l) = T::diff(xs[i], ms);
-                e[i] = T::exp_corr(h, l);
-            }
-            for i in 0..L {
-                gs[i] = T::from_f64(e[i].to_f64() * c - scale * q[i]);
-            }
-        }
-        if S {
-            for i in 0..L {
-                let d = msf - xs[i].to_f64();
-                acc[i] += if q[i] == 0.0 { 0.0 } else { q[i] * d };
-            }
-        }
-    };
     let full = n / L * L;
     let zero = [T::ZERO; L];
     let mut gdummy = [T::ZERO; L];
@@ -243,9 +215,21 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
         };
         if G {
             let gs: &mut [T; L] = (&mut g[j..j + L]).try_into().unwrap();
-            lanes(xs, ws, ys, gs, &mut acc);
+            ce_lanes::<T, W, Y, G, S>(xs, ws, ys, gs, &mut acc, ms, msf, c, scale, alpha, beta);
         } else {
-            lanes(xs, ws, ys, &mut gdummy, &mut acc);
+            ce_lanes::<T, W, Y, G, S>(
+                xs,
+                ws,
+                ys,
+                &mut gdummy,
+                &mut acc,
+                ms,
+                msf,
+                c,
+                scale,
+                alpha,
+                beta,
+            );
         }
         j += L;
     }
@@ -264,7 +248,9 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
         }
         let mut gs = [T::ZERO; L];
         let mut a2 = [0f64; L];
-        lanes(&xs, &ws, &ys, &mut gs, &mut a2);
+        ce_lanes::<T, W, Y, G, S>(
+            &xs, &ws, &ys, &mut gs, &mut a2, ms, msf, c, scale, alpha, beta,
+        );
         for i in 0..r {
             acc[i] += a2[i];
         }
@@ -273,6 +259,58 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
         }
     }
     hsum(acc)
+}
+
+/// One vector of [`ce_write`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ce_lanes<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool>(
+    xs: &[T; L],
+    ws: &[T; L],
+    ys: &[T; L],
+    gs: &mut [T; L],
+    acc: &mut [f64; L],
+    ms: T,
+    msf: f64,
+    c: f64,
+    scale: f64,
+    alpha: f64,
+    beta: f64,
+) {
+    let mut q = [0f64; L];
+    for i in 0..L {
+        let wi = if W { ws[i].to_f64() } else { 1.0 };
+        let yi = if Y {
+            alpha * ys[i].to_f64() + beta
+        } else {
+            beta
+        };
+        q[i] = wi * yi;
+    }
+    if G {
+        let mut e = [T::ZERO; L];
+        for i in 0..L {
+            let (h, l) = T::diff(xs[i], ms);
+            e[i] = T::exp_corr(h, l);
+        }
+        if !W && !Y {
+            // q is the constant beta: stay in T (one more rounding, < 1 ulp).
+            let (ct, kt) = (T::from_f64(c), T::from_f64(scale * beta));
+            for i in 0..L {
+                gs[i] = e[i] * ct - kt;
+            }
+        } else {
+            for i in 0..L {
+                gs[i] = T::from_f64(e[i].to_f64() * c - scale * q[i]);
+            }
+        }
+    }
+    if S {
+        for i in 0..L {
+            let d = msf - xs[i].to_f64();
+            acc[i] += if q[i] == 0.0 { 0.0 } else { q[i] * d };
+        }
+    }
 }
 
 /// Dispatches [`ce_write`] on which of weight / probabilities / gradient /
