@@ -2,8 +2,9 @@
 ``np.copyto`` on the same array in the same run (the memory floor), and ratio
 to each installed peer (NumPy, SciPy, PyTorch, JAX).
 
-A suite is a module with ``cases(quick: bool) -> list[Case]``; suites are
-listed in ``SUITES``.
+A suite is a module with ``cases(quick: bool) -> list[Case]`` and optionally
+``report(quick: bool) -> str`` (printed after the table); suites are listed in
+``SUITES``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 SUITES: dict[str, str] = {
     "softmax": "logitkit._bench_softmax",
+    "losses": "logitkit._bench_losses",
 }
 
 

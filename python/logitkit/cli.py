@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 import numpy as np
@@ -49,6 +50,11 @@ def _bench(args: argparse.Namespace) -> int:
     results = run_suites(names, quick=args.quick, samples=args.samples)
     print()
     print(table(results))
+    for n in names:
+        mod = importlib.import_module(SUITES[n])
+        if hasattr(mod, "report"):
+            print()
+            print(mod.report(args.quick))
     return 0
 
 

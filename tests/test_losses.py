@@ -1,0 +1,562 @@
+"""Losses against independent float64 references, gradients against finite
+differences, hypothesis properties, bad input, and thread bit-identity."""
+
+from __future__ import annotations
+
+import logitkit as lk
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.special import expit, log_expit, logsumexp
+
+RED = ["mean", "sum", "none"]
+
+
+# ------------------------------------------------------------ references
+
+
+def ref_ce(x, t, weight=None, ignore_index=-100, ls=0.0, reduction="mean", axis=-1):
+    """Cross-entropy and its gradient in float64, straight from the definition."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, -1)
+    c = x.shape[-1]
+    w = np.ones(c) if weight is None else np.asarray(weight, np.float64)
+    logp = x - logsumexp(x, axis=-1, keepdims=True)
+    p = np.exp(logp)
+    t = np.asarray(t)
+    if t.dtype.kind == "f":  # probabilities
+        y = np.moveaxis(t.astype(np.float64), axis, -1) * (1 - ls) + ls / c
+        terms = np.where(w * y == 0, 0.0, -w * y * np.where(w * y == 0, 0.0, logp))
+        rows = terms.sum(-1)
+        g = p * (w * y).sum(-1, keepdims=True) - w * y
+        norm = rows.size
+    else:
+        valid = t != ignore_index
+        tt = np.where(valid, t, 0)
+        oh = np.zeros(x.shape)
+        np.put_along_axis(oh, tt[..., None], 1.0, axis=-1)
+        y = (1 - ls) * oh + ls / c
+        terms = np.where(y * w == 0, 0.0, -y * w * np.where(y * w == 0, 0.0, logp))
+        rows = np.where(valid, terms.sum(-1), 0.0)
+        g = p * (w * y).sum(-1, keepdims=True) - w * y
+        g = np.where(valid[..., None], g, 0.0)
+        norm = w[tt][valid].sum()
+    if reduction == "mean":
+        loss = rows.sum() / norm if norm > 0 else 0.0
+        g = g / norm if norm > 0 else g * 0
+    elif reduction == "sum":
+        loss = rows.sum()
+    else:
+        loss = rows
+    return loss, np.moveaxis(g, -1, axis)
+
+
+def ref_pointwise(name, x, y, reduction="mean", **kw):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    d = x - y
+    w = np.asarray(kw.get("weight", 1.0), np.float64)
+    if name == "mse_loss":
+        el = d * d
+    elif name == "l1_loss":
+        el = np.abs(d)
+    elif name == "huber_loss":
+        dl = kw.get("delta", 1.0)
+        el = np.where(np.abs(d) < dl, 0.5 * d * d, dl * (np.abs(d) - 0.5 * dl))
+    elif name == "smooth_l1_loss":
+        b = kw.get("beta", 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            el = np.where(np.abs(d) < b, 0.5 * d * d / b, np.abs(d) - 0.5 * b)
+    elif name == "binary_cross_entropy":
+        el = -(y * np.maximum(np.log(x), -100) + (1 - y) * np.maximum(np.log1p(-x), -100))
+    elif name == "binary_cross_entropy_with_logits":
+        pw = np.asarray(kw.get("pos_weight", 1.0), np.float64)
+        el = -(pw * y * log_expit(x) + (1 - y) * log_expit(-x))
+    elif name == "kl_div":
+        if kw.get("log_target"):
+            el = np.exp(y) * (y - x)
+        else:
+            el = np.where(y > 0, y * (np.log(np.where(y > 0, y, 1)) - x), 0.0)
+    elif name == "sigmoid_focal_loss":
+        a, gm = kw.get("alpha", 0.25), kw.get("gamma", 2.0)
+        p = expit(x)
+        ce = -(y * log_expit(x) + (1 - y) * log_expit(-x))
+        pt = p * y + (1 - p) * (1 - y)
+        el = ce * (1 - pt) ** gm
+        if a >= 0:
+            el = el * (a * y + (1 - a) * (1 - y))
+    else:
+        raise AssertionError(name)
+    el = w * el
+    if reduction == "mean":
+        return el.mean()
+    if reduction == "sum":
+        return el.sum()
+    if reduction == "batchmean":
+        return el.sum() / x.shape[0]
+    return el
+
+
+def fd_grad(f, x, h=1e-6):
+    """Central finite differences of a scalar function of a float64 array."""
+    x = np.array(x, np.float64)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        g[i] = (f(xp) - f(xm)) / (2 * h)
+    return g
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ------------------------------------------------------------ cross-entropy values
+
+
+@pytest.mark.parametrize("reduction", RED)
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_cross_entropy_index_matches_float64_reference(reduction, ls, weighted, dtype, tol):
+    r = rng(1)
+    x = (r.standard_normal((37, 13)) * 4).astype(dtype)
+    t = r.integers(0, 13, 37)
+    t[[3, 9]] = -100
+    w = r.uniform(0.1, 2.0, 13).astype(dtype) if weighted else None
+    loss, g = lk.cross_entropy(
+        x, t, weight=w, label_smoothing=ls, reduction=reduction, return_grad=True
+    )
+    want, gw = ref_ce(x, t, weight=w, ls=ls, reduction=reduction)
+    assert np.asarray(loss).dtype == dtype and g.dtype == dtype
+    np.testing.assert_allclose(loss, want, rtol=tol, atol=0)
+    np.testing.assert_allclose(g, gw, rtol=tol, atol=tol * np.abs(gw).max())
+    assert lk.cross_entropy(x, t, weight=w, label_smoothing=ls, reduction=reduction) == (
+        pytest.approx(want, rel=tol)
+    )
+
+
+@pytest.mark.parametrize(
+    "shape,scale,ls",
+    [
+        ((8, 50257), 100.0, 0.0),
+        ((8, 50257), 1.0, 0.2),
+        ((300, 1000), 100.0, 0.1),
+        ((5000, 10), 30.0, 0.0),
+    ],
+)
+def test_cross_entropy_float32_accuracy_hard_cases(shape, scale, ls):
+    r = rng(2)
+    x = (r.standard_normal(shape) * scale).astype(np.float32)
+    t = r.integers(0, shape[1], shape[0])
+    w = r.uniform(0.5, 2.0, shape[1]).astype(np.float32)
+    for reduction in ("mean", "sum", "none"):
+        loss, g = lk.cross_entropy(
+            x, t, weight=w, label_smoothing=ls, reduction=reduction, return_grad=True
+        )
+        want, gw = ref_ce(x, t, weight=w, ls=ls, reduction=reduction)
+        # Per-row losses near 0 are x_t - logsumexp(x): the float64 reference
+        # itself only holds them to ~1e-16 * |x|.
+        atol = 0 if reduction != "none" else 4e-16 * np.abs(x).max()
+        np.testing.assert_allclose(loss, want, rtol=2e-6, atol=atol)
+        np.testing.assert_allclose(g, gw, rtol=2e-6, atol=2e-6 * np.abs(gw).max())
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+@pytest.mark.parametrize("reduction", RED)
+def test_cross_entropy_probability_targets(dtype, tol, reduction):
+    r = rng(3)
+    x = (r.standard_normal((20, 7)) * 3).astype(dtype)
+    y = r.dirichlet(np.ones(7), 20).astype(dtype)
+    y[0] = 0
+    y[0, 2] = 1  # zeros in the target: no 0 * log 0
+    w = r.uniform(0.5, 2, 7)
+    for ls in (0.0, 0.3):
+        loss, g = lk.cross_entropy(
+            x, y, weight=w, label_smoothing=ls, reduction=reduction, return_grad=True
+        )
+        want, gw = ref_ce(x, y, weight=w, ls=ls, reduction=reduction)
+        np.testing.assert_allclose(loss, want, rtol=tol)
+        np.testing.assert_allclose(g, gw, rtol=tol, atol=tol * np.abs(gw).max())
+
+
+@pytest.mark.parametrize("axis", [0, 1, -2])
+def test_cross_entropy_any_axis(axis):
+    r = rng(4)
+    x = r.standard_normal((4, 5, 6))
+    c = x.shape[axis]
+    tshape = tuple(s for i, s in enumerate(x.shape) if i != axis % 3)
+    t = r.integers(0, c, tshape)
+    loss, g = lk.cross_entropy(x, t, axis=axis, return_grad=True)
+    want, gw = ref_ce(x, t, axis=axis)
+    assert loss == pytest.approx(want, rel=1e-13)
+    np.testing.assert_allclose(g, gw, rtol=1e-12, atol=1e-15)
+    y = r.dirichlet(np.ones(c), tshape)
+    y = np.moveaxis(y, -1, axis)
+    loss, g = lk.cross_entropy(x, y, axis=axis, return_grad=True, reduction="sum")
+    want, gw = ref_ce(x, y, axis=axis, reduction="sum")
+    assert loss == pytest.approx(want, rel=1e-13)
+    np.testing.assert_allclose(g, gw, rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_gradient_matches_finite_differences():
+    r = rng(5)
+    x = r.standard_normal((4, 6))
+    t = np.array([1, -100, 5, 0])
+    w = r.uniform(0.5, 2, 6)
+    for reduction in RED:
+        for ls in (0.0, 0.25):
+
+            def f(z, reduction=reduction, ls=ls):
+                return float(
+                    np.sum(
+                        lk.cross_entropy(z, t, weight=w, label_smoothing=ls, reduction=reduction)
+                    )
+                )
+
+            _, g = lk.cross_entropy(
+                x, t, weight=w, label_smoothing=ls, reduction=reduction, return_grad=True
+            )
+            np.testing.assert_allclose(g, fd_grad(f, x), atol=1e-7)
+
+
+def test_nll_loss_matches_reference_and_finite_differences():
+    r = rng(6)
+    lp = np.log(r.dirichlet(np.ones(5), 9))
+    t = r.integers(0, 5, 9)
+    t[2] = -1
+    w = r.uniform(0.5, 2, 5)
+    for reduction in RED:
+        loss, g = lk.nll_loss(
+            lp, t, weight=w, ignore_index=-1, reduction=reduction, return_grad=True
+        )
+        valid = t != -1
+        rows = np.where(
+            valid, -w[np.where(valid, t, 0)] * lp[np.arange(9), np.where(valid, t, 0)], 0
+        )
+        want = {"none": rows, "sum": rows.sum(), "mean": rows.sum() / w[t[valid]].sum()}[reduction]
+        np.testing.assert_allclose(loss, want, rtol=1e-14)
+
+        def f(z, reduction=reduction):
+            return float(np.sum(lk.nll_loss(z, t, weight=w, ignore_index=-1, reduction=reduction)))
+
+        np.testing.assert_allclose(g, fd_grad(f, lp), atol=1e-7)
+
+
+def test_cross_entropy_all_ignored_gives_zero_mean_and_zero_gradient():
+    x = np.ones((3, 4), np.float32)
+    loss, g = lk.cross_entropy(x, [-100, -100, -100], return_grad=True)
+    assert loss == 0.0 and not np.isnan(loss)
+    assert np.all(g == 0)
+
+
+def test_cross_entropy_infinities():
+    x = np.array([[0.0, -np.inf, 1.0], [-np.inf, 2.0, 0.0]], np.float32)
+    loss, g = lk.cross_entropy(x, [2, 1], reduction="none", return_grad=True)
+    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(g))
+    want, gw = ref_ce(x, [2, 1], reduction="none")
+    np.testing.assert_allclose(loss, want, rtol=2e-6)
+    np.testing.assert_allclose(g, gw, atol=2e-7)
+    loss = lk.cross_entropy(x, [1, 2], reduction="none")
+    assert loss[0] == np.inf and np.isfinite(loss[1])
+    # probabilities with zeros where the logits are -inf: 0 * log 0 = 0
+    y = np.array([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0]], np.float32)
+    loss, g = lk.cross_entropy(x, y, reduction="none", return_grad=True)
+    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(g))
+
+
+def test_cross_entropy_grad_out_and_in_place():
+    r = rng(7)
+    x = r.standard_normal((70, 600)).astype(np.float32)
+    t = r.integers(0, 600, 70)
+    loss, g = lk.cross_entropy(x, t, return_grad=True)
+    out = np.empty_like(x)
+    loss2, g2 = lk.cross_entropy(x, t, return_grad=True, grad_out=out)
+    assert g2 is out and np.array_equal(out, g) and loss2 == loss
+    xi = x.copy()
+    loss3, g3 = lk.cross_entropy(xi, t, return_grad=True, grad_out=xi)
+    assert g3 is xi and np.array_equal(xi, g) and loss3 == loss
+    # axis other than last, into a Fortran-ordered grad_out
+    out_f = np.empty((600, 70), np.float32, order="F")
+    loss4, g4 = lk.cross_entropy(x.T, t, axis=0, return_grad=True, grad_out=out_f)
+    assert g4 is out_f and np.array_equal(out_f, g.T) and loss4 == loss
+
+
+def test_cross_entropy_accepts_lists_ints_and_int32_targets():
+    loss = lk.cross_entropy([[2, 0, -1]], np.array([0], np.int32))
+    assert loss == pytest.approx(ref_ce([[2.0, 0, -1]], [0])[0], rel=1e-14)
+    assert lk.cross_entropy([2.0, 0.0, -1.0], 0) == pytest.approx(loss, rel=1e-14)
+
+
+# ------------------------------------------------------------ pointwise losses
+
+POINTWISE = [
+    ("mse_loss", {}),
+    ("l1_loss", {}),
+    ("huber_loss", {"delta": 0.7}),
+    ("smooth_l1_loss", {"beta": 0.5}),
+    ("smooth_l1_loss", {"beta": 0.0}),
+    ("binary_cross_entropy", {}),
+    ("binary_cross_entropy", {"weight": "w"}),
+    ("binary_cross_entropy_with_logits", {}),
+    ("binary_cross_entropy_with_logits", {"weight": "w", "pos_weight": "pw"}),
+    ("kl_div", {}),
+    ("kl_div", {"log_target": True}),
+    ("sigmoid_focal_loss", {}),
+    ("sigmoid_focal_loss", {"alpha": -1.0, "gamma": 1.5}),
+]
+
+
+def _pw_data(name, dtype, shape=(6, 5), seed=8):
+    r = rng(seed)
+    x = r.standard_normal(shape) * 2
+    y = r.standard_normal(shape)
+    if name == "binary_cross_entropy":
+        x = r.uniform(0.01, 0.99, shape)
+        y = r.uniform(0, 1, shape)
+    elif name in ("binary_cross_entropy_with_logits", "sigmoid_focal_loss"):
+        y = r.uniform(0, 1, shape)
+    elif name == "kl_div":
+        x = np.log(r.dirichlet(np.ones(shape[-1]), shape[0]))
+        y = r.dirichlet(np.ones(shape[-1]), shape[0])
+        y[0, 0] = 0
+    return x.astype(dtype), y.astype(dtype)
+
+
+def _kw(kw, shape, seed=9):
+    r = rng(seed)
+    out = dict(kw)
+    if out.get("weight") == "w":
+        out["weight"] = r.uniform(0.5, 2, shape[-1])
+    if out.get("pos_weight") == "pw":
+        out["pos_weight"] = r.uniform(0.5, 3, shape[-1])
+    return out
+
+
+@pytest.mark.parametrize("name,kw", POINTWISE)
+@pytest.mark.parametrize("reduction", RED)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_pointwise_losses_match_float64_reference(name, kw, reduction, dtype, tol):
+    x, y = _pw_data(name, dtype)
+    kw = _kw(kw, x.shape)
+    if name == "kl_div" and kw.get("log_target"):
+        y = np.log(y + 0.1).astype(dtype)
+    fn = getattr(lk, name)
+    loss = fn(x, y, reduction=reduction, **kw)
+    want = ref_pointwise(name, x, y, reduction, **kw)
+    assert np.asarray(loss).dtype == dtype
+    np.testing.assert_allclose(loss, want, rtol=tol, atol=tol * np.abs(want).max())
+    loss2, g = fn(x, y, reduction=reduction, return_grad=True, **kw)
+    np.testing.assert_array_equal(loss2, loss)
+    assert g.dtype == dtype and g.shape == x.shape
+
+
+@pytest.mark.parametrize("name,kw", POINTWISE + [("rmse_loss", {})])
+@pytest.mark.parametrize("reduction", RED)
+def test_pointwise_gradients_match_finite_differences(name, kw, reduction):
+    x, y = _pw_data(name, np.float64, shape=(3, 4), seed=10)
+    kw = _kw(kw, x.shape)
+    if name == "kl_div" and kw.get("log_target"):
+        y = np.log(y + 0.1)
+    if name in ("l1_loss", "smooth_l1_loss", "huber_loss", "rmse_loss"):
+        x = x + 0.05 * np.sign(x - y)  # keep away from kinks
+    fn = getattr(lk, name)
+
+    def f(z):
+        return float(np.sum(fn(z, y, reduction=reduction, **kw)))
+
+    _, g = fn(x, y, reduction=reduction, return_grad=True, **kw)
+    np.testing.assert_allclose(g, fd_grad(f, x), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_rmse_loss_matches_reference(dtype, tol):
+    x, y = _pw_data("mse_loss", dtype, shape=(50, 30))
+    d = x.astype(np.float64) - y
+    assert lk.rmse_loss(x, y) == pytest.approx(np.sqrt(np.mean(d * d)), rel=tol)
+    assert lk.rmse_loss(x, y, reduction="sum") == pytest.approx(np.sqrt(np.sum(d * d)), rel=tol)
+    np.testing.assert_allclose(lk.rmse_loss(x, y, reduction="none"), np.abs(d), rtol=tol)
+    _, g = lk.rmse_loss(x, y, return_grad=True)
+    np.testing.assert_allclose(g, d / (d.size * np.sqrt(np.mean(d * d))), rtol=tol * 5)
+    _, g0 = lk.rmse_loss(y, y, return_grad=True)
+    assert np.all(g0 == 0)
+
+
+def test_seed_term_mapping():
+    x = np.array([1.0, -2.0, 3.0])
+    y = np.zeros(3)
+    assert lk.l1_loss(x, y, reduction="sum") == 6.0  # L1 loss
+    assert lk.mse_loss(x, y, reduction="sum") == 14.0  # L2 loss
+    assert lk.l1_loss(x, y) == 2.0  # MAE
+    assert lk.rmse_loss(x, y) == pytest.approx(np.sqrt(14 / 3), rel=1e-15)  # RMSE
+
+
+def test_kl_div_batchmean():
+    x, y = _pw_data("kl_div", np.float64)
+    assert lk.kl_div(x, y, reduction="batchmean") == pytest.approx(
+        ref_pointwise("kl_div", x, y, "batchmean"), rel=1e-14
+    )
+    _, g = lk.kl_div(x, y, reduction="batchmean", return_grad=True)
+    np.testing.assert_allclose(g, -y / x.shape[0], rtol=1e-15)
+
+
+def test_bce_with_logits_is_stable_for_huge_logits():
+    x = np.array([1000.0, -1000.0, 80.0, -80.0], np.float32)
+    y = np.array([0.0, 1.0, 1.0, 0.0], np.float32)
+    loss = lk.binary_cross_entropy_with_logits(x, y, reduction="none")
+    np.testing.assert_allclose(loss, [1000, 1000, 0, 0], atol=1e-30)
+    assert (
+        lk.binary_cross_entropy(np.array([0.0, 1.0]), np.array([1.0, 0.0]), reduction="sum") == 200
+    )
+
+
+def test_pointwise_in_place_grad_out():
+    x, y = _pw_data("mse_loss", np.float32, shape=(300, 200))
+    loss, g = lk.mse_loss(x, y, return_grad=True)
+    xi = x.copy()
+    loss2, g2 = lk.mse_loss(xi, y, return_grad=True, grad_out=xi)
+    assert g2 is xi and np.array_equal(xi, g) and loss2 == loss
+
+
+# ------------------------------------------------------------ properties
+
+logits_st = hnp.arrays(
+    np.float64,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+    elements=st.floats(-50, 50),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=logits_st, data=st.data())
+def test_property_cross_entropy_nonnegative_equals_nll_of_log_softmax_grad_rows_sum_zero(x, data):
+    n, c = x.shape
+    t = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
+    ls = data.draw(st.sampled_from([0.0, 0.1, 1.0]))
+    loss, g = lk.cross_entropy(x, t, reduction="none", label_smoothing=ls, return_grad=True)
+    assert np.all(loss >= 0)
+    if ls == 0.0:
+        np.testing.assert_allclose(
+            loss, lk.nll_loss(lk.log_softmax(x), t, reduction="none"), rtol=1e-12, atol=1e-12
+        )
+    np.testing.assert_allclose(g.sum(-1), 0.0, atol=1e-12)
+    for dtype in (np.float32,):
+        l32 = lk.cross_entropy(x.astype(dtype), t)
+        assert l32 >= 0
+
+
+# ------------------------------------------------------------ bad input
+
+
+def test_bad_class_index_names_target_and_position():
+    x = np.zeros((5, 10), np.float32)
+    with pytest.raises(ValueError, match=r"target\[3\] = 12 is not a class index for 10 classes"):
+        lk.cross_entropy(x, [0, 1, 2, 12, 4])
+    with pytest.raises(ValueError, match=r"target\[1\] = -3 is not a class index"):
+        lk.cross_entropy(x, [0, -3, 2, 1, 4])
+    with pytest.raises(ValueError, match=r"target\[1, 0\] = 10"):
+        lk.cross_entropy(np.zeros((2, 2, 10)), [[0, 1], [10, 1]])
+    with pytest.raises(ValueError, match=r"target\[0\] = 7 is not a class index for 5"):
+        lk.nll_loss(np.zeros((1, 5)), [7])
+
+
+def test_bad_target_types_and_shapes():
+    x = np.zeros((4, 3))
+    with pytest.raises(TypeError, match="target has floating dtype"):
+        lk.cross_entropy(x, np.zeros(4))
+    with pytest.raises(TypeError, match="class probabilities must be floating point"):
+        lk.cross_entropy(x, np.zeros((4, 3), int))
+    with pytest.raises(ValueError, match=r"target has shape \(5,\)"):
+        lk.cross_entropy(x, np.zeros(5, int))
+    with pytest.raises(TypeError, match="target has floating dtype"):
+        lk.nll_loss(x, np.zeros((4, 3)))
+    with pytest.raises(TypeError, match="target must hold integer class indices"):
+        lk.cross_entropy(x, np.zeros(4, bool))
+    with pytest.raises(
+        ValueError, match=r"target has shape \(4, 2\), but input has shape \(4, 3\)"
+    ):
+        lk.mse_loss(x, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="must have a class axis"):
+        lk.cross_entropy(1.0, 0)
+
+
+def test_bad_weight_smoothing_reduction_nan_probs():
+    x = np.zeros((4, 3))
+    t = [0, 1, 2, 0]
+    with pytest.raises(ValueError, match=r"weight has shape \(2,\), but logits has 3 classes"):
+        lk.cross_entropy(x, t, weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"weight\[1\] = -1.0 is not a non-negative weight"):
+        lk.cross_entropy(x, t, weight=[1.0, -1.0, 1.0])
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="label_smoothing must be in"):
+            lk.cross_entropy(x, t, label_smoothing=bad)
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'avg'"):
+        lk.cross_entropy(x, t, reduction="avg")
+    with pytest.raises(ValueError, match="reduction must be"):
+        lk.mse_loss(x, x, reduction="batchmean")
+    y = np.full((4, 3), 1 / 3)
+    y[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"target\[2, 1\] is NaN"):
+        lk.cross_entropy(x, y)
+    with pytest.raises(ValueError, match=r"target\[1, 2\] is NaN"):
+        lk.cross_entropy(x.T, y.T, axis=0)
+    with pytest.raises(ValueError, match=r"probs\[1\] = 1.5 is not a probability"):
+        lk.binary_cross_entropy([0.5, 1.5], [0.0, 1.0])
+    with pytest.raises(ValueError, match="delta must be positive"):
+        lk.huber_loss(x, x, delta=0.0)
+    with pytest.raises(ValueError, match="weight has shape"):
+        lk.binary_cross_entropy_with_logits(x, x, weight=np.ones(5))
+
+
+def test_bad_grad_out():
+    x = np.zeros((4, 3), np.float32)
+    t = [0, 1, 2, 0]
+    with pytest.raises(ValueError, match=r"grad_out has shape \(3, 4\)"):
+        lk.cross_entropy(x, t, return_grad=True, grad_out=np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="grad_out has dtype"):
+        lk.cross_entropy(x, t, return_grad=True, grad_out=np.zeros((4, 3)))
+    with pytest.raises(TypeError, match="grad_out must be a numpy.ndarray"):
+        lk.mse_loss(x, x, return_grad=True, grad_out=[[0.0] * 3] * 4)
+    ro = np.zeros((4, 3), np.float32)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="grad_out is read-only"):
+        lk.mse_loss(x, x, return_grad=True, grad_out=ro)
+    with pytest.raises(ValueError, match="grad_out is given but return_grad is False"):
+        lk.cross_entropy(x, t, grad_out=np.zeros_like(x))
+
+
+# ------------------------------------------------------------ threads
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, t, y: lk.cross_entropy(x, t, return_grad=True),
+        lambda x, t, y: lk.cross_entropy(
+            x, t, label_smoothing=0.1, reduction="sum", return_grad=True
+        ),
+        lambda x, t, y: lk.cross_entropy(x, y, return_grad=True),
+        lambda x, t, y: lk.nll_loss(x, t, return_grad=True),
+        lambda x, t, y: lk.mse_loss(x, y, return_grad=True),
+        lambda x, t, y: lk.rmse_loss(x, y, return_grad=True),
+        lambda x, t, y: lk.binary_cross_entropy_with_logits(x, y, return_grad=True),
+    ],
+)
+def test_results_bit_identical_for_1_2_8_threads(call):
+    r = rng(11)
+    x = (r.standard_normal((3000, 97)) * 5).astype(np.float32)
+    t = r.integers(0, 97, 3000)
+    y = r.dirichlet(np.ones(97), 3000).astype(np.float32)
+    before = lk.get_num_threads()
+    try:
+        res = []
+        for n in (1, 2, 8):
+            lk.set_num_threads(n)
+            loss, g = call(x, t, y)
+            res.append((np.asarray(loss).tobytes(), g.tobytes()))
+        assert res[0] == res[1] == res[2]
+    finally:
+        lk.set_num_threads(before)

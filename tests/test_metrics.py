@@ -1,0 +1,66 @@
+"""Metrics and helpers against plain-Python references, and bad input."""
+
+from __future__ import annotations
+
+import logitkit as lk
+import numpy as np
+import pytest
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_one_hot_matches_loop_reference():
+    labels = rng(1).integers(0, 7, (5, 3))
+    oh = lk.one_hot(labels, 7)
+    assert oh.shape == (5, 3, 7) and oh.dtype == np.float32
+    for i in np.ndindex(labels.shape):
+        want = np.zeros(7)
+        want[labels[i]] = 1
+        np.testing.assert_array_equal(oh[i], want)
+    assert lk.one_hot([1], 2, dtype=np.int64).dtype == np.int64
+
+
+def test_accuracy_and_top_k_match_loop_reference():
+    r = rng(2)
+    s = r.standard_normal((200, 9))
+    t = r.integers(0, 9, 200)
+    assert lk.accuracy(s, t) == pytest.approx(
+        np.mean([int(np.argmax(row)) == y for row, y in zip(s, t, strict=True)])
+    )
+    for k in (1, 3, 9):
+        want = np.mean([y in np.argsort(-row)[:k] for row, y in zip(s, t, strict=True)])
+        assert lk.top_k_accuracy(s, t, k) == pytest.approx(want)
+    assert lk.top_k_accuracy(s, t, 1) == lk.accuracy(s, t)
+    # probabilities give the same accuracy as their logits
+    assert lk.accuracy(lk.softmax(s), t) == lk.accuracy(s, t)
+
+
+def test_confusion_matrix_matches_loop_reference():
+    r = rng(3)
+    t = r.integers(0, 4, 100)
+    p = r.integers(0, 4, 100)
+    m = lk.confusion_matrix(t, p)
+    want = np.zeros((4, 4), np.int64)
+    for a, b in zip(t, p, strict=True):
+        want[a, b] += 1
+    assert m.dtype == np.int64
+    np.testing.assert_array_equal(m, want)
+    assert lk.confusion_matrix([0, 1], [1, 1], num_classes=5).shape == (5, 5)
+    assert lk.confusion_matrix([0, 1, 1], [0, 0, 1])[1, 0] == 1  # rows = true class
+
+
+def test_metrics_bad_input():
+    with pytest.raises(ValueError, match=r"target\[1\] = 5 is not a class index for 3 classes"):
+        lk.accuracy(np.zeros((2, 3)), [0, 5])
+    with pytest.raises(TypeError, match="target must hold integer class indices"):
+        lk.accuracy(np.zeros((2, 3)), [0.0, 1.0])
+    with pytest.raises(ValueError, match="target has shape"):
+        lk.accuracy(np.zeros((2, 3)), [0, 1, 2])
+    with pytest.raises(ValueError, match=r"labels\[0\] = -1"):
+        lk.one_hot([-1], 3)
+    with pytest.raises(ValueError, match=r"pred\[0\] = 3 is not a class index for 2"):
+        lk.confusion_matrix([0], [3], num_classes=2)
+    with pytest.raises(ValueError, match="k must be positive"):
+        lk.top_k_accuracy(np.zeros((2, 3)), [0, 1], 0)
