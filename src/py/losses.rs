@@ -541,7 +541,7 @@ fn class_loss<'py>(
 /// >>> cross_entropy([[2.0, 0.0, -1.0]], [0])
 /// 0.16984602...
 #[pyfunction]
-#[pyo3(signature = (logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean", return_grad=false, grad_out=None))]
+#[pyo3(signature = (logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean", return_grad=false, grad_out=None), text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction='mean', return_grad=False, grad_out=None)")]
 #[allow(clippy::too_many_arguments)]
 fn cross_entropy<'py>(
     py: Python<'py>,
@@ -583,7 +583,7 @@ fn cross_entropy<'py>(
 /// >>> nll_loss([[-0.1, -2.3]], [1])
 /// 2.3
 #[pyfunction]
-#[pyo3(signature = (log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", return_grad=false, grad_out=None))]
+#[pyo3(signature = (log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", return_grad=false, grad_out=None), text_signature = "(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction='mean', return_grad=False, grad_out=None)")]
 #[allow(clippy::too_many_arguments)]
 fn nll_loss<'py>(
     py: Python<'py>,
