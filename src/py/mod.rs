@@ -2,6 +2,7 @@
 //! GIL release. Registration only here; each family has its own file.
 
 mod array;
+mod optim;
 mod rows;
 
 use pyo3::exceptions::PyValueError;
@@ -201,5 +202,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    optim::register(m)?;
     Ok(())
 }
