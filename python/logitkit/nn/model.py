@@ -157,6 +157,36 @@ class MLP:
         self.weight_grads = np.zeros(nw, self.dtype)
         self.bias_grads = np.zeros(nb, self.dtype)
         self.layers: list[Linear] = []
+        self._build_layers()
+        self.optimizer: Optimizer | None = None
+        self.schedule: Schedule | None = None
+        self.epochs_trained = 0
+        self.metadata: dict[str, Any] = {}
+        self._rng: np.random.Generator | None = None
+        self._ws: OrderedDict[int, _Workspace] = OrderedDict()
+        self.reset_parameters(seed)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Layers are views into the flat buffers: rebuild them after unpickling.
+        st = {k: v for k, v in vars(self).items() if k not in ("layers", "_ws")}
+        return st
+
+    def __setstate__(self, st: dict[str, Any]) -> None:
+        vars(self).update(st)
+        self._ws = OrderedDict()
+        self._build_layers()
+        if self.optimizer is not None:
+            self.optimizer.bind(self._groups())
+
+    def _groups(self):
+        return [
+            (self.weights_flat, self.weight_grads, True),
+            (self.biases_flat, self.bias_grads, False),
+        ]
+
+    def _build_layers(self) -> None:
+        s = self.layer_sizes
+        self.layers = []
         ow = ob = 0
         for a, b in zip(s[:-1], s[1:], strict=False):
             self.layers.append(
@@ -168,13 +198,6 @@ class MLP:
                 )
             )
             ow, ob = ow + a * b, ob + b
-        self.optimizer: Optimizer | None = None
-        self.schedule: Schedule | None = None
-        self.epochs_trained = 0
-        self.metadata: dict[str, Any] = {}
-        self._rng: np.random.Generator | None = None
-        self._ws: OrderedDict[int, _Workspace] = OrderedDict()
-        self.reset_parameters(seed)
 
     # ------------------------------------------------------------ parameters
 
@@ -519,12 +542,7 @@ class MLP:
         elif self.optimizer is None:
             self.optimizer = Adam()
         opt = self.optimizer
-        opt.bind(
-            [
-                (self.weights_flat, self.weight_grads, True),
-                (self.biases_flat, self.bias_grads, False),
-            ]
-        )
+        opt.bind(self._groups())
         if isinstance(schedule, str):
             if schedule not in SCHEDULES:
                 raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
@@ -692,7 +710,7 @@ class MLP:
             m._rng.bit_generator.state = meta["rng"]
         if meta["optimizer"] is not None:
             opt = make_optimizer(meta["optimizer"])
-            opt.bind([(m.weights_flat, m.weight_grads, True), (m.biases_flat, m.bias_grads, False)])
+            opt.bind(m._groups())
             opt.load_state(
                 meta["optimizer"], {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
             )
