@@ -81,3 +81,106 @@ def adamw_step(
     weight_decay: float = 1e-2,
     grad_scale: float = 1.0,
 ) -> None: ...
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def mse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def rmse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def huber_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    delta: float = 1.0,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def smooth_l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    beta: float = 1.0,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def binary_cross_entropy(
+    probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def binary_cross_entropy_with_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    log_target: bool = False,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def sigmoid_focal_loss(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning

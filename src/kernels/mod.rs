@@ -1,6 +1,7 @@
 //! Pure-Rust kernels on slices (no Python types) and the drivers that run them
 //! over an array's rows, in parallel, for any axis.
 
+pub mod losses;
 pub mod optim;
 pub mod softmax;
 
@@ -52,13 +53,13 @@ pub const SHORT_ROW: usize = 32;
 
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
+pub(crate) struct OutPtr<T>(pub(crate) *mut T);
 // SAFETY: every task writes a disjoint set of indices (see `run_rows`).
 unsafe impl<T> Send for OutPtr<T> {}
 unsafe impl<T> Sync for OutPtr<T> {}
 impl<T> OutPtr<T> {
     /// A method (not field access) so closures capture the whole `Send` wrapper.
-    fn get(self) -> *mut T {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

@@ -14,12 +14,12 @@ use crate::multiversion;
 use crate::simd::{hmax, hsum, Float, LANES as L};
 
 /// Elements per block of the online pass: 16 vectors.
-const BLOCK: usize = 16 * L;
+pub(crate) const BLOCK: usize = 16 * L;
 
 /// The shift actually subtracted: the row max, or 0 when the max is -inf (an
 /// all -inf row), so that `-inf - shift` is `-inf` and never NaN.
 #[inline(always)]
-fn shift<T: Float>(m: T) -> T {
+pub(crate) fn shift<T: Float>(m: T) -> T {
     if m == T::NEG_INF {
         T::ZERO
     } else {
@@ -67,7 +67,7 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
 
 /// Pass 1 of a row: returns `(shift, sum(exp(x - shift)))`, the sum in f64.
 #[inline(always)]
-fn max_sum_row<T: Float>(x: &[T]) -> (T, f64) {
+pub(crate) fn max_sum_row<T: Float>(x: &[T]) -> (T, f64) {
     let mut m = T::NEG_INF;
     let mut acc = [0f64; L];
     let mut blocks = x.chunks_exact(BLOCK);
@@ -111,7 +111,7 @@ fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
 
 /// Sum over a row in f64 of `f(a_i, b_i)`, two-level, fixed order.
 #[inline(always)]
-fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
+pub(crate) fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
     let mut acc = [0f64; L];
     let mut ac = a.chunks_exact(BLOCK);
     let mut bc = b.chunks_exact(BLOCK);

@@ -185,7 +185,7 @@ pub fn shape_str(shape: &[usize]) -> String {
 ///
 /// # Safety
 /// `a` must be aligned, contiguous and hold `T`; no `&mut` to it may exist.
-pub unsafe fn slice_of<'a, T: Elem>(a: &'a Bound<'_, PyUntypedArray>) -> &'a [T] {
+pub unsafe fn slice_of<'a, T: Element>(a: &'a Bound<'_, PyUntypedArray>) -> &'a [T] {
     let len = a.len();
     if len == 0 {
         return &[];

@@ -2,6 +2,7 @@
 //! GIL release. Registration only here; each family has its own file.
 
 mod array;
+mod losses;
 mod optim;
 mod rows;
 
@@ -203,5 +204,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     optim::register(m)?;
+    losses::register(m)?;
     Ok(())
 }

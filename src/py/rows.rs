@@ -45,7 +45,7 @@ fn run_kind<T: Elem>(
 }
 
 /// Whether `a` is contiguous in `order` (and aligned).
-fn fits(a: &Bound<'_, PyUntypedArray>, order: Order) -> bool {
+pub(super) fn fits(a: &Bound<'_, PyUntypedArray>, order: Order) -> bool {
     is_aligned(a)
         && match order {
             Order::C => a.is_c_contiguous(),

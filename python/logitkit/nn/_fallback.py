@@ -1,5 +1,5 @@
-"""TEMPORARY NumPy stand-ins for the fused kernels of the activations and
-losses issues, with their exact signatures. Delete this file once those
+"""TEMPORARY NumPy stand-ins for the fused bias + activation kernels of the
+activations issue, with their exact signatures. Delete this file once those
 branches are merged (``_ops`` then never imports it)."""
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import math
 from typing import Any
 
 import numpy as np
-
-from .. import _core
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -67,48 +65,3 @@ def bias_act_backward(grad, z, activation="relu", *, out=None, bias_grad_out=Non
     g = np.multiply(grad, _dact(activation, z, params), out=out)
     gb = np.sum(g, axis=0, out=bias_grad_out)
     return g, gb
-
-
-def _reduce(per: np.ndarray, w: np.ndarray | None, reduction: str):
-    if reduction == "none":
-        return per
-    if reduction == "sum":
-        return per.sum()
-    return per.sum() / (w.sum() if w is not None else len(per))
-
-
-def cross_entropy(
-    logits, target, *, weight=None, reduction="mean", return_grad=False, grad_out=None, **kw
-):
-    logits = np.asarray(logits)
-    target = np.asarray(target)
-    lsm = _core.log_softmax(logits)
-    idx = np.arange(len(target))
-    w = None if weight is None else np.asarray(weight, logits.dtype)[target]
-    per = -lsm[idx, target]
-    if w is not None:
-        per = per * w
-    loss = _reduce(per, w, reduction)
-    if not return_grad:
-        return loss
-    g = np.exp(lsm, out=grad_out)
-    g[idx, target] -= 1
-    scale = None
-    if reduction == "mean":
-        scale = 1 / (w.sum() if w is not None else len(target))
-    if w is not None:
-        g *= w[:, None]
-    if scale is not None:
-        g *= g.dtype.type(scale)
-    return loss, g
-
-
-def mse_loss(input, target, *, reduction="mean", return_grad=False, grad_out=None, **kw):
-    input = np.asarray(input)
-    d = input - np.asarray(target, input.dtype)
-    per = d * d
-    loss = per if reduction == "none" else per.sum() if reduction == "sum" else per.mean()
-    if not return_grad:
-        return loss
-    g = np.multiply(d, 2 if reduction != "mean" else 2 / d.size, out=grad_out)
-    return loss, g

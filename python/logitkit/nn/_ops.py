@@ -1,10 +1,10 @@
 """The kernels the training loop calls, resolved once.
 
-The fused kernels come from the activations and losses issues
-(``bias_act``, ``bias_act_backward``, ``cross_entropy``, ``mse_loss``). Until
-those are merged into this branch, NumPy stand-ins with the same signatures
-are used (``_fallback``), so the training loop can be built and tested; the
-stand-ins are dropped as soon as ``logitkit._core`` provides the names.
+The fused bias + activation kernels come from the activations issue
+(``bias_act``, ``bias_act_backward``). Until it is merged into this branch,
+NumPy stand-ins with the same signatures are used (``_fallback``), so the
+training loop can be built and tested; they are dropped as soon as
+``logitkit._core`` provides the names.
 """
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ from .. import _core
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus")
 ALIASES = {"logistic": "sigmoid"}
 
-_NAMES = ("bias_act", "bias_act_backward", "cross_entropy", "mse_loss")
-
-if all(hasattr(_core, n) for n in _NAMES):
+if hasattr(_core, "bias_act"):
     bias_act = _core.bias_act
     bias_act_backward = _core.bias_act_backward
-    cross_entropy = _core.cross_entropy
-    mse_loss = _core.mse_loss
-    FUSED = True
-else:  # pragma: no cover - only before the activations/losses branches land
-    from . import _fallback
+else:  # pragma: no cover - only before the activations branch lands
+    from ._fallback import bias_act, bias_act_backward  # noqa: F401
 
-    bias_act = getattr(_core, "bias_act", _fallback.bias_act)
-    bias_act_backward = getattr(_core, "bias_act_backward", _fallback.bias_act_backward)
-    cross_entropy = getattr(_core, "cross_entropy", _fallback.cross_entropy)
-    mse_loss = getattr(_core, "mse_loss", _fallback.mse_loss)
-    FUSED = False
+cross_entropy = _core.cross_entropy
+mse_loss = _core.mse_loss
+FUSED = hasattr(_core, "bias_act")
 
 sgd_step = _core.sgd_step
 adam_step = _core.adam_step

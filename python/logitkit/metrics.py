@@ -1,0 +1,113 @@
+"""Classification metrics and helpers, thin NumPy code: ``one_hot``,
+``accuracy``, ``top_k_accuracy``, ``confusion_matrix``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+
+def _labels(x: ArrayLike, name: str) -> NDArray[np.int64]:
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices, got dtype {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
+def _check_range(a: NDArray[np.int64], num_classes: int, name: str) -> None:
+    bad = (a < 0) | (a >= num_classes)
+    if bad.any():
+        pos = np.unravel_index(int(np.argmax(bad)), a.shape)
+        idx = ", ".join(map(str, pos))
+        raise ValueError(
+            f"{name}[{idx}] = {int(a[pos])} is not a class index for {num_classes} classes"
+        )
+
+
+def one_hot(labels: ArrayLike, num_classes: int, dtype: DTypeLike = np.float32) -> NDArray[Any]:
+    """One-hot encoding: ``out[..., c] = (labels[...] == c)``, shape ``labels.shape + (C,)``.
+
+    >>> one_hot([2, 0], 3)
+    array([[0., 0., 1.],
+           [1., 0., 0.]], dtype=float32)
+    """
+    a = _labels(labels, "labels")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be non-negative, got {num_classes}")
+    _check_range(a, num_classes, "labels")
+    out = np.zeros(a.shape + (num_classes,), dtype=dtype)
+    np.put_along_axis(out, a[..., None], 1, axis=-1)
+    return out
+
+
+def _scores_target(scores: ArrayLike, target: ArrayLike) -> tuple[NDArray[Any], NDArray[np.int64]]:
+    s = np.asarray(scores)
+    if s.ndim < 1:
+        raise ValueError("scores must have a class axis (the last one)")
+    t = _labels(target, "target")
+    if t.shape != s.shape[:-1]:
+        raise ValueError(
+            f"target has shape {t.shape}, but scores of shape {s.shape} need {s.shape[:-1]}"
+        )
+    _check_range(t, s.shape[-1], "target")
+    return s, t
+
+
+def accuracy(scores: ArrayLike, target: ArrayLike) -> float:
+    """Fraction of rows whose argmax over the last axis (logits or
+    probabilities) equals ``target``; ties go to the first maximum.
+
+    >>> accuracy([[0.1, 2.0], [3.0, 0.0]], [1, 1])
+    0.5
+    """
+    s, t = _scores_target(scores, target)
+    if t.size == 0:
+        return 0.0
+    return float(np.mean(np.argmax(s, axis=-1) == t))
+
+
+def top_k_accuracy(scores: ArrayLike, target: ArrayLike, k: int) -> float:
+    """Fraction of rows whose ``target`` is among the ``k`` highest scores
+    (a target tied with the k-th score counts as a hit).
+
+    >>> top_k_accuracy([[0.1, 2.0, 1.0], [3.0, 0.0, 1.0]], [2, 1], k=2)
+    0.5
+    """
+    s, t = _scores_target(scores, target)
+    if not 1 <= k:
+        raise ValueError(f"k must be positive, got {k}")
+    if t.size == 0:
+        return 0.0
+    ts = np.take_along_axis(s, t[..., None], axis=-1)
+    # rank of the target = number of strictly larger scores
+    higher = np.count_nonzero(s > ts, axis=-1)
+    return float(np.mean(higher < k))
+
+
+def confusion_matrix(
+    target: ArrayLike, pred: ArrayLike, num_classes: int | None = None
+) -> NDArray[np.int64]:
+    """``(C, C)`` int64 counts: ``m[i, j]`` = rows with true class ``i``
+    predicted as ``j``. ``C`` defaults to ``max(target, pred) + 1``.
+
+    >>> confusion_matrix([0, 1, 1], [0, 0, 1])
+    array([[1, 0],
+           [1, 1]])
+    """
+    t = _labels(target, "target").ravel()
+    p = _labels(pred, "pred").ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"target has {t.size} labels, but pred has {p.size}")
+    if num_classes is None:
+        num_classes = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
+        if (t < 0).any() or (p < 0).any():
+            num_classes = max(num_classes, 1)
+    _check_range(t, num_classes, "target")
+    _check_range(p, num_classes, "pred")
+    return (
+        np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+        .reshape(num_classes, num_classes)
+        .astype(np.int64, copy=False)
+    )

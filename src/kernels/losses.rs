@@ -1,0 +1,818 @@
+//! Losses with fused gradients: each kernel returns the f64 sum of its rows'
+//! (or elements') losses and, when asked, writes d(loss)/d(input) in the same
+//! sweep over the data.
+//!
+//! Determinism: rows (elements) are cut into fixed blocks whose size depends
+//! only on the row length, each block's losses are summed in order in f64, and
+//! the block partials are combined in block order, so the result is
+//! bit-identical for any thread count.
+//!
+//! Accuracy: cross-entropy reuses the softmax module's online max+sum pass
+//! (`x - max` kept exactly, 2-ulp exp, f64 sums); the row loss
+//! `(max - x_t) + log(sum)` is formed in f64 from non-negative parts, so f32
+//! losses are within a few ulp of exact and f64 within ~1e-15 relative.
+
+use super::softmax::{dot_row, max_sum_row};
+use super::OutPtr;
+use crate::multiversion;
+use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};
+use crate::simd::{hsum, Float, LANES as L};
+
+/// Rows per reduction block: depends only on the row length `n`, never on
+/// the thread count.
+pub fn rows_per_block(n: usize) -> usize {
+    (TASK_ELEMS / n.max(1)).max(1)
+}
+
+/// Where a loss reads its input from: its own slice, or the gradient buffer
+/// (in-place: `grad_out` is the input), copied block by block to scratch
+/// before the block's gradient overwrites it.
+#[derive(Clone, Copy)]
+pub enum Input<'a, T> {
+    Slice(&'a [T]),
+    InGrad,
+}
+
+/// Runs `f(r0, r1, x_rows, grad_rows, loss_rows)` over fixed blocks of rows
+/// and returns the sum of the blocks' results, combined in block order.
+/// `grad` (if any) has `rows * n` elements; `per_row` (if any) has `rows`.
+pub fn blocked_sum<T: Float>(
+    rows: usize,
+    n: usize,
+    x: Input<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+    f: impl Fn(usize, usize, &[T], Option<&mut [T]>, Option<&mut [T]>) -> f64 + Sync,
+) -> f64 {
+    if rows == 0 {
+        return 0.0;
+    }
+    if let Input::Slice(s) = x {
+        assert_eq!(s.len(), rows * n);
+    }
+    assert!(grad.as_ref().is_none_or(|g| g.len() == rows * n));
+    assert!(per_row.as_ref().is_none_or(|l| l.len() == rows));
+    let in_grad = matches!(x, Input::InGrad);
+    assert!(!in_grad || grad.is_some());
+    let rpb = rows_per_block(n);
+    let nblocks = rows.div_ceil(rpb);
+    let mut partial = vec![0f64; nblocks];
+    let gp = grad.map(|g| OutPtr(g.as_mut_ptr()));
+    let lp = per_row.map(|l| OutPtr(l.as_mut_ptr()));
+    let pp = OutPtr(partial.as_mut_ptr());
+    let ntasks = if rows * n < SERIAL_ELEMS { 1 } else { nblocks };
+    let bpt = nblocks.div_ceil(ntasks);
+    for_each_task(ntasks, |t| {
+        let mut scratch = Vec::new();
+        for b in t * bpt..((t + 1) * bpt).min(nblocks) {
+            let r0 = b * rpb;
+            let r1 = (r0 + rpb).min(rows);
+            // SAFETY: block b alone owns rows r0..r1 of grad and per_row and
+            // entry b of partial.
+            let g = gp.map(|p| unsafe {
+                std::slice::from_raw_parts_mut(p.get().add(r0 * n), (r1 - r0) * n)
+            });
+            let l = lp.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0), r1 - r0) });
+            let s = match x {
+                Input::Slice(xs) => f(r0, r1, &xs[r0 * n..r1 * n], g, l),
+                Input::InGrad => {
+                    let g = g.expect("in-place needs a gradient");
+                    scratch.clear();
+                    scratch.extend_from_slice(g);
+                    f(r0, r1, &scratch, Some(g), l)
+                }
+            };
+            unsafe { *pp.get().add(b) = s };
+        }
+    });
+    partial.iter().fold(0.0, |a, &b| a + b)
+}
+
+/// A class index that is neither in `0..n` nor the ignore index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadIndex {
+    pub pos: usize,
+    pub value: i64,
+}
+
+/// Validates class indices and returns the mean normaliser: the sum (in
+/// order, f64) of the weights of the non-ignored targets (their count when
+/// unweighted).
+pub fn index_weight_sum<T: Float>(
+    t: &[i64],
+    n: usize,
+    weight: Option<&[T]>,
+    ignore_index: i64,
+) -> Result<f64, BadIndex> {
+    let mut w = 0f64;
+    for (pos, &v) in t.iter().enumerate() {
+        if v == ignore_index {
+            continue;
+        }
+        if v < 0 || v as u64 >= n as u64 {
+            return Err(BadIndex { pos, value: v });
+        }
+        w += weight.map_or(1.0, |ws| ws[v as usize].to_f64());
+    }
+    Ok(w)
+}
+
+/// Position of the first NaN, if any.
+pub fn first_nan<T: Float>(x: &[T]) -> Option<usize> {
+    x.iter().position(|v| v.is_nan_())
+}
+
+/// Position of the first element outside [0, 1] (NaN included).
+pub fn first_not_prob<T: Float>(x: &[T]) -> Option<usize> {
+    x.iter().position(|&v| !(v >= T::ZERO && v <= T::ONE))
+}
+
+/// Position of the first negative (or NaN) element.
+pub fn first_negative<T: Float>(x: &[T]) -> Option<usize> {
+    x.iter().position(|&v| v < T::ZERO || v.is_nan_())
+}
+
+// ------------------------------------------------------------ cross-entropy
+
+/// Options shared by the cross-entropy kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct CeParams<'a, T> {
+    /// Classes per row.
+    pub n: usize,
+    /// Per-class weights (length `n`).
+    pub weight: Option<&'a [T]>,
+    /// Sum of `weight` (or `n`), in f64.
+    pub weight_sum: f64,
+    pub ignore_index: i64,
+    pub smoothing: f64,
+    /// Gradient scale: 1 / normaliser for "mean", else 1.
+    pub scale: f64,
+}
+
+impl<T: Float> CeParams<'_, T> {
+    pub fn new(
+        n: usize,
+        weight: Option<&[T]>,
+        ignore_index: i64,
+        smoothing: f64,
+    ) -> CeParams<'_, T> {
+        let weight_sum = weight.map_or(n as f64, |w| dot_row(w, w, |a, _| a.to_f64()));
+        CeParams {
+            n,
+            weight,
+            weight_sum,
+            ignore_index,
+            smoothing,
+            scale: 1.0,
+        }
+    }
+}
+
+/// `c * v` that is 0 when `c` is 0 (no NaN from `0 * inf`).
+#[inline(always)]
+fn times(c: f64, v: f64) -> f64 {
+    if c == 0.0 {
+        0.0
+    } else {
+        c * v
+    }
+}
+
+/// Write pass of a cross-entropy row: stores `g_j = e_j * c - scale * q_j`
+/// (`e_j = exp(x_j - ms)`, `q_j = w_j * (alpha * y_j + beta)`) when `G`, and
+/// returns `sum_j q_j * (ms - x_j)` (0-weight terms skipped) when `S`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool>(
+    x: &[T],
+    w: &[T],
+    y: &[T],
+    g: &mut [T],
+    ms: T,
+    c: f64,
+    scale: f64,
+    alpha: f64,
+    beta: f64,
+) -> f64 {
+    let n = x.len();
+    let msf = ms.to_f64();
+    let mut acc = [0f64; L];
+    let lanes = |xs: &[T; L], ws: &[T; L], ys: &[T; L], gs: &mut [T; L], acc: &mut [f64; L]| {
+        let mut q = [0f64; L];
+        for i in 0..L {
+            let wi = if W { ws[i].to_f64() } else { 1.0 };
+            let yi = if Y {
+                alpha * ys[i].to_f64() + beta
+            } else {
+                beta
+            };
+            q[i] = wi * yi;
+        }
+        if G {
+            let mut e = [T::ZERO; L];
+            for i in 0..L {
+                let (h, l) = T::diff(xs[i], ms);
+                e[i] = T::exp_corr(h, l);
+            }
+            for i in 0..L {
+                gs[i] = T::from_f64(e[i].to_f64() * c - scale * q[i]);
+            }
+        }
+        if S {
+            for i in 0..L {
+                let d = msf - xs[i].to_f64();
+                acc[i] += if q[i] == 0.0 { 0.0 } else { q[i] * d };
+            }
+        }
+    };
+    let full = n / L * L;
+    let zero = [T::ZERO; L];
+    let mut gdummy = [T::ZERO; L];
+    let mut j = 0;
+    while j < full {
+        let xs: &[T; L] = x[j..j + L].try_into().unwrap();
+        let ws: &[T; L] = if W {
+            w[j..j + L].try_into().unwrap()
+        } else {
+            &zero
+        };
+        let ys: &[T; L] = if Y {
+            y[j..j + L].try_into().unwrap()
+        } else {
+            &zero
+        };
+        if G {
+            let gs: &mut [T; L] = (&mut g[j..j + L]).try_into().unwrap();
+            lanes(xs, ws, ys, gs, &mut acc);
+        } else {
+            lanes(xs, ws, ys, &mut gdummy, &mut acc);
+        }
+        j += L;
+    }
+    if full < n {
+        let r = n - full;
+        // Padding: x = max and weight 0 contribute nothing to the sum.
+        let mut xs = [ms; L];
+        let mut ws = [T::ZERO; L];
+        let mut ys = [T::ZERO; L];
+        xs[..r].copy_from_slice(&x[full..]);
+        if W {
+            ws[..r].copy_from_slice(&w[full..]);
+        }
+        if Y {
+            ys[..r].copy_from_slice(&y[full..]);
+        }
+        let mut gs = [T::ZERO; L];
+        let mut a2 = [0f64; L];
+        lanes(&xs, &ws, &ys, &mut gs, &mut a2);
+        for i in 0..r {
+            acc[i] += a2[i];
+        }
+        if G {
+            g[full..].copy_from_slice(&gs[..r]);
+        }
+    }
+    hsum(acc)
+}
+
+/// Dispatches [`ce_write`] on which of weight / probabilities / gradient /
+/// loss sum are needed.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ce_write_any<T: Float>(
+    x: &[T],
+    w: Option<&[T]>,
+    y: Option<&[T]>,
+    g: Option<&mut [T]>,
+    sum: bool,
+    ms: T,
+    c: f64,
+    scale: f64,
+    alpha: f64,
+    beta: f64,
+) -> f64 {
+    let (wv, yv): (&[T], &[T]) = (w.unwrap_or(&[]), y.unwrap_or(&[]));
+    macro_rules! go {
+        ($g:expr, $G:literal) => {
+            match (w.is_some(), y.is_some(), sum) {
+                (false, false, false) => {
+                    ce_write::<T, false, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (false, false, true) => {
+                    ce_write::<T, false, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (false, true, false) => {
+                    ce_write::<T, false, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (false, true, true) => {
+                    ce_write::<T, false, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, false, false) => {
+                    ce_write::<T, true, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, false, true) => {
+                    ce_write::<T, true, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, true, false) => {
+                    ce_write::<T, true, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+                (true, true, true) => {
+                    ce_write::<T, true, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                }
+            }
+        };
+    }
+    match g {
+        Some(g) => go!(g, true),
+        None => go!(&mut [], false),
+    }
+}
+
+multiversion! {
+    /// cross-entropy-index-rows: per row, reduce (online max + rescaled sum),
+    /// then one sweep that stores softmax * c - smoothing * w (the target's
+    /// one-hot subtracted in f64 afterwards) and reduce-adds the smoothing
+    /// term. Loss within a few ulp; gradient entries within 3 ulp.
+    pub fn ce_index_rows<T: Float>(
+        x: &[T],
+        t: &[i64],
+        p: &CeParams<'_, T>,
+        grad: Option<&mut [T]>,
+        per_row: Option<&mut [T]>,
+    ) -> f64 {
+        let n = p.n;
+        let eps = p.smoothing;
+        let k = eps / n as f64;
+        let mut grad = grad;
+        let mut per_row = per_row;
+        let mut total = 0f64;
+        for (r, (xr, &tg)) in x.chunks_exact(n).zip(t).enumerate() {
+            let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
+            let loss = if tg == p.ignore_index {
+                if let Some(g) = gr {
+                    g.fill(T::ZERO);
+                }
+                0.0
+            } else {
+                let ti = tg as usize;
+                let wt = p.weight.map_or(1.0, |w| w[ti].to_f64());
+                let (ms, s) = max_sum_row(xr);
+                let ls = s.ln();
+                let xt = xr[ti];
+                let nll = (ms.to_f64() - xt.to_f64()) + ls;
+                let a = (1.0 - eps) * wt + k * p.weight_sum;
+                let want_g = gr.is_some();
+                let mut gr = gr;
+                let smooth = if want_g || eps > 0.0 {
+                    ce_write_any(xr, p.weight, None, gr.as_deref_mut(), eps > 0.0, ms, a * p.scale / s, p.scale, 0.0, k)
+                } else {
+                    0.0
+                };
+                if let Some(g) = gr {
+                    // The target entry p_t * a - (1 - eps) w_t - k w_t cancels
+                    // when p_t -> 1: recompute it in f64 from x_t - max - log(sum).
+                    let (h, l) = T::diff(xt, ms);
+                    let pt = ((h.to_f64() - ls) + l.to_f64()).exp();
+                    let wk = p.weight.map_or(1.0, |w| w[ti].to_f64());
+                    g[ti] = T::from_f64((pt * a - (1.0 - eps) * wt - k * wk) * p.scale);
+                }
+                times((1.0 - eps) * wt, nll) + smooth + times(k * p.weight_sum, ls)
+            };
+            if let Some(lr) = per_row.as_deref_mut() {
+                lr[r] = T::from_f64(loss);
+            }
+            total += loss;
+        }
+        total
+    }
+}
+
+multiversion! {
+    /// cross-entropy-prob-rows: per row, reduce (online max + rescaled sum),
+    /// reduce-dot sum(w * y'), then one sweep storing softmax * sum(w y') - w y'
+    /// and reduce-adding w y' (max - x). y' = (1 - eps) y + eps / n.
+    pub fn ce_prob_rows<T: Float>(
+        x: &[T],
+        y: &[T],
+        p: &CeParams<'_, T>,
+        grad: Option<&mut [T]>,
+        per_row: Option<&mut [T]>,
+    ) -> f64 {
+        let n = p.n;
+        let eps = p.smoothing;
+        let k = eps / n as f64;
+        let mut grad = grad;
+        let mut per_row = per_row;
+        let mut total = 0f64;
+        for (r, (xr, yr)) in x.chunks_exact(n).zip(y.chunks_exact(n)).enumerate() {
+            let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
+            let (ms, s) = max_sum_row(xr);
+            let ls = s.ln();
+            let wy = match p.weight {
+                Some(w) => dot_row(yr, w, |a, b| a.to_f64() * b.to_f64()),
+                None => dot_row(yr, yr, |a, _| a.to_f64()),
+            };
+            let a = (1.0 - eps) * wy + k * p.weight_sum;
+            let smooth = ce_write_any(xr, p.weight, Some(yr), gr, true, ms, a * p.scale / s, p.scale, 1.0 - eps, k);
+            let loss = smooth + times(a, ls);
+            if let Some(lr) = per_row.as_deref_mut() {
+                lr[r] = T::from_f64(loss);
+            }
+            total += loss;
+        }
+        total
+    }
+}
+
+/// nll-index-rows: loss -w_t * x_t per row; the gradient row is zero except
+/// -w_t * scale at the target.
+pub fn nll_index_rows<T: Float>(
+    x: &[T],
+    t: &[i64],
+    p: &CeParams<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    let n = p.n;
+    let mut grad = grad;
+    let mut per_row = per_row;
+    let mut total = 0f64;
+    for (r, (xr, &tg)) in x.chunks_exact(n).zip(t).enumerate() {
+        let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
+        let mut loss = 0.0;
+        if let Some(g) = gr {
+            g.fill(T::ZERO);
+            if tg != p.ignore_index {
+                let wt = p.weight.map_or(1.0, |w| w[tg as usize].to_f64());
+                g[tg as usize] = T::from_f64(-wt * p.scale);
+            }
+        }
+        if tg != p.ignore_index {
+            let wt = p.weight.map_or(1.0, |w| w[tg as usize].to_f64());
+            loss = times(wt, -xr[tg as usize].to_f64());
+        }
+        if let Some(lr) = per_row.as_deref_mut() {
+            lr[r] = T::from_f64(loss);
+        }
+        total += loss;
+    }
+    total
+}
+
+// ------------------------------------------------------------ pointwise
+
+/// An elementwise loss `l(x, y)` and its derivative in `x`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pointwise {
+    Mse,
+    L1,
+    Huber {
+        delta: f64,
+    },
+    SmoothL1 {
+        beta: f64,
+    },
+    /// `x` is a probability; logs clamped at -100 as in PyTorch.
+    Bce,
+    /// `x` is a logit; `pos_weight` (if given) weighs the positive term.
+    BceLogits,
+    KlDiv {
+        log_target: bool,
+    },
+    Focal {
+        alpha: f64,
+        gamma: f64,
+    },
+}
+
+#[inline(always)]
+fn sign(d: f64) -> f64 {
+    if d > 0.0 {
+        1.0
+    } else if d < 0.0 {
+        -1.0
+    } else {
+        d * 0.0 // 0, or NaN for NaN
+    }
+}
+
+/// log(1 + exp(-|x|)) and sigmoid(x), stable for any x.
+#[inline(always)]
+fn softplus_neg_abs_sigmoid(x: f64) -> (f64, f64) {
+    let e = (-x.abs()).exp();
+    let sp = e.ln_1p();
+    let s = if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    (sp, s)
+}
+
+impl Pointwise {
+    /// `(loss, dloss/dx)` at one element; `pw` is the pos_weight (BceLogits).
+    #[inline(always)]
+    pub fn eval(self, x: f64, y: f64, pw: f64) -> (f64, f64) {
+        match self {
+            Pointwise::Mse => {
+                let d = x - y;
+                (d * d, 2.0 * d)
+            }
+            Pointwise::L1 => {
+                let d = x - y;
+                (d.abs(), sign(d))
+            }
+            Pointwise::Huber { delta } => {
+                let d = x - y;
+                if d.abs() < delta {
+                    (0.5 * d * d, d)
+                } else {
+                    (delta * (d.abs() - 0.5 * delta), delta * sign(d))
+                }
+            }
+            Pointwise::SmoothL1 { beta } => {
+                let d = x - y;
+                if d.abs() < beta {
+                    (0.5 * d * d / beta, d / beta)
+                } else {
+                    (d.abs() - 0.5 * beta, sign(d))
+                }
+            }
+            Pointwise::Bce => {
+                let lp = x.ln().max(-100.0);
+                let lq = (-x).ln_1p().max(-100.0);
+                let l = -(times(y, lp) + times(1.0 - y, lq));
+                (l, (x - y) / ((1.0 - x) * x).max(1e-12))
+            }
+            Pointwise::BceLogits => {
+                let (sp, s) = softplus_neg_abs_sigmoid(x);
+                if pw == 1.0 {
+                    (x.max(0.0) - times(y, x) + sp, s - y)
+                } else {
+                    // (1 - y) x + (1 + (pw - 1) y) softplus(-x)
+                    let lw = 1.0 + (pw - 1.0) * y;
+                    let spn = sp + (-x).max(0.0);
+                    (
+                        times(1.0 - y, x) + times(lw, spn),
+                        (1.0 - y) - lw * (1.0 - s),
+                    )
+                }
+            }
+            Pointwise::KlDiv { log_target } => {
+                if log_target {
+                    let ey = y.exp();
+                    (times(ey, y - x), -ey)
+                } else if y > 0.0 {
+                    (y * (y.ln() - x), -y)
+                } else {
+                    (0.0, -y)
+                }
+            }
+            Pointwise::Focal { alpha, gamma } => {
+                let (sp, p) = softplus_neg_abs_sigmoid(x);
+                let ce = x.max(0.0) - times(y, x) + sp;
+                let pt = p * y + (1.0 - p) * (1.0 - y);
+                let u = 1.0 - pt;
+                let m = if gamma == 0.0 {
+                    1.0
+                } else {
+                    u.max(0.0).powf(gamma)
+                };
+                // d(1 - pt)/dx = -p (1 - p) (2y - 1)
+                let du = -p * (1.0 - p) * (2.0 * y - 1.0);
+                let dm = if gamma == 0.0 || u <= 0.0 {
+                    0.0
+                } else {
+                    gamma * u.powf(gamma - 1.0) * du
+                };
+                let at = if alpha >= 0.0 {
+                    alpha * y + (1.0 - alpha) * (1.0 - y)
+                } else {
+                    1.0
+                };
+                (at * ce * m, at * ((p - y) * m + times(ce, dm)))
+            }
+        }
+    }
+}
+
+/// One block of a pointwise loss: per element `w * l(x, y)`, gradient
+/// `w * l'(x, y) * scale`; losses summed in f64 lanes in a fixed order.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pointwise_block<T: Float, F: Fn(f64, f64, f64) -> (f64, f64)>(
+    f: F,
+    x: &[T],
+    y: &[T],
+    w: Option<&[T]>,
+    pw: Option<&[T]>,
+    scale: f64,
+    grad: Option<&mut [T]>,
+    per_elem: Option<&mut [T]>,
+) -> f64 {
+    let mut acc = [0f64; L];
+    let mut grad = grad;
+    let mut per_elem = per_elem;
+    for (c, (xs, ys)) in x.chunks(L).zip(y.chunks(L)).enumerate() {
+        let j = c * L;
+        let m = xs.len();
+        let mut lv = [0f64; L];
+        let mut gv = [0f64; L];
+        for i in 0..m {
+            let pwi = pw.map_or(1.0, |p| p[j + i].to_f64());
+            let (l, g) = f(xs[i].to_f64(), ys[i].to_f64(), pwi);
+            let wi = w.map_or(1.0, |w| w[j + i].to_f64());
+            lv[i] = times(wi, l);
+            gv[i] = wi * g * scale;
+        }
+        for i in 0..L {
+            acc[i] += lv[i];
+        }
+        if let Some(g) = grad.as_deref_mut() {
+            for i in 0..m {
+                g[j + i] = T::from_f64(gv[i]);
+            }
+        }
+        if let Some(o) = per_elem.as_deref_mut() {
+            for i in 0..m {
+                o[j + i] = T::from_f64(lv[i]);
+            }
+        }
+    }
+    hsum(acc)
+}
+
+multiversion! {
+    /// pointwise-loss: one sweep storing the gradient (and per-element loss)
+    /// and reduce-adding the loss in f64. Arithmetic in f64.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pointwise_rows<T: Float>(
+        op: Pointwise,
+        x: &[T],
+        y: &[T],
+        w: Option<&[T]>,
+        pw: Option<&[T]>,
+        scale: f64,
+        grad: Option<&mut [T]>,
+        per_elem: Option<&mut [T]>,
+    ) -> f64 {
+        match op {
+            Pointwise::Mse => pointwise_block(|x, y, _| { let d = x - y; (d * d, 2.0 * d) }, x, y, w, pw, scale, grad, per_elem),
+            Pointwise::L1 => pointwise_block(|x, y, _| { let d = x - y; (d.abs(), sign(d)) }, x, y, w, pw, scale, grad, per_elem),
+            op => pointwise_block(|x, y, p| op.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
+        }
+    }
+}
+
+/// A pointwise loss over whole arrays (blocked, deterministic): returns the
+/// f64 sum of `w * l`. `x` may live in `grad` (in-place).
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise<T: Float>(
+    op: Pointwise,
+    x: Input<'_, T>,
+    y: &[T],
+    w: Option<&[T]>,
+    pw: Option<&[T]>,
+    scale: f64,
+    grad: Option<&mut [T]>,
+    per_elem: Option<&mut [T]>,
+) -> f64 {
+    let len = y.len();
+    blocked_sum(len, 1, x, grad, per_elem, |r0, r1, xs, g, l| {
+        pointwise_rows(
+            op,
+            xs,
+            &y[r0..r1],
+            w.map(|w| &w[r0..r1]),
+            pw.map(|p| &p[r0..r1]),
+            scale,
+            g,
+            l,
+        )
+    })
+}
+
+/// Which cross-entropy-like row loss to run.
+#[derive(Clone, Copy)]
+pub enum Targets<'a, T> {
+    /// Cross-entropy with class indices.
+    Index(&'a [i64]),
+    /// Cross-entropy with class probabilities (same shape as the logits).
+    Prob(&'a [T]),
+    /// nll_loss on log-probabilities with class indices.
+    Nll(&'a [i64]),
+}
+
+/// A row loss over `rows` rows of `p.n` classes (blocked, deterministic):
+/// returns the f64 sum of the row losses. `x` may live in `grad` (in-place).
+pub fn row_loss<T: Float>(
+    rows: usize,
+    x: Input<'_, T>,
+    targets: Targets<'_, T>,
+    p: &CeParams<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    let n = p.n;
+    if n == 0 {
+        return 0.0;
+    }
+    blocked_sum(
+        rows,
+        n,
+        x,
+        grad,
+        per_row,
+        |r0, r1, xs, g, l| match targets {
+            Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
+            Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
+            Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ref_ce(x: &[f64], t: usize, eps: f64) -> (f64, Vec<f64>) {
+        let n = x.len();
+        let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
+        let lse = m + s.ln();
+        let mut loss = (1.0 - eps) * (lse - x[t]);
+        loss += eps / n as f64 * x.iter().map(|v| lse - v).sum::<f64>();
+        let g = (0..n)
+            .map(|j| {
+                let p = (x[j] - lse).exp();
+                p - (1.0 - eps) * f64::from(j == t) - eps / n as f64
+            })
+            .collect();
+        (loss, g)
+    }
+
+    #[test]
+    fn ce_index_matches_reference_and_threads() {
+        for &(rows, n, eps) in &[(5usize, 7usize, 0.0), (300, 1000, 0.1), (3, 33, 0.2)] {
+            let x: Vec<f64> = (0..rows * n)
+                .map(|i| ((i * 7919) % 101) as f64 / 7.0 - 6.0)
+                .collect();
+            let t: Vec<i64> = (0..rows).map(|r| ((r * 31) % n) as i64).collect();
+            let mut p = CeParams::<f64>::new(n, None, -100, eps);
+            p.scale = 1.0;
+            let mut g = vec![0.0; rows * n];
+            let total = row_loss(
+                rows,
+                Input::Slice(&x),
+                Targets::Index(&t),
+                &p,
+                Some(&mut g),
+                None,
+            );
+            let mut want = 0.0;
+            for r in 0..rows {
+                let (l, gr) = ref_ce(&x[r * n..(r + 1) * n], t[r] as usize, eps);
+                want += l;
+                for j in 0..n {
+                    assert!(
+                        (g[r * n + j] - gr[j]).abs() < 1e-14,
+                        "{} {}",
+                        g[r * n + j],
+                        gr[j]
+                    );
+                }
+            }
+            assert!((total - want).abs() <= 1e-13 * want.abs());
+            // in-place gives the same
+            let mut g2 = x.clone();
+            let t2 = row_loss(
+                rows,
+                Input::InGrad,
+                Targets::Index(&t),
+                &p,
+                Some(&mut g2),
+                None,
+            );
+            assert_eq!(t2.to_bits(), total.to_bits());
+            assert_eq!(g2, g);
+            crate::par::set_num_threads(1);
+            let t1 = row_loss(rows, Input::Slice(&x), Targets::Index(&t), &p, None, None);
+            crate::par::set_num_threads(3);
+            let t3 = row_loss(rows, Input::Slice(&x), Targets::Index(&t), &p, None, None);
+            assert_eq!(t1.to_bits(), t3.to_bits());
+            assert_eq!(t1.to_bits(), total.to_bits());
+        }
+    }
+
+    #[test]
+    fn index_validation() {
+        assert_eq!(
+            index_weight_sum::<f32>(&[0, 1, -100, 12], 10, None, -100),
+            Err(BadIndex { pos: 3, value: 12 })
+        );
+        assert_eq!(
+            index_weight_sum::<f32>(&[0, -100, 2], 3, Some(&[1.0, 2.0, 0.5]), -100),
+            Ok(1.5)
+        );
+    }
+}
