@@ -284,7 +284,7 @@ class MLP:
             bad = np.flatnonzero((a < 0) | (a >= self.n_outputs))
             if len(bad):
                 raise ValueError(
-                    f"{name} has class {a[bad[0]]!r} at index {bad[0]}, but the model has"
+                    f"{name} has class {a[bad[0]].item()!r} at index {bad[0]}, but the model has"
                     f" {self.n_outputs} classes (0..{self.n_outputs - 1})"
                 )
             return np.ascontiguousarray(a, dtype=np.int64)
