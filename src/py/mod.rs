@@ -1,6 +1,7 @@
 //! The PyO3 binding layer: dtype dispatch, shape and axis checks, `out=`,
 //! GIL release. Registration only here; each family has its own file.
 
+mod activations;
 mod array;
 mod rows;
 
@@ -201,5 +202,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    activations::register(m)?;
     Ok(())
 }
