@@ -1,6 +1,7 @@
 //! The PyO3 binding layer: dtype dispatch, shape and axis checks, `out=`,
 //! GIL release. Registration only here; each family has its own file.
 
+mod activations;
 mod array;
 mod losses;
 mod optim;
@@ -205,5 +206,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     optim::register(m)?;
     losses::register(m)?;
+    activations::register(m)?;
     Ok(())
 }

@@ -1,11 +1,6 @@
-"""The kernels the training loop calls, resolved once.
-
-The fused bias + activation kernels come from the activations issue
-(``bias_act``, ``bias_act_backward``). Until it is merged into this branch,
-NumPy stand-ins with the same signatures are used (``_fallback``), so the
-training loop can be built and tested; they are dropped as soon as
-``logitkit._core`` provides the names.
-"""
+"""The kernels the training loop calls: the fused bias + activation passes
+(activations issue), fused losses with gradients (losses issue), optimizer
+updates (here)."""
 
 from __future__ import annotations
 
@@ -16,16 +11,10 @@ from .. import _core
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus")
 ALIASES = {"logistic": "sigmoid"}
 
-if hasattr(_core, "bias_act"):
-    bias_act = _core.bias_act
-    bias_act_backward = _core.bias_act_backward
-else:  # pragma: no cover - only before the activations branch lands
-    from ._fallback import bias_act, bias_act_backward  # noqa: F401
-
+bias_act = _core.bias_act
+bias_act_backward = _core.bias_act_backward
 cross_entropy = _core.cross_entropy
 mse_loss = _core.mse_loss
-FUSED = hasattr(_core, "bias_act")
-
 sgd_step = _core.sgd_step
 adam_step = _core.adam_step
 adamw_step = _core.adamw_step
