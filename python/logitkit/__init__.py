@@ -56,3 +56,16 @@ __all__ = [
     "softmax",
     "softmax_backward",
 ]
+
+from . import nn  # noqa: E402  (after the compiled functions it uses)
+
+__all__ += ["MLPClassifier", "MLPRegressor", "nn"]
+
+
+def __getattr__(name: str):
+    # scikit-learn is an optional extra: import it only when asked for.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import sklearn as _sk
+
+        return getattr(_sk, name)
+    raise AttributeError(f"module 'logitkit' has no attribute {name!r}")

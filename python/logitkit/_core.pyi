@@ -44,6 +44,43 @@ def log_softmax_backward(
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...
+def sgd_step(
+    param: NDArray[np.floating[Any]],
+    grad: NDArray[np.floating[Any]],
+    momentum_buffer: NDArray[np.floating[Any]] | None = None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    grad_scale: float = 1.0,
+) -> None: ...
+def adam_step(
+    param: NDArray[np.floating[Any]],
+    grad: NDArray[np.floating[Any]],
+    exp_avg: NDArray[np.floating[Any]],
+    exp_avg_sq: NDArray[np.floating[Any]],
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    grad_scale: float = 1.0,
+) -> None: ...
+def adamw_step(
+    param: NDArray[np.floating[Any]],
+    grad: NDArray[np.floating[Any]],
+    exp_avg: NDArray[np.floating[Any]],
+    exp_avg_sq: NDArray[np.floating[Any]],
+    *,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    grad_scale: float = 1.0,
+) -> None: ...
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,

@@ -1,7 +1,10 @@
 //! Pure-Rust kernels on slices (no Python types) and the drivers that run them
 //! over an array's rows, in parallel, for any axis.
 
+pub mod activations;
+pub mod elementwise;
 pub mod losses;
+pub mod optim;
 pub mod softmax;
 
 use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};

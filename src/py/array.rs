@@ -117,6 +117,15 @@ pub fn usable_order(a: &Bound<'_, PyUntypedArray>) -> Option<Order> {
     }
 }
 
+/// Whether `a` is contiguous in `order` (and aligned).
+pub fn fits(a: &Bound<'_, PyUntypedArray>, order: Order) -> bool {
+    is_aligned(a)
+        && match order {
+            Order::C => a.is_c_contiguous(),
+            Order::F => a.is_fortran_contiguous(),
+        }
+}
+
 /// A copy (or the array itself) contiguous in `order`.
 pub fn in_order<'py>(
     a: &Bound<'py, PyUntypedArray>,

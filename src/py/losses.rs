@@ -9,7 +9,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::array::*;
-use super::rows::fits;
 use crate::kernels::losses::{
     first_nan, first_negative, first_not_prob, index_weight_sum, pointwise, row_loss, CeParams,
     Input, Pointwise, Targets,

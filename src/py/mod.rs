@@ -1,8 +1,10 @@
 //! The PyO3 binding layer: dtype dispatch, shape and axis checks, `out=`,
 //! GIL release. Registration only here; each family has its own file.
 
+mod activations;
 mod array;
 mod losses;
+mod optim;
 mod rows;
 
 use pyo3::exceptions::PyValueError;
@@ -178,6 +180,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    optim::register(m)?;
     losses::register(m)?;
+    activations::register(m)?;
     Ok(())
 }

@@ -44,15 +44,6 @@ fn run_kind<T: Elem>(
     }
 }
 
-/// Whether `a` is contiguous in `order` (and aligned).
-pub(super) fn fits(a: &Bound<'_, PyUntypedArray>, order: Order) -> bool {
-    is_aligned(a)
-        && match order {
-            Order::C => a.is_c_contiguous(),
-            Order::F => a.is_fortran_contiguous(),
-        }
-}
-
 fn compute<T: Elem>(
     py: Python<'_>,
     kind: RowKind,

@@ -69,6 +69,11 @@ pub trait Float:
     /// AVX2/AVX-512/NEON builds; correctly rounded everywhere, so every build
     /// gives the same bits).
     fn fma(a: Self, b: Self, c: Self) -> Self;
+
+    /// For finite `x > 0` (subnormals included): `(m, k)` with `x = m * 2^k`
+    /// and `m` in `[sqrt(1/2), sqrt(2))`, `k` integral. Bit tricks only, so a
+    /// lane loop over it vectorises (no float <-> 64-bit int conversions).
+    fn frexp_sqrt2(x: Self) -> (Self, Self);
 }
 
 impl Float for f32 {
@@ -121,6 +126,19 @@ impl Float for f32 {
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
+
+    }
+    #[inline(always)]
+    fn frexp_sqrt2(x: Self) -> (Self, Self) {
+        let tiny = x < f32::MIN_POSITIVE;
+        let xs = if tiny { x * 16_777_216.0 } else { x };
+        let bits = xs.to_bits();
+        let e = ((bits >> 23) & 0xff) as i32;
+        let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+        let big = m > std::f32::consts::SQRT_2;
+        let m = if big { m * 0.5 } else { m };
+        let k = e - 127 + big as i32 - if tiny { 24 } else { 0 };
+        (m, k as f32)
     }
 }
 
@@ -174,6 +192,26 @@ impl Float for f64 {
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
+
+    }
+    #[inline(always)]
+    fn frexp_sqrt2(x: Self) -> (Self, Self) {
+        const TWO52: f64 = 4_503_599_627_370_496.0;
+        let tiny = x < f64::MIN_POSITIVE;
+        let xs = if tiny {
+            x * 18_014_398_509_481_984.0
+        } else {
+            x
+        }; // 2^54
+        let bits = xs.to_bits();
+        // The biased exponent as an f64 without an i64 -> f64 conversion
+        // (AVX2 has none): put it in the mantissa of 2^52 and subtract 2^52.
+        let e = f64::from_bits(0x4330_0000_0000_0000 | ((bits >> 52) & 0x7ff)) - TWO52;
+        let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+        let big = m > std::f64::consts::SQRT_2;
+        let m = if big { m * 0.5 } else { m };
+        let k = e - 1023.0 + if big { 1.0 } else { 0.0 } - if tiny { 54.0 } else { 0.0 };
+        (m, k)
     }
 }
 

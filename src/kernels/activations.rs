@@ -1,0 +1,587 @@
+//! Activations `f`, their derivatives `f'`, and the fused bias + activation
+//! passes, all on the one elementwise driver ([`super::elementwise`]).
+//!
+//! Every activation is one row of the table in [`with_act!`]: a branch-free
+//! scalar `f` and `f'` (selects only) that vectorise in the lane loops of the
+//! multiversioned kernels below; conventions at kinks follow PyTorch. NaN in
+//! the input gives NaN. At +-inf the mathematical limit is returned (PyTorch
+//! gives NaN for e.g. silu(-inf) = -inf * 0).
+//!
+//! Accuracy: built on `simd::math` (a few ulp each), so f32 results are within
+//! ~1e-6 relative of the exact value of the function at the f32 input, and f64
+//! within ~1e-15 (where a parameter such as `beta * x` is first rounded to the
+//! dtype, as in PyTorch, the error is relative to that rounded argument).
+
+use super::elementwise::{map1, map2, run_tasks, tasks, Ptr};
+use crate::multiversion;
+use crate::simd::math::{abs, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv};
+use crate::simd::{Float, LANES as L};
+
+/// An activation and its parameters (validated by the caller).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Identity,
+    Sigmoid,
+    LogSigmoid,
+    /// `eps`: clip p to [eps, 1 - eps] first (None: no clipping).
+    Logit {
+        eps: Option<f64>,
+    },
+    Tanh,
+    Relu,
+    Relu6,
+    LeakyRelu {
+        slope: f64,
+    },
+    Elu {
+        alpha: f64,
+    },
+    Celu {
+        alpha: f64,
+    },
+    Selu,
+    Gelu,
+    GeluTanh,
+    Silu,
+    Mish,
+    Softplus {
+        beta: f64,
+        threshold: f64,
+    },
+    Softsign,
+    HardSigmoid,
+    HardTanh {
+        min: f64,
+        max: f64,
+    },
+    HardSwish,
+}
+
+#[inline(always)]
+fn c<T: Float>(v: f64) -> T {
+    T::from_f64(v)
+}
+
+#[inline(always)]
+fn sel<T: Float>(b: bool, x: T, y: T) -> T {
+    if b {
+        x
+    } else {
+        y
+    }
+}
+
+/// `(sigmoid(x), sigmoid(x) * (1 - sigmoid(x)), sigmoid(-x))` from one
+/// `e = exp(-|x|)`: never overflows, no cancellation.
+#[inline(always)]
+fn sigmoid3<T: Float>(x: T) -> (T, T, T) {
+    let e = T::exp(-abs(x));
+    let r = T::ONE / (T::ONE + e);
+    let er = e * r;
+    let pos = x >= T::ZERO;
+    (sel(pos, r, er), er * r, sel(pos, er, r))
+}
+
+#[inline(always)]
+fn sigmoid<T: Float>(x: T) -> T {
+    sigmoid3(x).0
+}
+
+/// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)).
+#[inline(always)]
+fn log_sigmoid<T: Float>(x: T) -> T {
+    min(x, T::ZERO) - log1p(T::exp(-abs(x)))
+}
+
+#[inline(always)]
+fn clip_p<T: Float>(p: T, eps: Option<f64>) -> T {
+    match eps {
+        Some(e) => {
+            let (lo, hi) = (c::<T>(e), c::<T>(1.0 - e));
+            sel(p < lo, lo, sel(p > hi, hi, p))
+        }
+        None => p,
+    }
+}
+
+/// log(p / (1 - p)): log1p((2p - 1) / (1 - p)) near p = 1/2 (where 2p - 1 is
+/// exact), log(p / (1 - p)) elsewhere; one logarithm either way.
+#[inline(always)]
+fn logit<T: Float>(p: T, eps: Option<f64>) -> T {
+    let p = clip_p(p, eps);
+    let q = T::ONE - p;
+    let mid = abs(p - c(0.5)) < c(0.25);
+    let r = (p + p - T::ONE) / q;
+    let u_mid = T::ONE + r;
+    let corr = (r - (u_mid - T::ONE)) / u_mid;
+    let u = sel(mid, u_mid, p / q);
+    ln_corr(u, sel(mid, corr, T::ZERO))
+}
+
+#[inline(always)]
+fn logit_deriv<T: Float>(p: T, eps: Option<f64>) -> T {
+    let d = T::ONE / (p * (T::ONE - p));
+    match eps {
+        Some(e) => sel(p < c(e) || p > c(1.0 - e), T::ZERO, d),
+        None => d,
+    }
+}
+
+/// x > 0 ? x : alpha * expm1(x * k) (elu, celu with k = 1/alpha, selu).
+#[inline(always)]
+fn elu<T: Float>(x: T, alpha: T, k: T) -> T {
+    sel(x > T::ZERO, x, alpha * expm1(x * k))
+}
+
+/// x * Phi(x); the limit 0 at -inf.
+#[inline(always)]
+fn gelu<T: Float>(x: T) -> T {
+    sel(x == T::NEG_INF, T::ZERO, x * ndtr(x))
+}
+
+/// Phi(x) + x phi(x); the limits at +-inf.
+#[inline(always)]
+fn gelu_deriv<T: Float>(x: T) -> T {
+    let d = ndtr(x) + x * norm_pdf(x);
+    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
+}
+
+/// 2 sqrt(2/pi) (x + 0.044715 x^3): 1 + tanh(u) = 2 sigmoid(2u), so
+/// gelu_tanh(x) = x sigmoid(2u) has no cancellation for x < 0.
+#[inline(always)]
+fn gelu_tanh_arg<T: Float>(x: T) -> T {
+    c::<T>(2.0 * 0.797_884_560_802_865_4) * (x + c::<T>(0.044_715) * (x * x * x))
+}
+
+#[inline(always)]
+fn gelu_tanh<T: Float>(x: T) -> T {
+    let y = x * sigmoid(gelu_tanh_arg(x));
+    sel(x == T::NEG_INF, T::ZERO, y)
+}
+
+#[inline(always)]
+fn gelu_tanh_deriv<T: Float>(x: T) -> T {
+    let (s, ss, _) = sigmoid3(gelu_tanh_arg(x));
+    let k = c::<T>(2.0 * 0.797_884_560_802_865_4);
+    let d = s + (x * ss) * (k * (T::ONE + c::<T>(3.0 * 0.044_715) * (x * x)));
+    // Beyond |x| = 1e3, s is exactly 0 or 1 and x^3 may overflow.
+    sel(abs(x) > c(1e3), sel(x > T::ZERO, T::ONE, T::ZERO), d)
+}
+
+#[inline(always)]
+fn silu<T: Float>(x: T) -> T {
+    sel(x == T::NEG_INF, T::ZERO, x * sigmoid(x))
+}
+
+#[inline(always)]
+fn silu_deriv<T: Float>(x: T) -> T {
+    let (s, ss, _) = sigmoid3(x);
+    let d = s + x * ss;
+    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
+}
+
+/// `(tanh(softplus(x)), 1 - tanh(softplus(x))^2, sigmoid(x))` as rational
+/// functions of `e = exp(-|x|)`: with w = 1 + e^x, tanh(log w) = (w^2 - 1) /
+/// (w^2 + 1); numerator and denominator are rearranged per sign so that
+/// neither overflows nor cancels.
+#[inline(always)]
+fn mish_parts<T: Float>(x: T) -> (T, T, T) {
+    let e = T::exp(-abs(x));
+    let two = c::<T>(2.0);
+    let pos = x > T::ZERO;
+    // x > 0: N = 1 + 2e, D = N + 2e^2; x <= 0: N = e(e + 2), D = N + 2.
+    let n = sel(pos, T::ONE + two * e, e * (e + two));
+    let dmn = sel(pos, two * e * e, two);
+    let d = n + dmn;
+    let t = n / d;
+    let one_m_t2 = (dmn * (d + n)) / (d * d);
+    let r = T::ONE / (T::ONE + e);
+    (t, one_m_t2, sel(pos, r, e * r))
+}
+
+#[inline(always)]
+fn mish<T: Float>(x: T) -> T {
+    sel(x == T::NEG_INF, T::ZERO, x * mish_parts(x).0)
+}
+
+#[inline(always)]
+fn mish_deriv<T: Float>(x: T) -> T {
+    let (t, omt2, s) = mish_parts(x);
+    let d = t + x * omt2 * s;
+    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
+}
+
+/// PyTorch's softplus: x where beta x > threshold, else
+/// log1p(exp(beta x)) / beta = (max(bx, 0) + log1p(exp(-|bx|))) / beta.
+#[inline(always)]
+fn softplus<T: Float>(x: T, beta: T, threshold: T) -> T {
+    let bx = x * beta;
+    let y = (max(bx, T::ZERO) + log1p(T::exp(-abs(bx)))) / beta;
+    sel(bx > threshold, x, y)
+}
+
+#[inline(always)]
+fn softplus_deriv<T: Float>(x: T, beta: T, threshold: T) -> T {
+    let bx = x * beta;
+    sel(bx > threshold, T::ONE, sigmoid(bx))
+}
+
+#[inline(always)]
+fn softsign<T: Float>(x: T) -> T {
+    let y = x / (T::ONE + abs(x));
+    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, -T::ONE), y)
+}
+
+#[inline(always)]
+fn softsign_deriv<T: Float>(x: T) -> T {
+    let d = T::ONE + abs(x);
+    T::ONE / (d * d)
+}
+
+/// clamp(x, lo, hi), NaN kept.
+#[inline(always)]
+fn clamp<T: Float>(x: T, lo: T, hi: T) -> T {
+    sel(x < lo, lo, sel(x > hi, hi, x))
+}
+
+#[inline(always)]
+fn inside<T: Float>(x: T, lo: T, hi: T) -> T {
+    sel(x > lo && x < hi, T::ONE, T::ZERO)
+}
+
+/// x * relu6(x + 3) / 6, with the limit 0 at -inf.
+#[inline(always)]
+fn hard_swish<T: Float>(x: T) -> T {
+    let y = x * clamp(x + c(3.0), T::ZERO, c(6.0)) / c(6.0);
+    sel(x <= c(-3.0), T::ZERO, y)
+}
+
+/// PyTorch's hardswish_backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above.
+#[inline(always)]
+fn hard_swish_deriv<T: Float>(x: T) -> T {
+    let mid = x / c(3.0) + c(0.5);
+    sel(x < c(-3.0), T::ZERO, sel(x <= c(3.0), mid, T::ONE))
+}
+
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+
+/// Binds `$f` (the activation) and `$d` (its derivative) as closures over one
+/// scalar for the activation `$act`, then evaluates `$body` (once per arm, so
+/// each arm is its own monomorphised, vectorised loop).
+macro_rules! with_act {
+    ($act:expr, $T:ty, |$f:ident, $d:ident| $body:expr) => {{
+        match $act {
+            Act::Identity => {
+                let $f = |x: T| x;
+                let $d = |_x: T| T::ONE;
+                $body
+            }
+            Act::Sigmoid => {
+                let $f = |x: T| sigmoid(x);
+                let $d = |x: T| sigmoid3(x).1;
+                $body
+            }
+            Act::LogSigmoid => {
+                let $f = |x: T| log_sigmoid(x);
+                let $d = |x: T| sigmoid3(x).2;
+                $body
+            }
+            Act::Logit { eps } => {
+                let $f = |x: T| logit(x, eps);
+                let $d = |x: T| logit_deriv(x, eps);
+                $body
+            }
+            Act::Tanh => {
+                let $f = |x: T| tanh(x);
+                let $d = |x: T| tanh_deriv(x);
+                $body
+            }
+            Act::Relu => {
+                let $f = |x: T| sel(x <= T::ZERO, T::ZERO, x);
+                let $d = |x: T| sel(x > T::ZERO, T::ONE, T::ZERO);
+                $body
+            }
+            Act::Relu6 => {
+                let $f = |x: T| clamp(x, T::ZERO, c(6.0));
+                let $d = |x: T| inside(x, T::ZERO, c(6.0));
+                $body
+            }
+            Act::LeakyRelu { slope } => {
+                let s: T = c(slope);
+                let $f = move |x: T| sel(x > T::ZERO, x, x * s);
+                let $d = move |x: T| sel(x > T::ZERO, T::ONE, s);
+                $body
+            }
+            Act::Elu { alpha } => {
+                let a: T = c(alpha);
+                let $f = move |x: T| elu(x, a, T::ONE);
+                let $d = move |x: T| sel(x > T::ZERO, T::ONE, a * T::exp(x));
+                $body
+            }
+            Act::Celu { alpha } => {
+                let (a, k): (T, T) = (c(alpha), c(1.0 / alpha));
+                let $f = move |x: T| elu(x, a, k);
+                let $d = move |x: T| sel(x > T::ZERO, T::ONE, T::exp(x * k));
+                $body
+            }
+            Act::Selu => {
+                let (s, sa): (T, T) = (c(SELU_SCALE), c(SELU_SCALE * SELU_ALPHA));
+                let $f = move |x: T| sel(x > T::ZERO, s * x, sa * expm1(x));
+                let $d = move |x: T| sel(x > T::ZERO, s, sa * T::exp(x));
+                $body
+            }
+            Act::Gelu => {
+                let $f = |x: T| gelu(x);
+                let $d = |x: T| gelu_deriv(x);
+                $body
+            }
+            Act::GeluTanh => {
+                let $f = |x: T| gelu_tanh(x);
+                let $d = |x: T| gelu_tanh_deriv(x);
+                $body
+            }
+            Act::Silu => {
+                let $f = |x: T| silu(x);
+                let $d = |x: T| silu_deriv(x);
+                $body
+            }
+            Act::Mish => {
+                let $f = |x: T| mish(x);
+                let $d = |x: T| mish_deriv(x);
+                $body
+            }
+            Act::Softplus { beta, threshold } => {
+                let (b, th): (T, T) = (c(beta), c(threshold));
+                let $f = move |x: T| softplus(x, b, th);
+                let $d = move |x: T| softplus_deriv(x, b, th);
+                $body
+            }
+            Act::Softsign => {
+                let $f = |x: T| softsign(x);
+                let $d = |x: T| softsign_deriv(x);
+                $body
+            }
+            Act::HardSigmoid => {
+                let $f = |x: T| clamp(x + c(3.0), T::ZERO, c(6.0)) / c(6.0);
+                let $d = |x: T| inside(x, c(-3.0), c(3.0)) / c(6.0);
+                $body
+            }
+            Act::HardTanh { min, max } => {
+                let (lo, hi): (T, T) = (c(min), c(max));
+                let $f = move |x: T| clamp(x, lo, hi);
+                let $d = move |x: T| inside(x, lo, hi);
+                $body
+            }
+            Act::HardSwish => {
+                let $f = |x: T| hard_swish(x);
+                let $d = |x: T| hard_swish_deriv(x);
+                $body
+            }
+        }
+    }};
+}
+
+// Passes: read x, write f(x).
+multiversion! {
+    fn fwd_k<T: Float>(act: Act, x: Ptr<T>, y: Ptr<T>, n: usize) {
+        // SAFETY: guaranteed by `forward`'s contract.
+        unsafe { with_act!(act, T, |f, _d| map1(x.get(), y.get(), n, f)) }
+    }
+}
+
+// Passes: read grad and x, write grad * f'(x).
+multiversion! {
+    fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize) {
+        // SAFETY: guaranteed by `backward`'s contract.
+        unsafe { with_act!(act, T, |_f, d| map2(g.get(), x.get(), y.get(), n, |gv, xv| gv * d(xv))) }
+    }
+}
+
+// Passes: read h and bias, write z = h + bias (when z is not null) and f(z).
+multiversion! {
+    fn bias_fwd_k<T: Float>(act: Act, h: Ptr<T>, b: Ptr<T>, z: Ptr<T>, y: Ptr<T>, rows: usize, nf: usize) {
+        // SAFETY: guaranteed by `bias_forward`'s contract.
+        unsafe {
+            with_act!(act, T, |f, _d| {
+                for r in 0..rows {
+                    let (hr, yr) = (h.get().add(r * nf), y.get().add(r * nf));
+                    let mut j = 0;
+                    while j < nf {
+                        let w = (nf - j).min(L);
+                        let mut a = [T::ZERO; L];
+                        let mut bb = [T::ZERO; L];
+                        std::ptr::copy_nonoverlapping(hr.add(j), a.as_mut_ptr(), w);
+                        std::ptr::copy_nonoverlapping(b.get().add(j), bb.as_mut_ptr(), w);
+                        let mut s = [T::ZERO; L];
+                        let mut o = [T::ZERO; L];
+                        for i in 0..L {
+                            s[i] = a[i] + bb[i];
+                            let v = f(s[i]);
+                            o[i] = if s[i].is_nan_() { s[i] } else { v };
+                        }
+                        if !z.is_null() {
+                            std::ptr::copy_nonoverlapping(s.as_ptr(), z.get().add(r * nf + j), w);
+                        }
+                        std::ptr::copy_nonoverlapping(o.as_ptr(), yr.add(j), w);
+                        j += L;
+                    }
+                }
+            })
+        }
+    }
+}
+
+// Passes: read grad and z, write grad * f'(z) and add it (in f64) to the
+// per-task column sums `acc`.
+multiversion! {
+    fn bias_bwd_k<T: Float>(act: Act, g: Ptr<T>, z: Ptr<T>, y: Ptr<T>, acc: Ptr<f64>, rows: usize, nf: usize) {
+        // SAFETY: guaranteed by `bias_backward`'s contract.
+        unsafe {
+            with_act!(act, T, |_f, d| {
+                for r in 0..rows {
+                    let off = r * nf;
+                    let mut j = 0;
+                    while j < nf {
+                        let w = (nf - j).min(L);
+                        let mut a = [T::ZERO; L];
+                        let mut zz = [T::ZERO; L];
+                        let mut s = [0f64; L];
+                        std::ptr::copy_nonoverlapping(g.get().add(off + j), a.as_mut_ptr(), w);
+                        std::ptr::copy_nonoverlapping(z.get().add(off + j), zz.as_mut_ptr(), w);
+                        std::ptr::copy_nonoverlapping(acc.get().add(j), s.as_mut_ptr(), w);
+                        let mut o = [T::ZERO; L];
+                        for i in 0..L {
+                            let v = a[i] * d(zz[i]);
+                            o[i] = if zz[i].is_nan_() { zz[i] } else { v };
+                            s[i] += o[i].to_f64();
+                        }
+                        std::ptr::copy_nonoverlapping(o.as_ptr(), y.get().add(off + j), w);
+                        std::ptr::copy_nonoverlapping(s.as_ptr(), acc.get().add(j), w);
+                        j += L;
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// `y = f(x)` elementwise over `n` elements, in parallel for large `n`.
+///
+/// # Safety
+/// `x` readable and `y` writable for `n` elements; `y` equals `x` or does
+/// not overlap it.
+pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
+    let (x, y) = (Ptr(x as *mut T), Ptr(y));
+    run_tasks(n, 1, |_, i0, i1| {
+        fwd_k(
+            act,
+            Ptr(x.get().wrapping_add(i0)),
+            Ptr(y.get().wrapping_add(i0)),
+            i1 - i0,
+        )
+    });
+}
+
+/// `y = grad * f'(x)` elementwise over `n` elements.
+///
+/// # Safety
+/// As [`forward`]; `y` may equal `grad` or `x`.
+pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut T, n: usize) {
+    let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
+    run_tasks(n, 1, |_, i0, i1| {
+        bwd_k(
+            act,
+            Ptr(g.get().wrapping_add(i0)),
+            Ptr(x.get().wrapping_add(i0)),
+            Ptr(y.get().wrapping_add(i0)),
+            i1 - i0,
+        )
+    });
+}
+
+/// For `h` of shape (rows, nf) and `bias` of shape (nf,), C order:
+/// `z = h + bias` (written when `z` is not null) and `y = f(z)`, one pass.
+///
+/// # Safety
+/// `h` readable and `y` (and `z` unless null) writable for `rows * nf`
+/// elements, `bias` readable for `nf`; each output equals `h` or overlaps no
+/// other array, and `z` does not overlap `y`.
+pub unsafe fn bias_forward<T: Float>(
+    act: Act,
+    h: *const T,
+    bias: *const T,
+    z: *mut T,
+    y: *mut T,
+    rows: usize,
+    nf: usize,
+) {
+    let (h, b, z, y) = (Ptr(h as *mut T), Ptr(bias as *mut T), Ptr(z), Ptr(y));
+    run_tasks(rows, nf, |_, r0, r1| {
+        let o = r0 * nf;
+        let zt = if z.is_null() {
+            z
+        } else {
+            Ptr(z.get().wrapping_add(o))
+        };
+        bias_fwd_k(
+            act,
+            Ptr(h.get().wrapping_add(o)),
+            b,
+            zt,
+            Ptr(y.get().wrapping_add(o)),
+            r1 - r0,
+            nf,
+        )
+    });
+}
+
+/// `y = grad * f'(z)` for `grad`, `z` of shape (rows, nf), C order, and
+/// `bias_grad[j] = sum_r y[r, j]`: each fixed block of rows (see
+/// [`super::elementwise::tasks`]) sums in f64 in row order, and the blocks
+/// are added in block order, so the result is the same for any thread count.
+///
+/// # Safety
+/// `grad`, `z` readable and `y` writable for `rows * nf` elements; `y`
+/// equals `grad` or `z` or overlaps neither; `bias_grad` has `nf` elements.
+pub unsafe fn bias_backward<T: Float>(
+    act: Act,
+    grad: *const T,
+    z: *const T,
+    y: *mut T,
+    rows: usize,
+    nf: usize,
+    bias_grad: &mut [T],
+) {
+    assert_eq!(bias_grad.len(), nf);
+    let (_, ntasks) = tasks(rows, nf);
+    let mut partial = vec![0f64; ntasks * nf];
+    let (g, zp, yp, pp) = (
+        Ptr(grad as *mut T),
+        Ptr(z as *mut T),
+        Ptr(y),
+        Ptr(partial.as_mut_ptr()),
+    );
+    run_tasks(rows, nf, |t, r0, r1| {
+        let o = r0 * nf;
+        bias_bwd_k(
+            act,
+            Ptr(g.get().wrapping_add(o)),
+            Ptr(zp.get().wrapping_add(o)),
+            Ptr(yp.get().wrapping_add(o)),
+            Ptr(pp.get().wrapping_add(t * nf)),
+            r1 - r0,
+            nf,
+        )
+    });
+    for (j, out) in bias_grad.iter_mut().enumerate() {
+        let mut s = 0f64;
+        for t in 0..ntasks {
+            s += partial[t * nf + j];
+        }
+        *out = T::from_f64(s);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+use super::*;
+
+fn fwd_vec<T: Float>(act: Act, x: &[T]) -> Vec<T> {
+    let mut y = vec![T::ZERO; x.len()];
+    unsafe { forward(act, x.as_ptr(), y.as_mut_ptr(), x.len()) };
+    y
+}
+
+#[test]
+fn in_place_forward_equals_out_of_place() {
+    let x: Vec<f32> = (0..100_003)
+        .map(|i| (i as f32 * 0.37).sin() * 8.0)
+        .collect();
+    let want = fwd_vec(Act::Silu, &x);
+    let mut y = x.clone();
+    unsafe { forward(Act::Silu, y.as_ptr(), y.as_mut_ptr(), y.len()) };
+    assert_eq!(want, y);
+}
+
+#[test]
+fn threads_do_not_change_results_or_bias_grad() {
+    let (rows, nf) = (3001, 37);
+    let g: Vec<f64> = (0..rows * nf)
+        .map(|i| ((i * 7919) % 1000) as f64 / 997.0 - 0.5)
+        .collect();
+    let z: Vec<f64> = (0..rows * nf)
+        .map(|i| ((i * 104_729) % 2000) as f64 / 300.0 - 3.0)
+        .collect();
+    let run = |threads| {
+        crate::par::set_num_threads(threads);
+        let mut y = vec![0.0; rows * nf];
+        let mut bg = vec![0.0; nf];
+        unsafe {
+            bias_backward(
+                Act::Gelu,
+                g.as_ptr(),
+                z.as_ptr(),
+                y.as_mut_ptr(),
+                rows,
+                nf,
+                &mut bg,
+            )
+        };
+        (y, bg)
+    };
+    let a = run(1);
+    let b = run(2);
+    let c = run(3);
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    // Column sums against a plain sum.
+    for j in 0..nf {
+        let s: f64 = (0..rows).map(|r| a.0[r * nf + j]).sum();
+        assert!((s - a.1[j]).abs() <= 1e-12 * (1.0 + s.abs()));
+    }
+}
+
+#[test]
+fn bias_forward_matches_forward_of_sum() {
+    let (rows, nf) = (50, 21);
+    let h: Vec<f32> = (0..rows * nf)
+        .map(|i| (i as f32 * 0.1).cos() * 5.0)
+        .collect();
+    let b: Vec<f32> = (0..nf).map(|j| j as f32 * 0.25 - 2.0).collect();
+    let zs: Vec<f32> = (0..rows * nf).map(|i| h[i] + b[i % nf]).collect();
+    let want = fwd_vec(Act::Relu, &zs);
+    let mut z = vec![0.0; rows * nf];
+    let mut y = vec![0.0; rows * nf];
+    unsafe {
+        bias_forward(
+            Act::Relu,
+            h.as_ptr(),
+            b.as_ptr(),
+            z.as_mut_ptr(),
+            y.as_mut_ptr(),
+            rows,
+            nf,
+        )
+    };
+    assert_eq!(z, zs);
+    assert_eq!(y, want);
+}
+
+#[test]
+fn every_isa_level_gives_identical_bits() {
+    use crate::simd::{set_level, set_level_from_env, Level};
+    let x: Vec<f32> = (0..4099).map(|i| (i as f32 - 2049.0) * 0.013).collect();
+    for act in [
+        Act::Gelu,
+        Act::Mish,
+        Act::Tanh,
+        Act::LogSigmoid,
+        Act::Logit { eps: Some(1e-3) },
+    ] {
+        set_level(Level::Scalar);
+        let a = fwd_vec(act, &x);
+        set_level_from_env();
+        let b = fwd_vec(act, &x);
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{act:?}"
+        );
+    }
+}

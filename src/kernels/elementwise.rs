@@ -1,0 +1,122 @@
+//! The one elementwise driver: a contiguous range of `n` units (elements, or
+//! rows of a fixed width) split into fixed-size tasks of about `TASK_ELEMS`
+//! elements, run in parallel on the pool (serially below `SERIAL_ELEMS`).
+//! Task boundaries depend only on the sizes, never on the thread count, so a
+//! per-task partial result (a column sum) combined in task order is
+//! bit-identical for any number of threads.
+//!
+//! Kernels take raw pointers because an output may be *exactly* one of the
+//! inputs (in-place); the lane helpers below read a whole lane array before
+//! writing it, which makes exact aliasing safe. Partial overlap is the
+//! caller's job to rule out.
+
+use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};
+use crate::simd::{Float, LANES as L};
+
+/// A raw pointer that tasks writing disjoint ranges may share.
+#[derive(Clone, Copy)]
+pub struct Ptr<T>(pub *mut T);
+// SAFETY: tasks only touch disjoint ranges (see `run_tasks`).
+unsafe impl<T> Send for Ptr<T> {}
+unsafe impl<T> Sync for Ptr<T> {}
+impl<T> Ptr<T> {
+    /// A method (not field access) so closures capture the whole wrapper.
+    #[inline(always)]
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+    pub fn null() -> Self {
+        Ptr(std::ptr::null_mut())
+    }
+    pub fn is_null(self) -> bool {
+        self.0.is_null()
+    }
+}
+
+/// How `units` units of `width` elements are cut into tasks:
+/// `(units_per_task, ntasks)`.
+pub fn tasks(units: usize, width: usize) -> (usize, usize) {
+    if units == 0 {
+        return (1, 0);
+    }
+    let per = (TASK_ELEMS / width.max(1)).max(1);
+    (per, units.div_ceil(per))
+}
+
+/// Runs `f(task, u0, u1)` over `units` units of `width` elements each, in the
+/// fixed tasks of [`tasks`], in parallel unless the total is small.
+pub fn run_tasks(units: usize, width: usize, f: impl Fn(usize, usize, usize) + Sync + Send) {
+    let (per, ntasks) = tasks(units, width);
+    let body = |t: usize| {
+        let u0 = t * per;
+        let u1 = (u0 + per).min(units);
+        f(t, u0, u1)
+    };
+    if units * width < SERIAL_ELEMS {
+        (0..ntasks).for_each(body);
+    } else {
+        for_each_task(ntasks, body);
+    }
+}
+
+/// `y[i] = f(x[i])` for `i < n`, a lane array at a time; NaN in x passes
+/// through whatever `f` does. `y` may equal `x`.
+///
+/// # Safety
+/// `x` readable and `y` writable for `n` elements; `y` equals `x` or does not
+/// overlap it.
+#[inline(always)]
+pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> T) {
+    let lane = |a: [T; L]| {
+        let mut b = [T::ZERO; L];
+        for i in 0..L {
+            let r = f(a[i]);
+            b[i] = if a[i].is_nan_() { a[i] } else { r };
+        }
+        b
+    };
+    let mut i = 0;
+    while i + L <= n {
+        let a = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
+        std::ptr::write_unaligned(y.add(i) as *mut [T; L], lane(a));
+        i += L;
+    }
+    if i < n {
+        let mut a = [T::ZERO; L];
+        std::ptr::copy_nonoverlapping(x.add(i), a.as_mut_ptr(), n - i);
+        let b = lane(a);
+        std::ptr::copy_nonoverlapping(b.as_ptr(), y.add(i), n - i);
+    }
+}
+
+/// `y[i] = f(g[i], x[i])` for `i < n`; NaN in x passes through. `y` may
+/// equal `g` or `x`.
+///
+/// # Safety
+/// As [`map1`] for both inputs.
+#[inline(always)]
+pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: impl Fn(T, T) -> T) {
+    let lane = |a: [T; L], b: [T; L]| {
+        let mut r = [T::ZERO; L];
+        for i in 0..L {
+            let v = f(a[i], b[i]);
+            r[i] = if b[i].is_nan_() { b[i] } else { v };
+        }
+        r
+    };
+    let mut i = 0;
+    while i + L <= n {
+        let a = std::ptr::read_unaligned(g.add(i) as *const [T; L]);
+        let b = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
+        std::ptr::write_unaligned(y.add(i) as *mut [T; L], lane(a, b));
+        i += L;
+    }
+    if i < n {
+        let mut a = [T::ZERO; L];
+        let mut b = [T::ZERO; L];
+        std::ptr::copy_nonoverlapping(g.add(i), a.as_mut_ptr(), n - i);
+        std::ptr::copy_nonoverlapping(x.add(i), b.as_mut_ptr(), n - i);
+        let r = lane(a, b);
+        std::ptr::copy_nonoverlapping(r.as_ptr(), y.add(i), n - i);
+    }
+}

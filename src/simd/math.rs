@@ -1,0 +1,358 @@
+//! Vectorisable elementary functions beyond `exp`: `expm1`, `ln` / `log1p`,
+//! `tanh`, the standard normal CDF `ndtr` (via `erfc`) and pdf. Generic over
+//! [`Float`], branch-free (every branch is a select), `#[inline(always)]`:
+//! called on one value each *is* the scalar reference; in a lane loop it
+//! vectorises. Polynomial degrees are chosen per type at compile time.
+//!
+//! Accuracy (checked in `cargo test`, f32 over a dense sweep, f64 sampled):
+//! `expm1` <= 8 ulp, `ln` / `log1p` <= 3 ulp, `tanh` <= 8 ulp, `ndtr` and
+//! `norm_pdf` <= 8 ulp relative (f32) / 2e-15 relative (f64), on the whole range
+//! where the result is a normal number. The erfc fits were made with
+//! `mpmath.chebyfit` (see the comment above each table).
+
+use super::Float;
+
+#[inline(always)]
+fn is_f32<T: Float>() -> bool {
+    T::MANTISSA_DIGITS == 24
+}
+
+#[inline(always)]
+fn c<T: Float>(v: f64) -> T {
+    T::from_f64(v)
+}
+
+/// `|x|` (keeps NaN; `-0` stays `-0`, which no caller minds).
+#[inline(always)]
+pub fn abs<T: Float>(x: T) -> T {
+    if x < T::ZERO {
+        -x
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+pub fn min<T: Float>(a: T, b: T) -> T {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+#[inline(always)]
+pub fn max<T: Float>(a: T, b: T) -> T {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// Horner evaluation, coefficients highest degree first.
+#[inline(always)]
+pub fn poly<T: Float>(x: T, coef: &[f64]) -> T {
+    let mut p = c::<T>(coef[0]);
+    for &k in &coef[1..] {
+        p = p * x + c(k);
+    }
+    p
+}
+
+/// Exact product `a * b = p + e` (Dekker; no fused multiply-add needed).
+/// Valid for |a|, |b| well below sqrt(max).
+#[inline(always)]
+pub fn two_prod<T: Float>(a: T, b: T) -> (T, T) {
+    let split: T = if is_f32::<T>() {
+        c(4097.0)
+    } else {
+        c(134_217_729.0)
+    };
+    let sp = |v: T| {
+        let t = split * v;
+        let h = t - (t - v);
+        (h, v - h)
+    };
+    let (ah, al) = sp(a);
+    let (bh, bl) = sp(b);
+    let p = a * b;
+    let e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+    (p, e)
+}
+
+/// Exact sum `a + b = s + e` (Knuth's TwoSum).
+#[inline(always)]
+pub fn two_sum<T: Float>(a: T, b: T) -> (T, T) {
+    let s = a + b;
+    let bp = s - a;
+    let ap = s - bp;
+    (s, (a - ap) + (b - bp))
+}
+
+// 1/n! for the Taylor polynomial of (expm1(x) - x) / x^2, highest first.
+const EXPM1_F32: [f64; 7] = [
+    1.0 / 40320.0,
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+];
+const EXPM1_F64: [f64; 13] = [
+    1.0 / 87_178_291_200.0,
+    1.0 / 6_227_020_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+];
+
+/// `exp(x) - 1` without cancellation: Taylor (truncation < 2e-17 relative in
+/// f64, 2e-8 in f32) for |x| < 0.35, `exp(x) - 1` beyond (where the result is
+/// at least 0.29 in magnitude, so `exp`'s 2 ulp grow to at most 7 ulp).
+#[inline(always)]
+pub fn expm1<T: Float>(x: T) -> T {
+    let small = abs(x) < c(0.35);
+    let xs = if small { x } else { T::ZERO };
+    let p = if is_f32::<T>() {
+        poly(xs, &EXPM1_F32)
+    } else {
+        poly(xs, &EXPM1_F64)
+    };
+    let s = xs + xs * xs * p;
+    let big = T::exp(x) - T::ONE;
+    if small {
+        s
+    } else {
+        big
+    }
+}
+
+// 2/(2k+1) for log(m) = 2s + s * z * P(z), z = s^2, |s| <= 0.1716.
+const LOG_F32: [f64; 4] = [2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0, 2.0 / 3.0];
+const LOG_F64: [f64; 10] = [
+    2.0 / 21.0,
+    2.0 / 19.0,
+    2.0 / 17.0,
+    2.0 / 15.0,
+    2.0 / 13.0,
+    2.0 / 11.0,
+    2.0 / 9.0,
+    2.0 / 7.0,
+    2.0 / 5.0,
+    2.0 / 3.0,
+];
+
+/// `log(u) + corr` for a small correction `corr`: `u = m 2^k`,
+/// `log(m) = 2 atanh((m-1)/(m+1))` by its series (truncation below 1e-17 in
+/// f64, 3e-9 in f32), `k ln 2` in two parts. log(0) = -inf, log(+inf) = +inf,
+/// log of a negative number or NaN is NaN. At most 3 ulp.
+#[inline(always)]
+pub fn ln_corr<T: Float>(u: T, corr: T) -> T {
+    let (ln2_hi, ln2_lo): (T, T) = if is_f32::<T>() {
+        (c(0.693_359_375), c(-2.121_944_4e-4))
+    } else {
+        (c(6.931_471_803_691_238e-1), c(1.908_214_929_270_587_7e-10))
+    };
+    let (m, k) = T::frexp_sqrt2(u);
+    let f = m - T::ONE;
+    let s = f / (m + T::ONE);
+    let z = s * s;
+    let p = if is_f32::<T>() {
+        poly(z, &LOG_F32)
+    } else {
+        poly(z, &LOG_F64)
+    };
+    let lm = (s + s) + s * z * p;
+    let r = k * ln2_hi + (lm + (k * ln2_lo + corr));
+    let r = if u == T::ZERO { T::NEG_INF } else { r };
+    let r = if u == T::INF { T::INF } else { r };
+    if u < T::ZERO || u.is_nan_() {
+        T::NAN
+    } else {
+        r
+    }
+}
+
+/// Natural logarithm, at most 3 ulp.
+#[inline(always)]
+pub fn ln<T: Float>(x: T) -> T {
+    ln_corr(x, T::ZERO)
+}
+
+/// `log(1 + y)`, at most 3 ulp: `log(u)` of `u = fl(1 + y)` plus the
+/// first-order correction `(y - (u - 1)) / u` for the rounding of `u`.
+#[inline(always)]
+pub fn log1p<T: Float>(y: T) -> T {
+    let u = T::ONE + y;
+    let corr = (y - (u - T::ONE)) / u;
+    let corr = if u > T::ZERO && u < T::INF {
+        corr
+    } else {
+        T::ZERO
+    };
+    ln_corr(u, corr)
+}
+
+/// `tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|))` with the sign of x:
+/// no cancellation anywhere, saturates to +-1, at most 8 ulp.
+#[inline(always)]
+pub fn tanh<T: Float>(x: T) -> T {
+    let a = abs(x);
+    let em = expm1(-(a + a));
+    let t = -em / (c::<T>(2.0) + em);
+    if x < T::ZERO {
+        -t
+    } else {
+        t
+    }
+}
+
+/// `1 - tanh(x)^2 = 4e / (1 + e)^2` with `e = exp(-2|x|)`: exact to a few
+/// ulp even where tanh(x) rounds to 1.
+#[inline(always)]
+pub fn tanh_deriv<T: Float>(x: T) -> T {
+    let a = abs(x);
+    let e = T::exp(-(a + a));
+    let d = T::ONE + e;
+    (c::<T>(4.0) * e) / (d * d)
+}
+
+// [0.14, 1] in s = (t - 0.5700000000000001) / 0.43; max error 1.56e-8
+pub(crate) const ERFC_G_F32: [f64; 11] = [
+    -2.9098170382082935e-05,
+    7.996037881940386e-05,
+    0.00014147318740783361,
+    -0.000700069397309057,
+    -0.00018230379183901835,
+    0.004385159805015257,
+    -0.0018632619761222663,
+    -0.03220131318664128,
+    0.019773856836677924,
+    0.58742369134239,
+    -0.5768280927430159,
+];
+// [0.065, 0.3] in s = (t - 0.1825) / 0.1175; max error 1.17e-17
+pub(crate) const ERFC_G_A: [f64; 14] = [
+    -2.8151023700035167e-13,
+    3.5346550373478333e-12,
+    2.0295119635194713e-11,
+    -1.2797435380947186e-10,
+    -1.338339956831209e-09,
+    1.9232004120895088e-09,
+    8.021670692115597e-08,
+    2.698242743614743e-07,
+    -3.738833385965945e-06,
+    -4.6511349958262275e-05,
+    -5.755176587233543e-05,
+    0.005432408846730117,
+    0.13421076711586527,
+    -1.0701431843360825,
+];
+// [0.3, 0.8] in s = (t - 0.55) / 0.25; max error 1.27e-17
+pub(crate) const ERFC_G_B: [f64; 18] = [
+    -2.0695606657575716e-11,
+    4.695985769785323e-11,
+    2.721154656734936e-10,
+    -1.3493309903170316e-09,
+    -7.661569621451465e-10,
+    2.1155234613555166e-08,
+    -3.6380513617245025e-08,
+    -2.2678136121895244e-07,
+    9.794169360289295e-07,
+    1.5350665199334023e-06,
+    -1.7474032486017764e-05,
+    2.028148364115685e-06,
+    0.0002933645581001986,
+    -0.0003299177154564319,
+    -0.006241906312470169,
+    0.0081931639637261,
+    0.34033501390437737,
+    -0.6041041216967372,
+];
+// [0, 0.25] in s = (t - 0.125) / 0.125; max error 2.43e-20
+pub(crate) const ERF_SMALL: [f64; 10] = [
+    -1.0893429375776461e-15,
+    8.777607481006789e-14,
+    -6.374417573691971e-12,
+    4.127025151938976e-10,
+    -2.3472291635294847e-08,
+    1.1516037795233198e-06,
+    -4.76233693446849e-05,
+    0.0016130716680617073,
+    -0.04364205888669792,
+    1.0830752376761712,
+];
+
+/// `(x^2 / 2)` split exactly as `hi + lo` for |x| <= 40, from which
+/// `exp(-x^2 / 2)` is computed without the error of rounding `x^2`.
+#[inline(always)]
+fn half_square<T: Float>(a: T) -> (T, T) {
+    let (p, e) = two_prod(a, a);
+    (p * c(0.5), e * c(0.5))
+}
+
+/// The largest |x| the Gaussian tails are evaluated at; beyond it they are
+/// zero in the type (f32: Phi(-14.5) ~ 1e-47; f64: Phi(-39) ~ 1e-333).
+#[inline(always)]
+fn gauss_clamp<T: Float>(x: T) -> T {
+    min(abs(x), if is_f32::<T>() { c(14.5) } else { c(39.0) })
+}
+
+/// The standard normal CDF `Phi(x) = erfc(-x / sqrt 2) / 2`. The tail
+/// `Phi(-|x|) = t exp(-x^2/2 + g(t)) / 2`, `t = 1 / (1 + |x| / (2 sqrt 2))`,
+/// with `g` a Chebyshev fit (the form of Numerical Recipes' `erfcc`) and
+/// `x^2/2` split exactly, so the tail keeps full relative accuracy down to
+/// the underflow threshold; f64 uses `erf`'s Taylor-like fit for |x| < 0.707.
+/// Relative error at most ~8 ulp (f32), 2e-15 (f64).
+#[inline(always)]
+pub fn ndtr<T: Float>(x: T) -> T {
+    let a = gauss_clamp(x);
+    let z = a * c(std::f64::consts::FRAC_1_SQRT_2);
+    let (hi, lo) = half_square(a);
+    let t = T::ONE / (T::ONE + z * c(0.5));
+    let g = if is_f32::<T>() {
+        poly((t - c(0.57)) * c(1.0 / 0.43), &ERFC_G_F32)
+    } else {
+        let ga = poly((t - c(0.1825)) * c(1.0 / 0.1175), &ERFC_G_A);
+        let gb = poly((t - c(0.55)) * c(4.0), &ERFC_G_B);
+        if t < c(0.3) {
+            ga
+        } else {
+            gb
+        }
+    };
+    let (sh, sl) = two_sum(g, -hi);
+    let tail = c::<T>(0.5) * t * T::exp_corr(sh, sl - lo);
+    let tail = if is_f32::<T>() || z >= c(0.5) {
+        tail
+    } else {
+        // |x| < 0.707 in f64: 1/2 - erf(z)/2, erf(z) = z P(z^2).
+        let w = (hi + lo) * c(8.0) - T::ONE;
+        c::<T>(0.5) - c::<T>(0.5) * z * poly(w, &ERF_SMALL)
+    };
+    if x < T::ZERO {
+        tail
+    } else {
+        T::ONE - tail
+    }
+}
+
+/// The standard normal pdf `exp(-x^2/2) / sqrt(2 pi)`, `x^2/2` split exactly.
+#[inline(always)]
+pub fn norm_pdf<T: Float>(x: T) -> T {
+    let (hi, lo) = half_square(gauss_clamp(x));
+    T::exp_corr(-hi, -lo) * c(0.398_942_280_401_432_7)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! The vector math against references: f32 over a dense sweep of bit
+//! patterns against the f64 standard library, f64 against libm / an
+//! independent series-and-continued-fraction erfc at sampled points.
+
+use super::*;
+
+/// |got - want| in units of the f32 ulp of `want` (subnormal-aware).
+fn ulps32(got: f32, want: f64) -> f64 {
+    if got.is_nan() && want.is_nan() {
+        return 0.0;
+    }
+    if want.is_infinite() || got.is_infinite() {
+        return if got as f64 == want {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    let ulp = if want.abs() < f32::MIN_POSITIVE as f64 {
+        f32::from_bits(1) as f64
+    } else {
+        2f64.powf(want.abs().log2().floor() - 23.0)
+    };
+    (got as f64 - want).abs() / ulp
+}
+
+fn ulps64(got: f64, want: f64) -> f64 {
+    if got.is_nan() && want.is_nan() {
+        return 0.0;
+    }
+    if want.is_infinite() || got.is_infinite() {
+        return if got == want { 0.0 } else { f64::INFINITY };
+    }
+    let ulp = if want.abs() < f64::MIN_POSITIVE {
+        f64::from_bits(1)
+    } else {
+        2f64.powf(want.abs().log2().floor() - 52.0)
+    };
+    (got - want).abs() / ulp
+}
+
+/// Every `step`-th f32 bit pattern in [lo, hi] (both signs when `both`).
+fn sweep(lo: f32, hi: f32, step: u32, both: bool, mut f: impl FnMut(f32)) {
+    let mut b = lo.to_bits();
+    while b <= hi.to_bits() {
+        let x = f32::from_bits(b);
+        f(x);
+        if both {
+            f(-x);
+        }
+        b += step;
+    }
+}
+
+fn worst32(
+    name: &str,
+    lo: f32,
+    hi: f32,
+    both: bool,
+    f: impl Fn(f32) -> f32,
+    r: impl Fn(f64) -> f64,
+) -> f64 {
+    let mut worst = (0.0, 0.0f32);
+    sweep(lo, hi, 7, both, |x| {
+        let u = ulps32(f(x), r(x as f64));
+        if u > worst.0 || u.is_nan() {
+            worst = (u, x);
+        }
+    });
+    eprintln!("{name}: worst {} ulp at {}", worst.0, worst.1);
+    worst.0
+}
+
+fn samples64(lo: f64, hi: f64, n: usize) -> impl Iterator<Item = f64> {
+    // A fixed LCG: reproducible, no dependency.
+    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n).map(move |_| {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+    })
+}
+
+fn worst64(lo: f64, hi: f64, f: impl Fn(f64) -> f64, r: impl Fn(f64) -> f64) -> f64 {
+    samples64(lo, hi, 200_000)
+        .map(|x| ulps64(f(x), r(x)))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn expm1_f32_within_8ulp_dense_sweep() {
+    let w = worst32("expm1", 0.0, 88.0, true, expm1::<f32>, f64::exp_m1);
+    assert!(w <= 8.0, "{w}");
+}
+
+#[test]
+fn expm1_f64_within_8ulp_sampled() {
+    for (lo, hi) in [(-1.0, 1.0), (-40.0, 700.0), (-1e-6, 1e-6)] {
+        let w = worst64(lo, hi, expm1::<f64>, f64::exp_m1);
+        assert!(w <= 8.0, "[{lo}, {hi}]: {w}");
+    }
+}
+
+#[test]
+fn log1p_f32_within_3ulp_dense_sweep() {
+    let w = worst32("log1p+", 0.0, f32::MAX, false, log1p::<f32>, f64::ln_1p);
+    assert!(w <= 3.0, "{w}");
+    let w = worst32("log1p-", 0.0, 1.0, false, |x| log1p(-x), |x| (-x).ln_1p());
+    assert!(w <= 3.0, "{w}");
+}
+
+#[test]
+fn ln_f32_within_3ulp_dense_sweep_including_subnormals() {
+    let w = worst32("ln", 0.0, f32::MAX, false, ln::<f32>, f64::ln);
+    assert!(w <= 3.0, "{w}");
+}
+
+#[test]
+fn ln_log1p_f64_within_3ulp_sampled() {
+    for (lo, hi) in [(1e-300, 1e-290), (0.5, 2.0), (1.0, 1e300)] {
+        assert!(worst64(lo, hi, ln::<f64>, f64::ln) <= 3.0);
+    }
+    for (lo, hi) in [(-0.999, 1.0), (-1e-9, 1e-9), (1.0, 1e300)] {
+        assert!(worst64(lo, hi, log1p::<f64>, f64::ln_1p) <= 3.0);
+    }
+    assert_eq!(ln(4.9e-324f64), (4.9e-324f64).ln());
+}
+
+#[test]
+fn log_special_values() {
+    assert_eq!(ln(0.0f32), f32::NEG_INFINITY);
+    assert_eq!(ln(f32::INFINITY), f32::INFINITY);
+    assert!(ln(-1.0f32).is_nan() && ln(f32::NAN).is_nan());
+    assert_eq!(log1p(-1.0f64), f64::NEG_INFINITY);
+    assert_eq!(log1p(f64::INFINITY), f64::INFINITY);
+    assert!(log1p(-2.0f64).is_nan());
+    assert_eq!(log1p(1e-30f32), 1e-30f32);
+}
+
+#[test]
+fn tanh_f32_within_8ulp_dense_sweep() {
+    let w = worst32("tanh", 0.0, 20.0, true, tanh::<f32>, f64::tanh);
+    assert!(w <= 8.0, "{w}");
+    assert_eq!(tanh(f32::INFINITY), 1.0);
+    assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
+}
+
+#[test]
+fn tanh_f64_within_8ulp_sampled() {
+    for (lo, hi) in [(-1.0, 1.0), (-30.0, 30.0), (-1e-8, 1e-8)] {
+        let w = worst64(lo, hi, tanh::<f64>, f64::tanh);
+        assert!(w <= 8.0, "{w}");
+    }
+}
+
+#[test]
+fn tanh_deriv_matches_1_minus_tanh_squared_where_that_is_accurate() {
+    for x in samples64(-0.5, 0.5, 10_000) {
+        let want = 1.0 - x.tanh() * x.tanh();
+        assert!(ulps64(tanh_deriv(x), want) <= 8.0);
+    }
+}
+
+/// Independent f64 erfc: the all-positive series of erf for z < 0.5, the
+/// continued fraction (backward recurrence) beyond.
+fn erfc_ref(z: f64) -> f64 {
+    let sqrt_pi = std::f64::consts::PI.sqrt();
+    if z < 0.5 {
+        let mut term = z;
+        let mut sum = z;
+        let mut n = 0.0;
+        while term > 1e-20 * sum {
+            n += 1.0;
+            term *= 2.0 * z * z / (2.0 * n + 1.0);
+            sum += term;
+        }
+        1.0 - 2.0 / sqrt_pi * (-z * z).exp() * sum
+    } else {
+        let mut f = z;
+        for k in (1..4000).rev() {
+            f = z + (k as f64 / 2.0) / f;
+        }
+        (-z * z).exp() / sqrt_pi / f
+    }
+}
+
+fn ndtr_ref(x: f64) -> f64 {
+    // erfc_ref's exp(-z*z) loses z^2 ulp to the rounding of z; redo that
+    // factor with x^2 split exactly (z = x / sqrt 2).
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let (p, e) = two_prod(x, x);
+    let fix = if z < 0.5 {
+        1.0
+    } else {
+        (-p / 2.0).exp() * (1.0 - e / 2.0) / (-z * z).exp()
+    };
+    let t = erfc_ref(z) * fix / 2.0;
+    if x < 0.0 {
+        t
+    } else {
+        1.0 - t
+    }
+}
+
+#[test]
+fn ndtr_f64_within_2e_15_relative() {
+    let mut worst = 0.0f64;
+    for x in samples64(-37.0, 8.0, 20_000) {
+        let (g, w) = (ndtr(x), ndtr_ref(x));
+        worst = worst.max(((g - w) / w).abs());
+    }
+    assert!(worst < 2e-15, "{worst}");
+}
+
+#[test]
+fn ndtr_and_pdf_f32_within_8ulp_of_f64_dense_sweep() {
+    let mut worst = 0.0f64;
+    sweep(0.0, 14.0, 61, true, |x| {
+        let u = ulps32(ndtr(x), ndtr(x as f64)).max(ulps32(norm_pdf(x), norm_pdf(x as f64)));
+        worst = worst.max(u);
+    });
+    assert!(worst <= 8.0, "{worst}");
+    assert_eq!(ndtr(f32::NEG_INFINITY), 0.0);
+    assert_eq!(ndtr(f32::INFINITY), 1.0);
+}
+
+#[test]
+fn norm_pdf_f64_matches_exp() {
+    for x in samples64(-37.0, 37.0, 10_000) {
+        // exp(-x*x/2) loses |x|^2 ulp to the rounding of x*x; compare loosely.
+        let want = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        assert!(
+            ((norm_pdf(x) - want) / want).abs() < 1e-15 * (1.0 + x * x),
+            "{x}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+"""End-to-end tests of the ``logitkit`` command in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from logitkit.cli import main  # noqa: E402
+
+
+def _csv(path, X, y, header=None):
+    header = header or [f"f{i}" for i in range(X.shape[1])] + ["label"]
+    with open(path, "w") as f:
+        f.write(",".join(header) + "\n")
+        for row, t in zip(X, y, strict=True):
+            f.write(",".join(f"{v:.5g}" for v in row) + f",{t}\n")
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    _csv(tmp_path / "train.csv", X, y)
+    np.savez(tmp_path / "train.npz", X=X, label=(X[:, 0] > 0).astype(int), cont=X[:, 0] * 3.3)
+    return tmp_path
+
+
+def test_demo_trains_prints_accuracy_and_writes_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "--quiet", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("Test accuracy: ")[1].split()[0])
+    assert acc >= 0.97
+    assert "Confusion matrix" in out
+    for name in ("logitkit_demo_curves.png", "logitkit_demo_confusion.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+        assert str(tmp_path / name) in out
+
+
+def test_train_then_predict_csv(data, capsys):
+    model = data / "m.npz"
+    rc = main(
+        [
+            "train",
+            str(data / "train.csv"),
+            "--target",
+            "label",
+            "--hidden",
+            "16",
+            "--epochs",
+            "30",
+            "--lr",
+            "0.01",
+            "--quiet",
+            "-o",
+            str(model),
+        ]
+    )
+    assert rc == 0 and model.exists()
+    assert main(["predict", str(model), str(data / "train.csv"), "-o", str(data / "p.csv")]) == 0
+    lines = (data / "p.csv").read_text().splitlines()
+    assert lines[0] == "prediction,p_no,p_yes" and len(lines) == 301
+    err = capsys.readouterr().err
+    assert float(err.split("accuracy against column 'label': ")[1]) > 0.9
+
+
+def test_train_npz_and_regression(data):
+    assert (
+        main(
+            [
+                "train",
+                str(data / "train.npz"),
+                "--target",
+                "label",
+                "--epochs",
+                "3",
+                "--quiet",
+                "-o",
+                str(data / "n.npz"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(data / "train.npz"),
+                "--target",
+                "label",
+                "--regression",
+                "--epochs",
+                "3",
+                "--quiet",
+                "-o",
+                str(data / "r.npz"),
+            ]
+        )
+        == 0
+    )
+
+
+def _run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "logitkit.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["train", "missing.csv", "--target", "label"], "missing.csv: no such file"),
+        (["train", "train.csv", "--target", "nope"], "no column 'nope'"),
+        (["train", "nan.csv", "--target", "label"], "NaN or missing value in feature 'f1'"),
+        (["train", "short.csv", "--target", "label"], "line 3 has 2 fields"),
+        (["train", "train.npz", "--target", "nope"], "no array 'nope'"),
+        (["train", "mismatch.npz", "--target", "y"], "X has 300 rows but 'y' has 10"),
+        (["train", "train.npz", "--target", "cont"], "does not look like class labels"),
+        (["predict", "nomodel.npz", "train.csv"], "nomodel.npz: no such file"),
+        (["predict", "train.csv", "train.csv"], "not a logitkit model file"),
+        (["train", "train.csv", "--target", "label", "--epochs", "0"], "--epochs must be >= 1"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_no_model(data, args, msg):
+    X = np.random.default_rng(1).normal(size=(300, 4))
+    Xn = X.copy()
+    Xn[5, 1] = np.nan
+    _csv(data / "nan.csv", Xn, ["a"] * 300)
+    (data / "short.csv").write_text("f0,f1,label\n1,2,a\n3,b\n")
+    np.savez(data / "mismatch.npz", X=X, y=np.arange(10))
+    r = _run(*args, "-o", "out.npz", cwd=data) if args[0] == "train" else _run(*args, cwd=data)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert msg in r.stderr
+    assert not os.path.exists(data / "out.npz")
+    assert not [p for p in os.listdir(data) if p.endswith(".tmp")]
