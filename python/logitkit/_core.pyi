@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -184,3 +184,148 @@ def sigmoid_focal_loss(
     return_grad: bool = False,
     grad_out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...
+def sigmoid(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def sigmoid_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def log_sigmoid(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def log_sigmoid_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def logit(
+    p: ArrayLike, eps: float | None = None, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def logit_backward(
+    grad: ArrayLike,
+    p: ArrayLike,
+    eps: float | None = None,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def tanh(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def tanh_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def relu(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def relu_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def relu6(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def relu6_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def leaky_relu(
+    x: ArrayLike, negative_slope: float = 0.01, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def leaky_relu_backward(
+    grad: ArrayLike,
+    x: ArrayLike,
+    negative_slope: float = 0.01,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def elu(
+    x: ArrayLike, alpha: float = 1.0, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def elu_backward(
+    grad: ArrayLike,
+    x: ArrayLike,
+    alpha: float = 1.0,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def celu(
+    x: ArrayLike, alpha: float = 1.0, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def celu_backward(
+    grad: ArrayLike,
+    x: ArrayLike,
+    alpha: float = 1.0,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def selu(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def selu_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def gelu(
+    x: ArrayLike,
+    approximate: Literal["none", "tanh"] = "none",
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def gelu_backward(
+    grad: ArrayLike,
+    x: ArrayLike,
+    approximate: Literal["none", "tanh"] = "none",
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def silu(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def silu_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def mish(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def mish_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def softplus(
+    x: ArrayLike,
+    beta: float = 1.0,
+    threshold: float = 20.0,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def softplus_backward(
+    grad: ArrayLike,
+    x: ArrayLike,
+    beta: float = 1.0,
+    threshold: float = 20.0,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def softsign(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def softsign_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def hard_sigmoid(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def hard_sigmoid_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def hard_tanh(
+    x: ArrayLike,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def hard_tanh_backward(
+    grad: ArrayLike,
+    x: ArrayLike,
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> Any: ...
+def hard_swish(x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None) -> Any: ...
+def hard_swish_backward(
+    grad: ArrayLike, x: ArrayLike, *, out: NDArray[np.floating[Any]] | None = None
+) -> Any: ...
+def bias_act(
+    h: ArrayLike,
+    bias: ArrayLike,
+    activation: str = "relu",
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+    preact_out: NDArray[np.floating[Any]] | None = None,
+    **params: Any,
+) -> Any: ...
+def bias_act_backward(
+    grad: ArrayLike,
+    z: ArrayLike,
+    activation: str = "relu",
+    *,
+    out: NDArray[np.floating[Any]] | None = None,
+    bias_grad_out: NDArray[np.floating[Any]] | None = None,
+    **params: Any,
+) -> tuple[Any, Any]: ...

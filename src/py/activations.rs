@@ -380,10 +380,10 @@ impl IntoParam<String> for &str {
 /// Generates `f(x, params..., *, out=None)` and
 /// `f_backward(grad, x, params..., *, out=None)` for activation `$name`.
 macro_rules! act_pair {
-    ($fwd:ident, $bwd:ident, $name:literal, $xn:ident, [$($p:ident : $t:ty = $def:expr),*], $fdoc:literal, $bdoc:literal) => {
+    ($fwd:ident, $bwd:ident, $name:literal, $xn:ident, [$($p:ident : $t:ty = $def:expr),*], $fsig:literal, $bsig:literal, $fdoc:literal, $bdoc:literal) => {
         #[doc = $fdoc]
         #[pyfunction]
-        #[pyo3(signature = ($xn, $($p = $def,)* *, out=None))]
+        #[pyo3(signature = ($xn, $($p = $def,)* *, out=None), text_signature = $fsig)]
         fn $fwd<'py>(
             py: Python<'py>,
             $xn: &Bound<'py, PyAny>,
@@ -396,7 +396,7 @@ macro_rules! act_pair {
 
         #[doc = $bdoc]
         #[pyfunction]
-        #[pyo3(signature = (grad, $xn, $($p = $def,)* *, out=None))]
+        #[pyo3(signature = (grad, $xn, $($p = $def,)* *, out=None), text_signature = $bsig)]
         fn $bwd<'py>(
             py: Python<'py>,
             grad: &Bound<'py, PyAny>,
@@ -411,6 +411,8 @@ macro_rules! act_pair {
 }
 
 act_pair!(sigmoid, sigmoid_backward, "sigmoid", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "sigmoid(x, *, out=None)
 --
 
@@ -425,6 +427,8 @@ array([0.11920292, 0.5       , 0.88079708])",
 
 Gradient of sigmoid: grad * f'(x) with f'(x) = sigmoid(x) * (1 - sigmoid(x)). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(log_sigmoid, log_sigmoid_backward, "log_sigmoid", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "log_sigmoid(x, *, out=None)
 --
 
@@ -439,6 +443,8 @@ array([-50.        ,  -0.69314718,  -0.12692801])",
 
 Gradient of log_sigmoid: grad * f'(x) with f'(x) = sigmoid(-x). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(logit, logit_backward, "logit", p, [eps: Option<f64> = None],
+    "(p, eps=None, *, out=None)",
+    "(grad, p, eps=None, *, out=None)",
     "logit(p, eps=None, *, out=None)
 --
 
@@ -453,6 +459,8 @@ array([-2.19722458,  0.        ,  2.19722458])",
 
 Gradient of logit: grad * f'(p) with f'(p) = 1 / (p * (1 - p)); with eps, 0 where p is outside [eps, 1 - eps] (PyTorch's convention). p is the forward *input*; grad and p must have one shape; out may be grad or p (in place).");
 act_pair!(tanh, tanh_backward, "tanh", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "tanh(x, *, out=None)
 --
 
@@ -467,6 +475,8 @@ array([-0.76159416,  0.        ,  0.46211716])",
 
 Gradient of tanh: grad * f'(x) with f'(x) = 1 - tanh(x)**2, computed as 4e / (1 + e)**2 with e = exp(-2|x|) (accurate where tanh rounds to 1). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(relu, relu_backward, "relu", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "relu(x, *, out=None)
 --
 
@@ -481,6 +491,8 @@ array([0., 0., 2.])",
 
 Gradient of relu: grad * f'(x) with f'(x) = 1 for x > 0, else 0 (PyTorch: the derivative at 0 is 0). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(relu6, relu6_backward, "relu6", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "relu6(x, *, out=None)
 --
 
@@ -495,6 +507,8 @@ array([0., 3., 6.])",
 
 Gradient of relu6: grad * f'(x) with f'(x) = 1 for 0 < x < 6, else 0 (0 at both kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(leaky_relu, leaky_relu_backward, "leaky_relu", x, [negative_slope: f64 = 0.01],
+    "(x, negative_slope=0.01, *, out=None)",
+    "(grad, x, negative_slope=0.01, *, out=None)",
     "leaky_relu(x, negative_slope=0.01, *, out=None)
 --
 
@@ -509,6 +523,8 @@ array([-0.02,  0.  ,  3.  ])",
 
 Gradient of leaky_relu: grad * f'(x) with f'(x) = 1 for x > 0, else negative_slope (negative_slope at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(elu, elu_backward, "elu", x, [alpha: f64 = 1.0],
+    "(x, alpha=1.0, *, out=None)",
+    "(grad, x, alpha=1.0, *, out=None)",
     "elu(x, alpha=1.0, *, out=None)
 --
 
@@ -523,6 +539,8 @@ array([-0.63212056,  0.        ,  2.        ])",
 
 Gradient of elu: grad * f'(x) with f'(x) = 1 for x > 0, else alpha * exp(x) (alpha at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(celu, celu_backward, "celu", x, [alpha: f64 = 1.0],
+    "(x, alpha=1.0, *, out=None)",
+    "(grad, x, alpha=1.0, *, out=None)",
     "celu(x, alpha=1.0, *, out=None)
 --
 
@@ -537,6 +555,8 @@ array([-0.63212056,  0.        ,  2.        ])",
 
 Gradient of celu: grad * f'(x) with f'(x) = 1 for x > 0, else exp(x / alpha) (1 at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(selu, selu_backward, "selu", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "selu(x, *, out=None)
 --
 
@@ -551,6 +571,8 @@ array([-1.11133074,  0.        ,  2.10140197])",
 
 Gradient of selu: grad * f'(x) with f'(x) = scale for x > 0, else scale * alpha * exp(x) (scale * alpha at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(gelu, gelu_backward, "gelu", x, [approximate: &str = "none"],
+    "(x, approximate='none', *, out=None)",
+    "(grad, x, approximate='none', *, out=None)",
     "gelu(x, approximate=\"none\", *, out=None)
 --
 
@@ -565,6 +587,8 @@ array([-0.15865525,  0.        ,  1.95449974])",
 
 Gradient of gelu: grad * f'(x) with f'(x) = Phi(x) + x * phi(x) (or the derivative of the tanh form). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(silu, silu_backward, "silu", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "silu(x, *, out=None)
 --
 
@@ -579,6 +603,8 @@ array([-0.26894142,  0.        ,  1.76159416])",
 
 Gradient of silu: grad * f'(x) with f'(x) = sigmoid(x) * (1 + x * (1 - sigmoid(x))). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(mish, mish_backward, "mish", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "mish(x, *, out=None)
 --
 
@@ -593,6 +619,8 @@ array([-0.30340146,  0.        ,  1.94395896])",
 
 Gradient of mish: grad * f'(x) with f'(x) = tanh(softplus(x)) + x * sigmoid(x) * (1 - tanh(softplus(x))**2). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(softplus, softplus_backward, "softplus", x, [beta: f64 = 1.0, threshold: f64 = 20.0],
+    "(x, beta=1.0, threshold=20.0, *, out=None)",
+    "(grad, x, beta=1.0, threshold=20.0, *, out=None)",
     "softplus(x, beta=1.0, threshold=20.0, *, out=None)
 --
 
@@ -607,6 +635,8 @@ array([0.31326169, 0.69314718, 2.12692801])",
 
 Gradient of softplus: grad * f'(x) with f'(x) = sigmoid(beta * x), or 1 where beta * x > threshold. x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(softsign, softsign_backward, "softsign", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "softsign(x, *, out=None)
 --
 
@@ -621,6 +651,8 @@ array([-0.5 ,  0.  ,  0.75])",
 
 Gradient of softsign: grad * f'(x) with f'(x) = 1 / (1 + |x|)**2. x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_sigmoid, hard_sigmoid_backward, "hard_sigmoid", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "hard_sigmoid(x, *, out=None)
 --
 
@@ -635,6 +667,8 @@ array([0.  , 0.5 , 0.75])",
 
 Gradient of hard_sigmoid: grad * f'(x) with f'(x) = 1/6 for -3 < x < 3, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_tanh, hard_tanh_backward, "hard_tanh", x, [min_val: f64 = -1.0, max_val: f64 = 1.0],
+    "(x, min_val=-1.0, max_val=1.0, *, out=None)",
+    "(grad, x, min_val=-1.0, max_val=1.0, *, out=None)",
     "hard_tanh(x, min_val=-1.0, max_val=1.0, *, out=None)
 --
 
@@ -649,6 +683,8 @@ array([-1. ,  0.5,  1. ])",
 
 Gradient of hard_tanh: grad * f'(x) with f'(x) = 1 for min_val < x < max_val, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_swish, hard_swish_backward, "hard_swish", x, [],
+    "(x, *, out=None)",
+    "(grad, x, *, out=None)",
     "hard_swish(x, *, out=None)
 --
 

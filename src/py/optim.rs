@@ -268,7 +268,7 @@ fn adam_common<'py>(
 /// exp_avg and exp_avg_sq (zeros at the start) are updated in place; step is
 /// the 1-based update count. Arrays: C-contiguous float32/float64, one shape.
 #[pyfunction]
-#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, grad_scale=1.0))]
+#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, grad_scale=1.0), text_signature = "(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, grad_scale=1.0)")]
 #[allow(clippy::too_many_arguments)]
 fn adam_step<'py>(
     py: Python<'py>,
@@ -306,7 +306,7 @@ fn adam_step<'py>(
 /// decay): param *= 1 - lr * weight_decay, then the Adam update of
 /// adam_step without the L2 term. One fused pass.
 #[pyfunction]
-#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, grad_scale=1.0))]
+#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, grad_scale=1.0), text_signature = "(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01, grad_scale=1.0)")]
 #[allow(clippy::too_many_arguments)]
 fn adamw_step<'py>(
     py: Python<'py>,

@@ -126,7 +126,6 @@ impl Float for f32 {
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
-
     }
     #[inline(always)]
     fn frexp_sqrt2(x: Self) -> (Self, Self) {
@@ -192,7 +191,6 @@ impl Float for f64 {
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
-
     }
     #[inline(always)]
     fn frexp_sqrt2(x: Self) -> (Self, Self) {

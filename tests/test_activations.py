@@ -1,0 +1,438 @@
+"""Activations and their gradients against independent references: mpmath at
+high precision (values), central finite differences in mpmath (gradients),
+PyTorch-documented values, hypothesis properties, bad input, threads."""
+
+from __future__ import annotations
+
+import math
+
+import logitkit as lk
+import mpmath as mp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+mp.mp.dps = 100
+SELU_A = mp.mpf("1.6732632423543772848170429916717")
+SELU_S = mp.mpf("1.0507009873554804934193349852946")
+
+
+def _sig(x):
+    return 1 / (1 + mp.exp(-x))
+
+
+def _phi(x):
+    return mp.ncdf(x)
+
+
+def _clip(x, lo, hi):
+    return min(max(x, lo), hi)
+
+
+# name -> (params, mpmath f(x, **params)); reference formulas written from the
+# definitions, not from the implementation.
+REF = {
+    "sigmoid": ({}, lambda x: _sig(x)),
+    "log_sigmoid": ({}, lambda x: -mp.log1p(mp.exp(-x))),
+    "tanh": ({}, mp.tanh),
+    "relu": ({}, lambda x: max(x, 0)),
+    "relu6": ({}, lambda x: _clip(x, 0, 6)),
+    "leaky_relu": ({"negative_slope": 0.2}, lambda x: x if x > 0 else mp.mpf(0.2) * x),
+    "elu": ({"alpha": 1.5}, lambda x: x if x > 0 else mp.mpf(1.5) * mp.expm1(x)),
+    "celu": ({"alpha": 2.0}, lambda x: x if x > 0 else 2 * mp.expm1(x / 2)),
+    "selu": ({}, lambda x: SELU_S * (x if x > 0 else SELU_A * mp.expm1(x))),
+    "gelu": ({}, lambda x: x * _phi(x)),
+    "silu": ({}, lambda x: x * _sig(x)),
+    "mish": ({}, lambda x: x * mp.tanh(mp.log1p(mp.exp(x)))),
+    "softplus": ({}, lambda x: x if x > 20 else mp.log1p(mp.exp(x))),
+    "softsign": ({}, lambda x: x / (1 + abs(x))),
+    "hard_sigmoid": ({}, lambda x: _clip(x + 3, 0, 6) / 6),
+    "hard_tanh": ({"min_val": -2.0, "max_val": 0.5}, lambda x: _clip(x, -2, mp.mpf(0.5))),
+    "hard_swish": ({}, lambda x: x * _clip(x + 3, 0, 6) / 6),
+}
+KINKS = {
+    "relu": [0],
+    "relu6": [0, 6],
+    "leaky_relu": [0],
+    "elu": [0],
+    "celu": [0],
+    "selu": [0],
+    "hard_sigmoid": [-3, 3],
+    "hard_tanh": [-2, 0.5],
+    "hard_swish": [-3, 3],
+    "softplus": [20],
+}
+# (relative, absolute near zeros of the function)
+TOL = {np.float32: (4e-6, 1e-6), np.float64: (1e-14, 1e-15)}
+
+
+def _grid(dtype):
+    x = np.concatenate(
+        [
+            np.linspace(-100, 100, 2001),
+            np.linspace(-6, 6, 1201),
+            np.geomspace(1e-30, 1, 61),
+            -np.geomspace(1e-30, 1, 61),
+            [0.0, -0.0, 1e-40, -1e-40, 5e-324],
+        ]
+    )
+    return x.astype(dtype)
+
+
+def _check_close(got, want, rtol, atol, what):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    same_nan = np.isnan(got) == np.isnan(want)
+    assert same_nan.all(), f"{what}: NaN mismatch at {np.flatnonzero(~same_nan)[:5]}"
+    ok = np.isnan(want) | (got == want) | (np.abs(got - want) <= atol + rtol * np.abs(want))
+    bad = np.flatnonzero(~ok)
+    assert bad.size == 0, f"{what}: {bad.size} bad, e.g. got {got[bad[:3]]} want {want[bad[:3]]}"
+
+
+def _ref_values(f, x, dtype):
+    # The exact value at the (rounded) input, rounded once to the dtype; the
+    # limit at +-inf.
+    out = []
+    for v in x.astype(np.float64):
+        if math.isnan(v):
+            out.append(math.nan)
+            continue
+        out.append(float(f(mp.mpf(v))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(REF))
+def test_forward_matches_mpmath_reference(name, dtype):
+    params, f = REF[name]
+    x = _grid(dtype)
+    got = getattr(lk, name)(x, **params)
+    assert got.dtype == dtype
+    want = _ref_values(lambda v: f(v), x, dtype)
+    rtol, atol = TOL[dtype]
+    # Where the exact result is below the dtype's normal range only absolute
+    # accuracy is meaningful.
+    atol = max(atol, np.finfo(dtype).tiny)
+    _check_close(got, want, rtol, atol, name)
+
+
+def _step(c, a, b):
+    return a if c else b
+
+
+# Analytic derivatives (away from the kinks), written from the definitions.
+DREF = {
+    "sigmoid": lambda x: _sig(x) * (1 - _sig(x)),
+    "log_sigmoid": lambda x: _sig(-x),
+    "tanh": lambda x: 1 / mp.cosh(x) ** 2,
+    "relu": lambda x: _step(x > 0, 1, 0),
+    "relu6": lambda x: _step(0 < x < 6, 1, 0),
+    "leaky_relu": lambda x: _step(x > 0, 1, mp.mpf(0.2)),
+    "elu": lambda x: _step(x > 0, 1, mp.mpf(1.5) * mp.exp(x)),
+    "celu": lambda x: _step(x > 0, 1, mp.exp(x / 2)),
+    "selu": lambda x: SELU_S * _step(x > 0, 1, SELU_A * mp.exp(x)),
+    "gelu": lambda x: mp.ncdf(x) + x * mp.npdf(x),
+    "silu": lambda x: _sig(x) * (1 + x * (1 - _sig(x))),
+    "mish": lambda x: (
+        mp.tanh(mp.log1p(mp.exp(x))) + x * _sig(x) / mp.cosh(mp.log1p(mp.exp(x))) ** 2
+    ),
+    "softplus": lambda x: _step(x > 20, 1, _sig(x)),
+    "softsign": lambda x: 1 / (1 + abs(x)) ** 2,
+    "hard_sigmoid": lambda x: _step(-3 < x < 3, mp.mpf(1) / 6, 0),
+    "hard_tanh": lambda x: _step(-2 < x < 0.5, 1, 0),
+    "hard_swish": lambda x: _step(x < -3, 0, _step(x <= 3, x / 3 + mp.mpf(0.5), 1)),
+}
+
+
+def _deriv(name, v):
+    return DREF[name](v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(REF))
+def test_backward_matches_mpmath_derivative(name, dtype):
+    params, f = REF[name]
+    x = _grid(dtype)
+    kinks = KINKS.get(name, [])
+    x = x[~np.isin(x.astype(np.float64), np.array(kinks, dtype=np.float64))]
+    g = np.linspace(-2, 2, x.size).astype(dtype)
+    got = getattr(lk, name + "_backward")(g, x, **params)
+    want = np.array(
+        [
+            float(mp.mpf(gv) * _deriv(name, mp.mpf(v)))
+            for gv, v in zip(g.astype(float), x.astype(float), strict=True)
+        ]
+    )
+    rtol, atol = TOL[dtype]
+    atol = max(atol, np.finfo(dtype).tiny)
+    _check_close(got, want, rtol, atol, name + "_backward")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_tanh_and_logit_against_references(dtype):
+    x = np.linspace(-5, 5, 1001).astype(dtype)
+    k = mp.sqrt(2 / mp.pi)
+
+    def gt(v):
+        return v * (1 + mp.tanh(k * (v + mp.mpf("0.044715") * v**3))) / 2
+
+    rtol, atol = TOL[dtype]
+    _check_close(
+        lk.gelu(x, approximate="tanh"), _ref_values(gt, x, dtype), 4 * rtol, atol, "gelu tanh"
+    )
+    g = np.ones_like(x)
+    want = np.array([float(mp.diff(gt, mp.mpf(v))) for v in x.astype(float)])
+    _check_close(lk.gelu_backward(g, x, approximate="tanh"), want, 4 * rtol, atol, "gelu tanh bwd")
+    p = np.concatenate([np.linspace(0, 1, 1001), [1e-30, 1 - 1e-7]]).astype(dtype)
+    want = [
+        float(mp.log(mp.mpf(v) / (1 - mp.mpf(v))))
+        if 0 < v < 1
+        else (-math.inf if v == 0 else math.inf)
+        for v in p.astype(float)
+    ]
+    _check_close(lk.logit(p), want, rtol, atol, "logit")
+    pi = p[(p > 0) & (p < 1)]
+    want = [float(1 / (mp.mpf(v) * (1 - mp.mpf(v)))) for v in pi.astype(float)]
+    _check_close(lk.logit_backward(np.ones_like(pi), pi), want, rtol, atol, "logit bwd")
+
+
+def test_logit_eps_clips_like_torch():
+    p = np.array([0.0, 0.001, 0.5, 1.0])
+    got = lk.logit(p, eps=0.01)
+    want = np.log(np.clip(p, 0.01, 0.99) / (1 - np.clip(p, 0.01, 0.99)))
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    np.testing.assert_array_equal(lk.logit_backward(np.ones(4), p, eps=0.01)[[0, 1, 3]], 0.0)
+
+
+# Values from the PyTorch documentation / torch 2.x output at float64.
+TORCH_VALUES = [
+    ("relu", {}, [-1.0, 0.0, 1.0], [0.0, 0.0, 1.0]),
+    ("sigmoid", {}, [0.0, 1.0], [0.5, 0.7310585786300049]),
+    ("gelu", {}, [-1.0, 1.0], [-0.15865525393145707, 0.8413447460685429]),
+    ("gelu", {"approximate": "tanh"}, [1.0], [0.8411919906082768]),
+    ("silu", {}, [1.0], [0.7310585786300049]),
+    ("mish", {}, [1.0], [0.8650983882673103]),
+    ("softplus", {}, [0.0, 30.0], [0.6931471805599453, 30.0]),
+    ("selu", {}, [-1.0], [-1.1113307378125625]),
+    ("elu", {}, [-1.0], [-0.6321205588285577]),
+    ("hard_swish", {}, [1.0], [0.6666666666666666]),
+    ("hard_sigmoid", {}, [1.0], [0.6666666666666666]),
+    ("log_sigmoid", {}, [-1.0], [-1.3132616875182228]),
+    ("softsign", {}, [1.0], [0.5]),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "x", "want"), TORCH_VALUES)
+def test_pytorch_documented_values(name, params, x, want):
+    np.testing.assert_allclose(getattr(lk, name)(np.array(x), **params), want, rtol=1e-14)
+
+
+# Derivatives at the kinks, PyTorch's convention.
+KINK_GRADS = [
+    ("relu", {}, 0.0, 0.0),
+    ("relu6", {}, 0.0, 0.0),
+    ("relu6", {}, 6.0, 0.0),
+    ("leaky_relu", {"negative_slope": 0.1}, 0.0, 0.1),
+    ("elu", {"alpha": 2.0}, 0.0, 2.0),
+    ("celu", {"alpha": 2.0}, 0.0, 1.0),
+    ("hard_tanh", {}, 1.0, 0.0),
+    ("hard_sigmoid", {}, 3.0, 0.0),
+    ("hard_swish", {}, -3.0, -0.5),
+    ("hard_swish", {}, 3.0, 1.5),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "x", "want"), KINK_GRADS)
+def test_kink_gradients_follow_pytorch(name, params, x, want):
+    assert getattr(lk, name + "_backward")(np.array([1.0]), np.array([x]), **params)[0] == want
+
+
+ALL = sorted(REF) + ["logit"]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_propagates_and_infinities_give_limits(name, dtype):
+    params = REF.get(name, ({}, None))[0]
+    f = getattr(lk, name)
+    x = np.array([np.nan, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max], dtype)
+    y = f(x, **params)
+    assert np.isnan(y[0])
+    assert not np.isnan(y[1:]).any() or name == "logit"
+    b = getattr(lk, name + "_backward")(np.ones_like(x), x, **params)
+    assert np.isnan(b[0])
+    if name != "logit":
+        assert not np.isnan(b[1:]).any()
+    if name in REF:
+        # The mathematical limit at +-inf.
+        fx = REF[name][1]
+        for v, got in zip([math.inf, -math.inf], y[1:3], strict=True):
+            at_big = float(fx(mp.mpf(1e30 if v > 0 else -1e30)))
+            lim = at_big if abs(at_big) < 1e20 else v
+            assert got == pytest.approx(lim, rel=1e-6, abs=1e-30) or (
+                np.isinf(got) and np.isinf(lim)
+            )
+
+
+def test_finite_difference_gradients_float64():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(500) * 3
+    for name in ALL + ["gelu_tanh"]:
+        if name == "logit":
+            # p away from 0 and 1, where a finite difference is accurate.
+            xx, params, fn = 1 / (1 + np.exp(-x / 4)), {}, name
+        elif name == "gelu_tanh":
+            xx, params, fn = x, {"approximate": "tanh"}, "gelu"
+        else:
+            xx, params, fn = x, REF[name][0], name
+        kinks = KINKS.get(fn, [])
+        xx = xx[np.min(np.abs(xx[:, None] - np.array(kinks + [1e9])), axis=1) > 1e-3]
+        h = 1e-6
+        f = getattr(lk, fn)
+        fd = (f(xx + h, **params) - f(xx - h, **params)) / (2 * h)
+        got = getattr(lk, fn + "_backward")(np.ones_like(xx), xx, **params)
+        np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-80, 80, allow_nan=False), st.floats(-80, 80, allow_nan=False))
+def test_monotone_activations_are_monotone(a, b):
+    lo, hi = np.float64(min(a, b)), np.float64(max(a, b))
+    for name in ["sigmoid", "log_sigmoid", "tanh", "relu", "softplus", "softsign", "elu", "selu"]:
+        f = getattr(lk, name)
+        assert f(np.array([lo]))[0] <= f(np.array([hi]))[0], name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-30, 30, allow_nan=False, width=32))
+def test_sigmoid_symmetry_and_logit_inverse(x):
+    a = np.array([x], np.float64)
+    assert lk.sigmoid(-a)[0] == pytest.approx(1 - lk.sigmoid(a)[0], abs=1e-15)
+    # Rounding sigmoid(x) to float64 loses |x|-dependent bits of 1 - p.
+    tol = 1e-12 + 4e-16 * (1 + math.exp(abs(x)))
+    assert lk.logit(lk.sigmoid(a))[0] == pytest.approx(x, abs=tol)
+    f = np.array([x], np.float32)
+    assert lk.sigmoid(-f)[0] == pytest.approx(1 - lk.sigmoid(f)[0], abs=1.2e-7)
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "gelu", "mish", "logit"])
+def test_results_bit_identical_for_any_thread_count(name):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 1000)).astype(np.float32)
+    if name == "logit":
+        x = np.abs(x) / 5
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    h = rng.standard_normal((3000, 100)).astype(np.float32)
+    old = lk.get_num_threads()
+    res = []
+    try:
+        for n in (1, 2, 3):
+            lk.set_num_threads(n)
+            bg = lk.bias_act_backward(g[: 3000 // 10 * 10].reshape(3000, 100), h, "gelu")
+            res.append((getattr(lk, name)(x), getattr(lk, name + "_backward")(g, x), *bg))
+    finally:
+        lk.set_num_threads(old)
+    for r in res[1:]:
+        for a, c in zip(res[0], r, strict=True):
+            assert np.array_equal(a.view(np.uint32), c.view(np.uint32))
+
+
+def test_out_in_place_strided_fortran_and_dtypes():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 40))
+    want = lk.silu(x)
+    y = x.copy()
+    assert lk.silu(y, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(lk.silu(np.asfortranarray(x)), want)
+    np.testing.assert_array_equal(lk.silu(x[:, ::2]), want[:, ::2])
+    o = np.empty((50, 40))
+    np.testing.assert_array_equal(lk.silu(x, out=o), want)
+    # Partial overlap goes through a temporary.
+    buf = np.concatenate([x.ravel(), [0.0]])
+    lk.silu(buf[1:], out=buf[:-1])
+    np.testing.assert_array_equal(buf[:-1], lk.silu(np.concatenate([x.ravel()[1:], [0.0]])))
+    g = rng.standard_normal((50, 40))
+    gg = g.copy()
+    lk.gelu_backward(gg, x, out=gg)
+    np.testing.assert_array_equal(gg, lk.gelu_backward(g, x))
+    assert lk.relu([1, -2]).dtype == np.float64
+    assert lk.relu(np.array([1, -2], np.float16)).dtype == np.float16
+    assert lk.relu(np.float32([1])).dtype == np.float32
+    assert isinstance(lk.sigmoid(0.0), np.floating)
+
+
+def test_bias_act_matches_unfused_and_writes_preact():
+    rng = np.random.default_rng(5)
+    h = rng.standard_normal((64, 33)).astype(np.float32)
+    b = rng.standard_normal(33).astype(np.float32)
+    for act, params in [
+        ("relu", {}),
+        ("gelu", {"approximate": "tanh"}),
+        ("leaky_relu", {"negative_slope": 0.3}),
+        ("identity", {}),
+    ]:
+        z = np.empty_like(h)
+        y = lk.bias_act(h, b, act, preact_out=z, **params)
+        np.testing.assert_array_equal(z, h + b)
+        fn = (
+            (lambda v: v)
+            if act == "identity"
+            else (lambda v, a=act, p=params: getattr(lk, a)(v, **p))
+        )
+        np.testing.assert_array_equal(y, fn(h + b))
+        g = rng.standard_normal(h.shape).astype(np.float32)
+        gz, gb = lk.bias_act_backward(g, z, act, **params)
+        want = g if act == "identity" else getattr(lk, act + "_backward")(g, z, **params)
+        np.testing.assert_array_equal(gz, want)
+        np.testing.assert_allclose(gb, want.astype(np.float64).sum(0), rtol=1e-6, atol=1e-6)
+    # In place: preact_out is h, out is grad.
+    hh = h.copy()
+    y = lk.bias_act(hh, b, "silu", preact_out=hh)
+    np.testing.assert_array_equal(hh, h + b)
+    g = np.ones_like(h)
+    bo = np.empty(33, np.float32)
+    gz, gb = lk.bias_act_backward(g, hh, "silu", out=g, bias_grad_out=bo)
+    assert gz is g and gb is bo
+    np.testing.assert_array_equal(g, lk.silu_backward(np.ones_like(h), h + b))
+    del y
+
+
+BAD = [
+    (lambda: lk.relu("abc"), TypeError, "x"),
+    (lambda: lk.relu(np.array([1 + 2j])), TypeError, "x is complex"),
+    (lambda: lk.relu_backward(np.ones(3), np.ones(4)), ValueError, "x has shape"),
+    (lambda: lk.relu(np.ones(3), out=np.ones(4)), ValueError, "out has shape"),
+    (lambda: lk.relu(np.ones(3), out=np.ones(3, np.float32)), TypeError, "out has dtype"),
+    (lambda: lk.relu(np.ones(3), out=[0, 0, 0]), TypeError, "out must be"),
+    (lambda: lk.softplus(np.ones(3), beta=-1.0), ValueError, "beta"),
+    (lambda: lk.hard_tanh(np.ones(3), min_val=2.0, max_val=1.0), ValueError, "min_val"),
+    (lambda: lk.gelu(np.ones(3), approximate="erf"), ValueError, "approximate"),
+    (lambda: lk.logit(np.ones(3), eps=0.5), ValueError, "eps"),
+    (lambda: lk.logit(np.ones(3), eps=-0.1), ValueError, "eps"),
+    (lambda: lk.celu(np.ones(3), alpha=0.0), ValueError, "alpha"),
+    (lambda: lk.bias_act(np.ones((2, 3)), np.ones(4)), ValueError, "bias has shape"),
+    (lambda: lk.bias_act(np.ones(3), np.ones(3)), ValueError, "h must be 2-D"),
+    (lambda: lk.bias_act(np.ones((2, 3)), np.ones(3), "nope"), ValueError, "activation must be"),
+    (lambda: lk.bias_act(np.ones((2, 3)), np.ones(3), "relu", alpha=1.0), TypeError, "alpha"),
+    (lambda: lk.bias_act_backward(np.ones((2, 3)), np.ones((3, 2))), ValueError, "z has shape"),
+    (
+        lambda: lk.bias_act_backward(np.ones((2, 3)), np.ones((2, 3)), bias_grad_out=np.ones(2)),
+        ValueError,
+        "bias_grad_out",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "exc", "msg"), BAD)
+def test_bad_input_raises_naming_the_argument(call, exc, msg):
+    with pytest.raises(exc, match=msg):
+        call()
+
+
+def test_read_only_out_rejected():
+    o = np.ones(3)
+    o.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        lk.tanh(np.ones(3), out=o)
