@@ -443,3 +443,22 @@ def test_pool_survives_fork():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "0", out.stderr
+
+
+@pytest.mark.parametrize(
+    "shape,axis", [((300, 10), -1), ((40, 50), 0), ((5000, 100), -1), ((3, 4, 70), 1)]
+)
+def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    want = lk.softmax(x, axis)
+    y = x.copy()
+    assert lk.softmax(y, axis, out=y) is y
+    assert np.array_equal(y, want)
+    want_g = lk.softmax_backward(g, want, axis)
+    on_grad, on_y = g.copy(), want.copy()
+    lk.softmax_backward(on_grad, want, axis, out=on_grad)
+    lk.softmax_backward(g, on_y, axis, out=on_y)
+    assert np.array_equal(on_grad, want_g)
+    assert np.array_equal(on_y, want_g)

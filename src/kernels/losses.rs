@@ -12,17 +12,10 @@
 //! `(max - x_t) + log(sum)` is formed in f64 from non-negative parts, so f32
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
+use super::elementwise::{run_tasks, tasks, Ptr};
 use super::softmax::{dot_row, max_sum_row};
-use super::OutPtr;
 use crate::multiversion;
-use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};
 use crate::simd::{hsum, Float, LANES as L};
-
-/// Rows per reduction block: depends only on the row length `n`, never on
-/// the thread count.
-pub fn rows_per_block(n: usize) -> usize {
-    (TASK_ELEMS / n.max(1)).max(1)
-}
 
 /// Where a loss reads its input from: its own slice, or the gradient buffer
 /// (in-place: `grad_out` is the input), copied block by block to scratch
@@ -54,36 +47,28 @@ pub fn blocked_sum<T: Float>(
     assert!(per_row.as_ref().is_none_or(|l| l.len() == rows));
     let in_grad = matches!(x, Input::InGrad);
     assert!(!in_grad || grad.is_some());
-    let rpb = rows_per_block(n);
-    let nblocks = rows.div_ceil(rpb);
+    // Blocks are the driver's fixed tasks: their bounds depend only on the
+    // sizes, so combining their partials in order is thread-independent.
+    let (_, nblocks) = tasks(rows, n);
     let mut partial = vec![0f64; nblocks];
-    let gp = grad.map(|g| OutPtr(g.as_mut_ptr()));
-    let lp = per_row.map(|l| OutPtr(l.as_mut_ptr()));
-    let pp = OutPtr(partial.as_mut_ptr());
-    let ntasks = if rows * n < SERIAL_ELEMS { 1 } else { nblocks };
-    let bpt = nblocks.div_ceil(ntasks);
-    for_each_task(ntasks, |t| {
-        let mut scratch = Vec::new();
-        for b in t * bpt..((t + 1) * bpt).min(nblocks) {
-            let r0 = b * rpb;
-            let r1 = (r0 + rpb).min(rows);
-            // SAFETY: block b alone owns rows r0..r1 of grad and per_row and
-            // entry b of partial.
-            let g = gp.map(|p| unsafe {
-                std::slice::from_raw_parts_mut(p.get().add(r0 * n), (r1 - r0) * n)
-            });
-            let l = lp.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0), r1 - r0) });
-            let s = match x {
-                Input::Slice(xs) => f(r0, r1, &xs[r0 * n..r1 * n], g, l),
-                Input::InGrad => {
-                    let g = g.expect("in-place needs a gradient");
-                    scratch.clear();
-                    scratch.extend_from_slice(g);
-                    f(r0, r1, &scratch, Some(g), l)
-                }
-            };
-            unsafe { *pp.get().add(b) = s };
-        }
+    let gp = grad.map(|g| Ptr(g.as_mut_ptr()));
+    let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
+    let pp = Ptr(partial.as_mut_ptr());
+    run_tasks(rows, n, |b, r0, r1| {
+        // SAFETY: block b alone owns rows r0..r1 of grad and per_row and
+        // entry b of partial.
+        let g = gp
+            .map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0 * n), (r1 - r0) * n) });
+        let l = lp.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0), r1 - r0) });
+        let s = match x {
+            Input::Slice(xs) => f(r0, r1, &xs[r0 * n..r1 * n], g, l),
+            Input::InGrad => {
+                let g = g.expect("in-place needs a gradient");
+                let scratch = g.to_vec();
+                f(r0, r1, &scratch, Some(g), l)
+            }
+        };
+        unsafe { *pp.get().add(b) = s };
     });
     partial.iter().fold(0.0, |a, &b| a + b)
 }

@@ -7,8 +7,8 @@ pub mod losses;
 pub mod optim;
 pub mod softmax;
 
-use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};
 use crate::simd::{Float, LANES as L};
+use elementwise::{run_tasks, Ptr};
 
 /// A contiguous array seen as `(outer, n, inner)`: the reduction axis has
 /// length `n` and stride `inner`; row `(o, c)` starts at `o * n * inner + c`.
@@ -53,19 +53,6 @@ pub trait RowOp<T: Float>: Sync {
 /// `L` rows at a time with lanes across rows.
 pub const SHORT_ROW: usize = 32;
 
-/// A raw output pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-pub(crate) struct OutPtr<T>(pub(crate) *mut T);
-// SAFETY: every task writes a disjoint set of indices (see `run_rows`).
-unsafe impl<T> Send for OutPtr<T> {}
-unsafe impl<T> Sync for OutPtr<T> {}
-impl<T> OutPtr<T> {
-    /// A method (not field access) so closures capture the whole `Send` wrapper.
-    pub(crate) fn get(self) -> *mut T {
-        self.0
-    }
-}
-
 /// Runs `op` over every row of `ins` (each of `layout.len()` elements) into
 /// `out` (`layout.len()` elements, or `layout.rows()` for a reduction).
 /// `mask`, if given, covers `ins[0]`: zero entries count as -inf, and a row
@@ -80,41 +67,67 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
     mask: Option<&[u8]>,
     out: &mut [T],
 ) {
+    assert!(ins.iter().all(|s| s.len() == layout.len()));
+    let per_row = if op.reduces() { 1 } else { layout.n };
+    assert_eq!(out.len(), layout.rows() * per_row);
+    let ptrs: Vec<*const T> = ins.iter().map(|s| s.as_ptr()).collect();
+    // SAFETY: the slices are valid for their lengths and `out` (a unique
+    // borrow) overlaps none of them.
+    unsafe { run_rows_raw(op, layout, &ptrs, mask, out.as_mut_ptr()) }
+}
+
+/// [`run_rows`] on raw pointers, where an input may be *exactly* the output
+/// (in place): rows are copied to a task-local scratch (last axis) or
+/// gathered (column path) before anything of theirs is written.
+///
+/// # Safety
+/// Each input is readable for `layout.len()` elements, `out` writable for
+/// the output's length; an input either equals `out` (map ops only) or does
+/// not overlap it; `mask` as in [`run_rows`].
+pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
+    op: &Op,
+    layout: Layout,
+    ins: &[*const T],
+    mask: Option<&[u8]>,
+    out: *mut T,
+) {
     let Layout { outer, n, inner } = layout;
     let per_row = if op.reduces() { 1 } else { n };
     assert!(!ins.is_empty() && ins.len() <= 2);
-    assert!(ins.iter().all(|s| s.len() == layout.len()));
     assert!(mask.is_none_or(|m| m.len() == layout.len()));
-    assert_eq!(out.len(), layout.rows() * per_row);
+    assert!(!op.reduces() || ins.iter().all(|&p| !std::ptr::eq(p, out)));
     if layout.rows() == 0 {
         return;
     }
     if n == 0 {
         // Only a reduction has output here: the value for an empty row.
-        out.fill(op.masked_fill());
+        std::slice::from_raw_parts_mut(out, layout.rows()).fill(op.masked_fill());
         return;
     }
-    let total = layout.len();
-    let ptr = OutPtr(out.as_mut_ptr());
+    let nin = ins.len();
+    let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
+    let dst = Ptr(out);
     if inner == 1 && n >= SHORT_ROW {
-        let rows_per_task = TASK_ELEMS.div_ceil(n).max(1);
-        let ntasks = if total < SERIAL_ELEMS {
-            1
-        } else {
-            outer.div_ceil(rows_per_task)
-        };
-        let rows_per_task = outer.div_ceil(ntasks);
-        for_each_task(ntasks, |t| {
-            let r0 = t * rows_per_task;
-            let r1 = (r0 + rows_per_task).min(outer);
-            if r0 >= r1 {
-                return;
+        run_tasks(outer, n, |_, r0, r1| {
+            let (len, off) = ((r1 - r0) * n, r0 * n);
+            // An input that is the output is copied before the output is borrowed.
+            let mut copies: [Vec<T>; 2] = [Vec::new(), Vec::new()];
+            for i in 0..nin {
+                if src[i].get() == dst.get() {
+                    copies[i] = std::slice::from_raw_parts(src[i].get().add(off), len).to_vec();
+                }
             }
-            // SAFETY: task t alone writes rows r0..r1 of the output.
-            let o = unsafe {
-                std::slice::from_raw_parts_mut(ptr.get().add(r0 * per_row), (r1 - r0) * per_row)
-            };
-            rows_task(op, ins, mask, o, n, r0, r1);
+            let mut sub: [&[T]; 2] = [&[], &[]];
+            for i in 0..nin {
+                sub[i] = if src[i].get() == dst.get() {
+                    &copies[i]
+                } else {
+                    std::slice::from_raw_parts(src[i].get().add(off), len)
+                };
+            }
+            let o =
+                std::slice::from_raw_parts_mut(dst.get().add(r0 * per_row), (r1 - r0) * per_row);
+            rows_task(op, &sub[..nin], mask.map(|m| &m[off..off + len]), o, n);
         });
     } else {
         // Units of L rows: rows u*L..u*L+L (last axis) or, for an inner axis,
@@ -125,17 +138,8 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
         } else {
             outer * col_blocks
         };
-        let units_per_task = (TASK_ELEMS / (n * L)).max(1);
-        let ntasks = if total < SERIAL_ELEMS {
-            1
-        } else {
-            units.div_ceil(units_per_task)
-        };
-        let units_per_task = units.div_ceil(ntasks);
-        for_each_task(ntasks, |t| {
-            let u0 = t * units_per_task;
-            let u1 = (u0 + units_per_task).min(units);
-            let mut scratch = vec![T::ZERO; n * L * (ins.len() + 1)];
+        run_tasks(units, n * L, |_, u0, u1| {
+            let mut scratch = vec![T::ZERO; n * L * (nin + 1)];
             for u in u0..u1 {
                 // (o, c) of each lane's row, and how many lanes are real.
                 let (lanes, w) = if inner == 1 {
@@ -154,56 +158,61 @@ pub fn run_rows<T: Float, Op: RowOp<T>>(
                         w,
                     )
                 };
-                cols_unit(op, layout, ins, mask, &mut scratch, &lanes, w, ptr);
+                cols_unit(op, layout, &src[..nin], mask, &mut scratch, &lanes, w, dst);
             }
         });
     }
 }
 
-/// Rows r0..r1 on the last axis, through the row kernel.
+/// Contiguous rows on the last axis through the row kernel; `mask` covers
+/// the same rows as `ins`.
 fn rows_task<T: Float, Op: RowOp<T>>(
     op: &Op,
     ins: &[&[T]],
     mask: Option<&[u8]>,
     out: &mut [T],
     n: usize,
-    r0: usize,
-    r1: usize,
 ) {
-    let per_row = if op.reduces() { 1 } else { n };
-    let sub: Vec<&[T]> = ins.iter().map(|s| &s[r0 * n..r1 * n]).collect();
     let Some(mask) = mask else {
-        op.rows(&sub, out, n);
+        op.rows(ins, out, n);
         return;
     };
+    let per_row = if op.reduces() { 1 } else { n };
     let mut row = vec![T::ZERO; n];
-    for r in 0..r1 - r0 {
-        let mr = &mask[(r0 + r) * n..(r0 + r + 1) * n];
+    for r in 0..ins[0].len() / n {
+        let mr = &mask[r * n..(r + 1) * n];
         let o = &mut out[r * per_row..(r + 1) * per_row];
         if !mr.iter().any(|&b| b != 0) {
             o.fill(op.masked_fill());
             continue;
         }
-        for ((d, &x), &keep) in row.iter_mut().zip(&sub[0][r * n..(r + 1) * n]).zip(mr) {
+        for ((d, &x), &keep) in row.iter_mut().zip(&ins[0][r * n..(r + 1) * n]).zip(mr) {
             *d = if keep != 0 { x } else { T::NEG_INF };
         }
-        let mut ins_row: Vec<&[T]> = sub.iter().map(|s| &s[r * n..(r + 1) * n]).collect();
-        ins_row[0] = &row;
-        op.rows(&ins_row, o, n);
+        let mut ins_row: [&[T]; 2] = [&row, &[]];
+        if let Some(g) = ins.get(1) {
+            ins_row[1] = &g[r * n..(r + 1) * n];
+        }
+        op.rows(&ins_row[..ins.len()], o, n);
     }
 }
 
 /// One unit of L rows through the column kernel: gather, compute, scatter.
+/// All of the unit's reads happen before any of its writes, so an input may
+/// be the output.
+///
+/// # Safety
+/// As [`run_rows_raw`]; the unit's rows are written by no other unit.
 #[allow(clippy::too_many_arguments)]
-fn cols_unit<T: Float, Op: RowOp<T>>(
+unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
     op: &Op,
     layout: Layout,
-    ins: &[&[T]],
+    ins: &[Ptr<T>],
     mask: Option<&[u8]>,
     scratch: &mut [T],
     lanes: &[(usize, usize); L],
     w: usize,
-    ptr: OutPtr<T>,
+    dst: Ptr<T>,
 ) {
     let Layout { n, inner, .. } = layout;
     let base: [usize; L] = std::array::from_fn(|j| lanes[j].0 * n * inner + lanes[j].1);
@@ -212,7 +221,7 @@ fn cols_unit<T: Float, Op: RowOp<T>>(
         let g = &mut gathered[i * n * L..(i + 1) * n * L];
         for k in 0..n {
             for j in 0..L {
-                g[k * L + j] = src[base[j] + k * inner];
+                g[k * L + j] = *src.get().add(base[j] + k * inner);
             }
         }
         if i == 0 {
@@ -240,26 +249,24 @@ fn cols_unit<T: Float, Op: RowOp<T>>(
             None => false,
             Some(m) => (0..n).all(|k| m[base[j] + k * inner] == 0),
         };
-        // SAFETY: lane j's row (o, c) belongs to this unit only; its outputs
-        // are at o*inner + c (reduction) or base[j] + k*inner (map).
-        unsafe {
-            if reduces {
-                let (o, c) = lanes[j];
+        // Lane j's row (o, c) belongs to this unit only; its outputs are at
+        // o*inner + c (reduction) or base[j] + k*inner (map).
+        if reduces {
+            let (o, c) = lanes[j];
+            let v = if full_masked {
+                op.masked_fill()
+            } else {
+                res[j]
+            };
+            *dst.get().add(o * inner + c) = v;
+        } else {
+            for k in 0..n {
                 let v = if full_masked {
                     op.masked_fill()
                 } else {
-                    res[j]
+                    res[k * L + j]
                 };
-                *ptr.get().add(o * inner + c) = v;
-            } else {
-                for k in 0..n {
-                    let v = if full_masked {
-                        op.masked_fill()
-                    } else {
-                        res[k * L + j]
-                    };
-                    *ptr.get().add(base[j] + k * inner) = v;
-                }
+                *dst.get().add(base[j] + k * inner) = v;
             }
         }
     }

@@ -12,7 +12,6 @@ use pyo3::types::{PyDict, PyTuple};
 use super::array::*;
 use crate::kernels::activations::{self as k, Act};
 use crate::kernels::elementwise::Ptr;
-use crate::par::SERIAL_ELEMS;
 
 /// Parameters as given by the caller, before validation.
 #[derive(Default)]
@@ -181,98 +180,9 @@ fn params_from_kwargs(name: &str, kw: Option<&Bound<'_, PyDict>>) -> PyResult<Pa
     Ok(p)
 }
 
-/// Inputs converted to one float dtype and checked to share `shape`.
-struct Prepared<'py> {
-    arrs: Vec<Bound<'py, PyUntypedArray>>,
-    dt: Dt,
-    half: bool,
-}
-
-fn prepare<'py>(py: Python<'py>, inputs: &[(&Bound<'py, PyAny>, &str)]) -> PyResult<Prepared<'py>> {
-    let args = inputs
-        .iter()
-        .map(|(x, name)| float_arg(py, x, name))
-        .collect::<PyResult<Vec<_>>>()?;
-    let dt = if args.iter().any(|a| a.dt == Dt::F64) {
-        Dt::F64
-    } else {
-        Dt::F32
-    };
-    let half = args.iter().all(|a| a.half);
-    let arrs = args
-        .iter()
-        .map(|a| cast_to(a, dt))
-        .collect::<PyResult<Vec<_>>>()?;
-    Ok(Prepared { arrs, dt, half })
-}
-
-fn same_shape(p: &Prepared<'_>, inputs: &[(&Bound<'_, PyAny>, &str)]) -> PyResult<()> {
-    let shape = p.arrs[0].shape();
-    for (a, (_, name)) in p.arrs.iter().zip(inputs).skip(1) {
-        if a.shape() != shape {
-            return Err(PyValueError::new_err(format!(
-                "{name} has shape {}, but {} has shape {}",
-                shape_str(a.shape()),
-                inputs[0].1,
-                shape_str(shape)
-            )));
-        }
-    }
-    Ok(())
-}
-
-impl Prepared<'_> {
-    fn dt_name(&self) -> &'static str {
-        match (self.half, self.dt) {
-            (true, _) => "float16",
-            (false, Dt::F32) => "float32",
-            (false, Dt::F64) => "float64",
-        }
-    }
-}
-
-/// Whether a kernel may write straight into `o`: right layout and dtype, and
-/// each array in `inputs` is either exactly `o` (in place) or disjoint from it.
-fn writable_direct(
-    o: &Bound<'_, PyUntypedArray>,
-    order: Order,
-    half: bool,
-    same_ok: &[&Bound<'_, PyUntypedArray>],
-    disjoint: &[&Bound<'_, PyUntypedArray>],
-) -> bool {
-    let r = byte_range(o);
-    !half
-        && fits(o, order)
-        && same_ok
-            .iter()
-            .all(|a| byte_range(a) == r || !overlaps(byte_range(a), r))
-        && disjoint.iter().all(|a| !overlaps(byte_range(a), r))
-}
-
-fn new_of<'py>(
-    py: Python<'py>,
-    dt: Dt,
-    shape: &[usize],
-    order: Order,
-) -> Bound<'py, PyUntypedArray> {
-    match dt {
-        Dt::F32 => new_array::<f32>(py, shape, order),
-        Dt::F64 => new_array::<f64>(py, shape, order),
-    }
-}
-
 fn data_ptr<T>(a: &Bound<'_, PyUntypedArray>) -> Ptr<T> {
     // SAFETY: reading the data pointer of a live array.
     Ptr(unsafe { (*a.as_array_ptr()).fields.data } as *mut T)
-}
-
-/// Runs `f` without the GIL when the call is large enough to pay for it.
-fn run<F: FnOnce() + Send>(py: Python<'_>, n: usize, f: F) {
-    if n >= SERIAL_ELEMS {
-        py.detach(f);
-    } else {
-        f();
-    }
 }
 
 /// Hands `target` back to the caller: copied into `out` when the kernel
@@ -311,8 +221,8 @@ fn elementwise<'py>(
     inputs: &[(&Bound<'py, PyAny>, &str)],
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut p = prepare(py, inputs)?;
-    same_shape(&p, inputs)?;
+    let mut p = float_args(py, inputs)?;
+    same_shape(&p.arrs, inputs)?;
     let shape = p.arrs[0].shape().to_vec();
     let order = usable_order(&p.arrs[0]).unwrap_or(Order::C);
     for a in p.arrs.iter_mut() {
@@ -341,7 +251,7 @@ fn elementwise<'py>(
             // SAFETY: inputs and target are aligned, contiguous in one order,
             // of dtype $T and n elements; the target is exactly an input or
             // disjoint from all of them (`writable_direct` / a new array).
-            run(py, n, move || unsafe {
+            maybe_detach(py, n, move || unsafe {
                 if backward {
                     k::backward::<$T>(act, g.get(), x.get(), y.get(), n)
                 } else {
@@ -413,291 +323,183 @@ macro_rules! act_pair {
 act_pair!(sigmoid, sigmoid_backward, "sigmoid", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "sigmoid(x, *, out=None)
---
-
-Logistic sigmoid 1 / (1 + exp(-x)), the same as scipy.special.expit. Computed piecewise on the sign of x, so it never overflows.
+    "Logistic sigmoid 1 / (1 + exp(-x)), the same as scipy.special.expit. Computed piecewise on the sign of x, so it never overflows.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> sigmoid([-2.0, 0.0, 2.0])
 array([0.11920292, 0.5       , 0.88079708])",
-    "sigmoid_backward(grad, x, *, out=None)
---
-
-Gradient of sigmoid: grad * f'(x) with f'(x) = sigmoid(x) * (1 - sigmoid(x)). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of sigmoid: grad * f'(x) with f'(x) = sigmoid(x) * (1 - sigmoid(x)). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(log_sigmoid, log_sigmoid_backward, "log_sigmoid", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "log_sigmoid(x, *, out=None)
---
-
-log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|)), the same as scipy.special.log_expit; finite for every finite x.
+    "log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|)), the same as scipy.special.log_expit; finite for every finite x.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> log_sigmoid([-50.0, 0.0, 2.0])
 array([-50.        ,  -0.69314718,  -0.12692801])",
-    "log_sigmoid_backward(grad, x, *, out=None)
---
-
-Gradient of log_sigmoid: grad * f'(x) with f'(x) = sigmoid(-x). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of log_sigmoid: grad * f'(x) with f'(x) = sigmoid(-x). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(logit, logit_backward, "logit", p, [eps: Option<f64> = None],
     "(p, eps=None, *, out=None)",
     "(grad, p, eps=None, *, out=None)",
-    "logit(p, eps=None, *, out=None)
---
-
-Inverse of sigmoid: log(p / (1 - p)) (scipy.special.logit). logit(0) = -inf, logit(1) = +inf, NaN outside [0, 1]. With eps (0 <= eps < 0.5), p is first clipped to [eps, 1 - eps], as in torch.logit.
+    "Inverse of sigmoid: log(p / (1 - p)) (scipy.special.logit). logit(0) = -inf, logit(1) = +inf, NaN outside [0, 1]. With eps (0 <= eps < 0.5), p is first clipped to [eps, 1 - eps], as in torch.logit.
 
 p: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be p itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> logit([0.1, 0.5, 0.9])
 array([-2.19722458,  0.        ,  2.19722458])",
-    "logit_backward(grad, p, eps=None, *, out=None)
---
-
-Gradient of logit: grad * f'(p) with f'(p) = 1 / (p * (1 - p)); with eps, 0 where p is outside [eps, 1 - eps] (PyTorch's convention). p is the forward *input*; grad and p must have one shape; out may be grad or p (in place).");
+    "Gradient of logit: grad * f'(p) with f'(p) = 1 / (p * (1 - p)); with eps, 0 where p is outside [eps, 1 - eps] (PyTorch's convention). p is the forward *input*; grad and p must have one shape; out may be grad or p (in place).");
 act_pair!(tanh, tanh_backward, "tanh", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "tanh(x, *, out=None)
---
-
-Hyperbolic tangent, without cancellation near 0 and saturating to +-1.
+    "Hyperbolic tangent, without cancellation near 0 and saturating to +-1.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> tanh([-1.0, 0.0, 0.5])
 array([-0.76159416,  0.        ,  0.46211716])",
-    "tanh_backward(grad, x, *, out=None)
---
-
-Gradient of tanh: grad * f'(x) with f'(x) = 1 - tanh(x)**2, computed as 4e / (1 + e)**2 with e = exp(-2|x|) (accurate where tanh rounds to 1). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of tanh: grad * f'(x) with f'(x) = 1 - tanh(x)**2, computed as 4e / (1 + e)**2 with e = exp(-2|x|) (accurate where tanh rounds to 1). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(relu, relu_backward, "relu", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "relu(x, *, out=None)
---
-
-max(x, 0); NaN propagates.
+    "max(x, 0); NaN propagates.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> relu([-1.0, 0.0, 2.0])
 array([0., 0., 2.])",
-    "relu_backward(grad, x, *, out=None)
---
-
-Gradient of relu: grad * f'(x) with f'(x) = 1 for x > 0, else 0 (PyTorch: the derivative at 0 is 0). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of relu: grad * f'(x) with f'(x) = 1 for x > 0, else 0 (PyTorch: the derivative at 0 is 0). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(relu6, relu6_backward, "relu6", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "relu6(x, *, out=None)
---
-
-min(max(x, 0), 6) (= hard_tanh(x, 0, 6)).
+    "min(max(x, 0), 6) (= hard_tanh(x, 0, 6)).
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> relu6([-1.0, 3.0, 8.0])
 array([0., 3., 6.])",
-    "relu6_backward(grad, x, *, out=None)
---
-
-Gradient of relu6: grad * f'(x) with f'(x) = 1 for 0 < x < 6, else 0 (0 at both kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of relu6: grad * f'(x) with f'(x) = 1 for 0 < x < 6, else 0 (0 at both kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(leaky_relu, leaky_relu_backward, "leaky_relu", x, [negative_slope: f64 = 0.01],
     "(x, negative_slope=0.01, *, out=None)",
     "(grad, x, negative_slope=0.01, *, out=None)",
-    "leaky_relu(x, negative_slope=0.01, *, out=None)
---
-
-x for x > 0, negative_slope * x otherwise.
+    "x for x > 0, negative_slope * x otherwise.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> leaky_relu([-2.0, 0.0, 3.0])
 array([-0.02,  0.  ,  3.  ])",
-    "leaky_relu_backward(grad, x, negative_slope=0.01, *, out=None)
---
-
-Gradient of leaky_relu: grad * f'(x) with f'(x) = 1 for x > 0, else negative_slope (negative_slope at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of leaky_relu: grad * f'(x) with f'(x) = 1 for x > 0, else negative_slope (negative_slope at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(elu, elu_backward, "elu", x, [alpha: f64 = 1.0],
     "(x, alpha=1.0, *, out=None)",
     "(grad, x, alpha=1.0, *, out=None)",
-    "elu(x, alpha=1.0, *, out=None)
---
-
-x for x > 0, alpha * expm1(x) otherwise.
+    "x for x > 0, alpha * expm1(x) otherwise.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> elu([-1.0, 0.0, 2.0])
 array([-0.63212056,  0.        ,  2.        ])",
-    "elu_backward(grad, x, alpha=1.0, *, out=None)
---
-
-Gradient of elu: grad * f'(x) with f'(x) = 1 for x > 0, else alpha * exp(x) (alpha at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of elu: grad * f'(x) with f'(x) = 1 for x > 0, else alpha * exp(x) (alpha at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(celu, celu_backward, "celu", x, [alpha: f64 = 1.0],
     "(x, alpha=1.0, *, out=None)",
     "(grad, x, alpha=1.0, *, out=None)",
-    "celu(x, alpha=1.0, *, out=None)
---
-
-x for x > 0, alpha * expm1(x / alpha) otherwise (alpha != 0).
+    "x for x > 0, alpha * expm1(x / alpha) otherwise (alpha != 0).
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> celu([-1.0, 0.0, 2.0])
 array([-0.63212056,  0.        ,  2.        ])",
-    "celu_backward(grad, x, alpha=1.0, *, out=None)
---
-
-Gradient of celu: grad * f'(x) with f'(x) = 1 for x > 0, else exp(x / alpha) (1 at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of celu: grad * f'(x) with f'(x) = 1 for x > 0, else exp(x / alpha) (1 at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(selu, selu_backward, "selu", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "selu(x, *, out=None)
---
-
-scale * (x for x > 0, alpha * expm1(x) otherwise) with alpha = 1.6732632423543772, scale = 1.0507009873554805.
+    "scale * (x for x > 0, alpha * expm1(x) otherwise) with alpha = 1.6732632423543772, scale = 1.0507009873554805.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> selu([-1.0, 0.0, 2.0])
 array([-1.11133074,  0.        ,  2.10140197])",
-    "selu_backward(grad, x, *, out=None)
---
-
-Gradient of selu: grad * f'(x) with f'(x) = scale for x > 0, else scale * alpha * exp(x) (scale * alpha at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of selu: grad * f'(x) with f'(x) = scale for x > 0, else scale * alpha * exp(x) (scale * alpha at 0, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(gelu, gelu_backward, "gelu", x, [approximate: &str = "none"],
     "(x, approximate='none', *, out=None)",
     "(grad, x, approximate='none', *, out=None)",
-    "gelu(x, approximate=\"none\", *, out=None)
---
-
-x * Phi(x), Phi the standard normal CDF, with an accurate vectorised erfc (relative accuracy kept in the left tail). approximate=\"tanh\": x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))) / 2, computed as x * sigmoid(2u) so it does not cancel for x < 0.
+    "x * Phi(x), Phi the standard normal CDF, with an accurate vectorised erfc (relative accuracy kept in the left tail). approximate=\"tanh\": x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))) / 2, computed as x * sigmoid(2u) so it does not cancel for x < 0.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> gelu([-1.0, 0.0, 2.0])
 array([-0.15865525,  0.        ,  1.95449974])",
-    "gelu_backward(grad, x, approximate=\"none\", *, out=None)
---
-
-Gradient of gelu: grad * f'(x) with f'(x) = Phi(x) + x * phi(x) (or the derivative of the tanh form). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of gelu: grad * f'(x) with f'(x) = Phi(x) + x * phi(x) (or the derivative of the tanh form). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(silu, silu_backward, "silu", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "silu(x, *, out=None)
---
-
-x * sigmoid(x) (swish).
+    "x * sigmoid(x) (swish).
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> silu([-1.0, 0.0, 2.0])
 array([-0.26894142,  0.        ,  1.76159416])",
-    "silu_backward(grad, x, *, out=None)
---
-
-Gradient of silu: grad * f'(x) with f'(x) = sigmoid(x) * (1 + x * (1 - sigmoid(x))). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of silu: grad * f'(x) with f'(x) = sigmoid(x) * (1 + x * (1 - sigmoid(x))). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(mish, mish_backward, "mish", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "mish(x, *, out=None)
---
-
-x * tanh(softplus(x)), evaluated as a rational function of exp(-|x|) (no overflow, no cancellation).
+    "x * tanh(softplus(x)), evaluated as a rational function of exp(-|x|) (no overflow, no cancellation).
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> mish([-1.0, 0.0, 2.0])
 array([-0.30340146,  0.        ,  1.94395896])",
-    "mish_backward(grad, x, *, out=None)
---
-
-Gradient of mish: grad * f'(x) with f'(x) = tanh(softplus(x)) + x * sigmoid(x) * (1 - tanh(softplus(x))**2). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of mish: grad * f'(x) with f'(x) = tanh(softplus(x)) + x * sigmoid(x) * (1 - tanh(softplus(x))**2). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(softplus, softplus_backward, "softplus", x, [beta: f64 = 1.0, threshold: f64 = 20.0],
     "(x, beta=1.0, threshold=20.0, *, out=None)",
     "(grad, x, beta=1.0, threshold=20.0, *, out=None)",
-    "softplus(x, beta=1.0, threshold=20.0, *, out=None)
---
-
-log1p(exp(beta * x)) / beta, computed as (max(bx, 0) + log1p(exp(-|bx|))) / beta; x itself where beta * x > threshold (as PyTorch). beta must be positive.
+    "log1p(exp(beta * x)) / beta, computed as (max(bx, 0) + log1p(exp(-|bx|))) / beta; x itself where beta * x > threshold (as PyTorch). beta must be positive.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> softplus([-1.0, 0.0, 2.0])
 array([0.31326169, 0.69314718, 2.12692801])",
-    "softplus_backward(grad, x, beta=1.0, threshold=20.0, *, out=None)
---
-
-Gradient of softplus: grad * f'(x) with f'(x) = sigmoid(beta * x), or 1 where beta * x > threshold. x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of softplus: grad * f'(x) with f'(x) = sigmoid(beta * x), or 1 where beta * x > threshold. x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(softsign, softsign_backward, "softsign", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "softsign(x, *, out=None)
---
-
-x / (1 + |x|).
+    "x / (1 + |x|).
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> softsign([-1.0, 0.0, 3.0])
 array([-0.5 ,  0.  ,  0.75])",
-    "softsign_backward(grad, x, *, out=None)
---
-
-Gradient of softsign: grad * f'(x) with f'(x) = 1 / (1 + |x|)**2. x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of softsign: grad * f'(x) with f'(x) = 1 / (1 + |x|)**2. x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_sigmoid, hard_sigmoid_backward, "hard_sigmoid", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "hard_sigmoid(x, *, out=None)
---
-
-relu6(x + 3) / 6: 0 for x <= -3, 1 for x >= 3, x / 6 + 1/2 between.
+    "relu6(x + 3) / 6: 0 for x <= -3, 1 for x >= 3, x / 6 + 1/2 between.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> hard_sigmoid([-4.0, 0.0, 1.5])
 array([0.  , 0.5 , 0.75])",
-    "hard_sigmoid_backward(grad, x, *, out=None)
---
-
-Gradient of hard_sigmoid: grad * f'(x) with f'(x) = 1/6 for -3 < x < 3, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of hard_sigmoid: grad * f'(x) with f'(x) = 1/6 for -3 < x < 3, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_tanh, hard_tanh_backward, "hard_tanh", x, [min_val: f64 = -1.0, max_val: f64 = 1.0],
     "(x, min_val=-1.0, max_val=1.0, *, out=None)",
     "(grad, x, min_val=-1.0, max_val=1.0, *, out=None)",
-    "hard_tanh(x, min_val=-1.0, max_val=1.0, *, out=None)
---
-
-clip(x, min_val, max_val) (min_val <= max_val); NaN propagates.
+    "clip(x, min_val, max_val) (min_val <= max_val); NaN propagates.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> hard_tanh([-2.0, 0.5, 2.0])
 array([-1. ,  0.5,  1. ])",
-    "hard_tanh_backward(grad, x, min_val=-1.0, max_val=1.0, *, out=None)
---
-
-Gradient of hard_tanh: grad * f'(x) with f'(x) = 1 for min_val < x < max_val, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of hard_tanh: grad * f'(x) with f'(x) = 1 for min_val < x < max_val, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_swish, hard_swish_backward, "hard_swish", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
-    "hard_swish(x, *, out=None)
---
-
-x * relu6(x + 3) / 6.
+    "x * relu6(x + 3) / 6.
 
 x: array-like (float32/float64 computed natively, integers promoted like a NumPy ufunc); out: array of the result's shape and dtype to write into (may be x itself). NaN in, NaN out; at +-inf the limit is returned.
 
 >>> hard_swish([-4.0, 0.0, 1.0])
 array([-0.        ,  0.        ,  0.66666667])",
-    "hard_swish_backward(grad, x, *, out=None)
---
-
-Gradient of hard_swish: grad * f'(x) with f'(x) = 0 for x < -3, x / 3 + 1/2 for -3 <= x <= 3, 1 above (PyTorch's convention at the kinks). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of hard_swish: grad * f'(x) with f'(x) = 0 for x < -3, x / 3 + 1/2 for -3 <= x <= 3, 1 above (PyTorch's convention at the kinks). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 fn register_pairs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sigmoid, m)?)?;
     m.add_function(wrap_pyfunction!(sigmoid_backward, m)?)?;
@@ -738,9 +540,6 @@ fn register_pairs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// bias_act(h, bias, activation="relu", *, out=None, preact_out=None, **params)
-/// --
-///
 /// Fused bias add and activation for a dense layer, in one pass:
 /// z = h + bias (broadcast over rows), returns act(z).
 ///
@@ -766,7 +565,7 @@ fn bias_act<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let act = make_act(activation, &params_from_kwargs(activation, params)?)?;
     let inputs = [(h, "h"), (bias, "bias")];
-    let mut p = prepare(py, &inputs)?;
+    let mut p = float_args(py, &inputs)?;
     let shape = p.arrs[0].shape().to_vec();
     if shape.len() != 2 {
         return Err(PyValueError::new_err(format!(
@@ -821,7 +620,7 @@ fn bias_act<'py>(
             // SAFETY: C-contiguous arrays of dtype $T and the checked shapes;
             // each output is exactly h or disjoint from h and bias, and the
             // outputs do not overlap each other.
-            run(py, rows * nf, move || unsafe {
+            maybe_detach(py, rows * nf, move || unsafe {
                 k::bias_forward::<$T>(act, hp.get(), bp.get(), zp.get(), yp.get(), rows, nf)
             })
         }};
@@ -838,9 +637,6 @@ fn bias_act<'py>(
     finish(py, y_t, user_out, direct_y, p.half)
 }
 
-/// bias_act_backward(grad, z, activation="relu", *, out=None, bias_grad_out=None, **params)
-/// --
-///
 /// Backward pass of bias_act: returns (grad_z, grad_bias) with
 /// grad_z = grad * act'(z) and grad_bias = grad_z.sum(axis=0).
 ///
@@ -864,8 +660,8 @@ fn bias_act_backward<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let act = make_act(activation, &params_from_kwargs(activation, params)?)?;
     let inputs = [(grad, "grad"), (z, "z")];
-    let mut p = prepare(py, &inputs)?;
-    same_shape(&p, &inputs)?;
+    let mut p = float_args(py, &inputs)?;
+    same_shape(&p.arrs, &inputs)?;
     let shape = p.arrs[0].shape().to_vec();
     if shape.len() != 2 {
         return Err(PyValueError::new_err(format!(
@@ -903,7 +699,7 @@ fn bias_act_backward<'py>(
             // SAFETY: a new (features,) array of dtype $T.
             let bg = unsafe { slice_mut_of::<$T>(&bg_t) };
             // SAFETY: as in bias_act; y is exactly grad or z, or disjoint.
-            run(py, rows * nf, move || unsafe {
+            maybe_detach(py, rows * nf, move || unsafe {
                 k::bias_backward::<$T>(act, gp.get(), zp.get(), yp.get(), rows, nf, bg)
             })
         }};

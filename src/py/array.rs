@@ -34,8 +34,82 @@ pub struct FloatArg<'py> {
     pub half: bool,
 }
 
-fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+pub fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("numpy")
+}
+
+/// Name of the dtype a result is returned in.
+pub fn dt_name(dt: Dt, half: bool) -> &'static str {
+    match (half, dt) {
+        (true, _) => "float16",
+        (false, Dt::F32) => "float32",
+        (false, Dt::F64) => "float64",
+    }
+}
+
+/// Inputs converted to one float dtype: float64 if any is, else float32;
+/// returned as float16 only when every input was float16-like.
+pub struct Floats<'py> {
+    pub arrs: Vec<Bound<'py, PyUntypedArray>>,
+    pub dt: Dt,
+    pub half: bool,
+}
+
+impl Floats<'_> {
+    pub fn dt_name(&self) -> &'static str {
+        dt_name(self.dt, self.half)
+    }
+}
+
+/// Converts every `(value, parameter name)` and casts them to a common dtype.
+pub fn float_args<'py>(
+    py: Python<'py>,
+    inputs: &[(&Bound<'py, PyAny>, &str)],
+) -> PyResult<Floats<'py>> {
+    let args = inputs
+        .iter()
+        .map(|(x, name)| float_arg(py, x, name))
+        .collect::<PyResult<Vec<_>>>()?;
+    let dt = if args.iter().any(|a| a.dt == Dt::F64) {
+        Dt::F64
+    } else {
+        Dt::F32
+    };
+    let half = args.iter().all(|a| a.half);
+    let arrs = args
+        .iter()
+        .map(|a| cast_to(a, dt))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Floats { arrs, dt, half })
+}
+
+/// All `arrs` have the shape of the first; the error names both arguments.
+pub fn same_shape(
+    arrs: &[Bound<'_, PyUntypedArray>],
+    inputs: &[(&Bound<'_, PyAny>, &str)],
+) -> PyResult<()> {
+    let shape = arrs[0].shape();
+    for (a, (_, name)) in arrs.iter().zip(inputs).skip(1) {
+        if a.shape() != shape {
+            return Err(PyValueError::new_err(format!(
+                "{name} has shape {}, but {} has shape {}",
+                shape_str(a.shape()),
+                inputs[0].1,
+                shape_str(shape)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` without the GIL when the call is large enough to pay for it; a
+/// tiny call stays one plain function call.
+pub fn maybe_detach<R: Send>(py: Python<'_>, elems: usize, f: impl FnOnce() -> R + Send) -> R {
+    if elems >= crate::par::SERIAL_ELEMS {
+        py.detach(f)
+    } else {
+        f()
+    }
 }
 
 /// Converts an array-like to a float32/float64 ndarray. The fast path (an
@@ -131,7 +205,7 @@ pub fn in_order<'py>(
     a: &Bound<'py, PyUntypedArray>,
     order: Order,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
-    if usable_order(a) == Some(order) || (a.ndim() <= 1 && usable_order(a).is_some()) {
+    if fits(a, order) {
         return Ok(a.clone());
     }
     let np = numpy(a.py())?;
@@ -237,6 +311,38 @@ pub fn new_array<'py, T: Elem>(
     // SAFETY: every element is written by the kernel before Python sees it.
     let a = unsafe { PyArray::<T, IxDyn>::new(py, IxDyn(shape), order == Order::F) };
     a.as_untyped().clone()
+}
+
+/// A new output array of the compute dtype.
+pub fn new_of<'py>(
+    py: Python<'py>,
+    dt: Dt,
+    shape: &[usize],
+    order: Order,
+) -> Bound<'py, PyUntypedArray> {
+    match dt {
+        Dt::F32 => new_array::<f32>(py, shape, order),
+        Dt::F64 => new_array::<f64>(py, shape, order),
+    }
+}
+
+/// Whether a kernel may write straight into `o`: right layout and dtype, and
+/// each array in `same_ok` is either exactly `o` (in place) or disjoint from
+/// it, and each in `disjoint` is disjoint from it.
+pub fn writable_direct(
+    o: &Bound<'_, PyUntypedArray>,
+    order: Order,
+    half: bool,
+    same_ok: &[&Bound<'_, PyUntypedArray>],
+    disjoint: &[&Bound<'_, PyUntypedArray>],
+) -> bool {
+    let r = byte_range(o);
+    !half
+        && fits(o, order)
+        && same_ok
+            .iter()
+            .all(|a| byte_range(a) == r || !overlaps(byte_range(a), r))
+        && disjoint.iter().all(|a| !overlaps(byte_range(a), r))
 }
 
 /// Validates a user's `out=` array against the result's shape and dtype.

@@ -13,7 +13,6 @@ use crate::kernels::losses::{
     first_nan, first_negative, first_not_prob, index_weight_sum, pointwise, row_loss, CeParams,
     Input, Pointwise, Targets,
 };
-use crate::par::SERIAL_ELEMS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Red {
@@ -55,21 +54,9 @@ fn pos_str(name: &str, shape: &[usize], pos: usize) -> String {
     format!("{name}[{}]", parts.join(", "))
 }
 
-fn dt_name(dt: Dt, half: bool) -> &'static str {
-    match (half, dt) {
-        (true, _) => "float16",
-        (false, Dt::F32) => "float32",
-        (false, Dt::F64) => "float64",
-    }
-}
-
-fn np(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("numpy")
-}
-
 /// The loss as a NumPy scalar of the result dtype.
 fn scalar<'py>(py: Python<'py>, v: f64, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    np(py)?.getattr(name)?.call1((v,))
+    numpy(py)?.getattr(name)?.call1((v,))
 }
 
 fn moveaxis<'py>(
@@ -77,26 +64,9 @@ fn moveaxis<'py>(
     from: isize,
     to: isize,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
-    Ok(np(a.py())?
+    Ok(numpy(a.py())?
         .call_method1("moveaxis", (a, from, to))?
         .cast_into::<PyUntypedArray>()?)
-}
-
-fn c_order<'py>(a: Bound<'py, PyUntypedArray>) -> PyResult<Bound<'py, PyUntypedArray>> {
-    if fits(&a, Order::C) {
-        Ok(a)
-    } else {
-        in_order(&a, Order::C)
-    }
-}
-
-/// Runs `f` without the GIL when the call is large enough to be worth it.
-fn maybe_detach<R: Send>(py: Python<'_>, elems: usize, f: impl FnOnce() -> R + Send) -> R {
-    if elems >= SERIAL_ELEMS {
-        py.detach(f)
-    } else {
-        f()
-    }
 }
 
 /// Where the gradient is computed and how it reaches the caller.
@@ -133,30 +103,18 @@ fn plan_grad<'py>(
     let user = grad_out
         .map(|o| check_out(o, user_shape, dt_name(dt, half), "grad_out"))
         .transpose()?;
-    let mut direct = false;
-    let mut inplace = false;
-    if let Some(o) = &user {
-        let r = byte_range(o);
-        let xr = byte_range(x);
-        if !half
-            && !moved
-            && fits(o, Order::C)
-            && others.iter().all(|a| !overlaps(byte_range(a), r))
-        {
-            if xr == r && fits(x, Order::C) {
-                direct = true;
-                inplace = true;
-            } else if !overlaps(xr, r) {
-                direct = true;
-            }
-        }
-    }
+    // The gradient may overwrite the input itself (in place), never other inputs.
+    let direct = !moved
+        && user
+            .as_ref()
+            .is_some_and(|o| writable_direct(o, Order::C, half, &[x], others));
+    let inplace = direct
+        && user
+            .as_ref()
+            .is_some_and(|o| byte_range(o) == byte_range(x));
     let buf = match (&user, direct) {
         (Some(o), true) => o.clone(),
-        _ => match dt {
-            Dt::F32 => new_array::<f32>(py, calc_shape, Order::C),
-            Dt::F64 => new_array::<f64>(py, calc_shape, Order::C),
-        },
+        _ => new_of(py, dt, calc_shape, Order::C),
     };
     Ok(Some(GradPlan {
         user,
@@ -180,7 +138,7 @@ fn finish_grad<'py>(
     }
     if let Some(o) = plan.user {
         if !plan.direct {
-            np(py)?.call_method1("copyto", (&o, &g))?;
+            numpy(py)?.call_method1("copyto", (&o, &g))?;
         }
         return Ok(o.into_any());
     }
@@ -372,10 +330,10 @@ fn class_loss<'py>(
     if moved {
         x = moveaxis(&x, ax as isize, -1)?;
     }
-    let x = c_order(x)?;
+    let x = in_order(&x, Order::C)?;
     let calc_shape = x.shape().to_vec();
 
-    let t = np(py)?
+    let t = numpy(py)?
         .call_method1("asarray", (target,))?
         .cast_into::<PyUntypedArray>()?;
     let tkind = t.dtype().kind();
@@ -398,7 +356,7 @@ fn class_loss<'py>(
                     shape_str(&tshape)
                 )));
             }
-            let i64t = np(py)?
+            let i64t = numpy(py)?
                 .call_method1("ascontiguousarray", (&t, "int64"))?
                 .cast_into::<PyUntypedArray>()?;
             Tgt::Index(i64t)
@@ -409,7 +367,7 @@ fn class_loss<'py>(
             if moved {
                 y = moveaxis(&y, ax as isize, -1)?;
             }
-            Tgt::Prob(c_order(y)?)
+            Tgt::Prob(in_order(&y, Order::C)?)
         }
         b'f' if t_shape == tshape || kind == ClassLoss::Nll => {
             let hint = if kind == ClassLoss::CrossEntropy {
@@ -449,7 +407,7 @@ fn class_loss<'py>(
     let w = match weight {
         Some(w) => {
             let wa = float_arg(py, w, "weight")?;
-            let wc = c_order(cast_to(&wa, dt)?)?;
+            let wc = in_order(&cast_to(&wa, dt)?, Order::C)?;
             if wc.shape() != [n] {
                 return Err(PyValueError::new_err(format!(
                     "weight has shape {}, but {input_name} has {n} classes (axis {ax})",
@@ -481,10 +439,7 @@ fn class_loss<'py>(
         &others,
     )?;
     let rows_shape = &calc_shape[..calc_shape.len() - 1];
-    let per_row = (red == Red::None).then(|| match dt {
-        Dt::F32 => new_array::<f32>(py, rows_shape, Order::C),
-        Dt::F64 => new_array::<f64>(py, rows_shape, Order::C),
-    });
+    let per_row = (red == Red::None).then(|| new_of(py, dt, rows_shape, Order::C));
     let args = (
         py,
         kind,
@@ -518,9 +473,6 @@ fn class_loss<'py>(
     result(py, loss, grad)
 }
 
-/// cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Cross-entropy of softmax(logits) along `axis` against `target`, as
 /// torch.nn.functional.cross_entropy, with the gradient from the same pass.
 ///
@@ -570,9 +522,6 @@ fn cross_entropy<'py>(
     )
 }
 
-/// nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Negative log-likelihood, as torch.nn.functional.nll_loss: per row
 /// -weight[t] * log_probs[t]; rows with target == ignore_index count 0;
 /// "mean" divides by the sum of weight[target] over the other rows (0 if
@@ -705,9 +654,9 @@ fn broadcast_to<'py>(
     input_name: &str,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     if a.shape() == shape {
-        return c_order(a.clone());
+        return in_order(a, Order::C);
     }
-    let b = np(py)?
+    let b = numpy(py)?
         .call_method1("broadcast_to", (a, PyTuple::new(py, shape)?))
         .map_err(|_| {
             PyValueError::new_err(format!(
@@ -744,8 +693,8 @@ fn pointwise_loss<'py>(
         Dt::F32
     };
     let half = xa.half && ya.half;
-    let x = c_order(cast_to(&xa, dt)?)?;
-    let y = c_order(cast_to(&ya, dt)?)?;
+    let x = in_order(&cast_to(&xa, dt)?, Order::C)?;
+    let y = in_order(&cast_to(&ya, dt)?, Order::C)?;
     let shape = x.shape().to_vec();
     if y.shape() != shape.as_slice() {
         return Err(PyValueError::new_err(format!(
@@ -784,10 +733,7 @@ fn pointwise_loss<'py>(
     } else {
         op
     };
-    let per_elem = (red == Red::None).then(|| match dt {
-        Dt::F32 => new_array::<f32>(py, &shape, Order::C),
-        Dt::F64 => new_array::<f64>(py, &shape, Order::C),
-    });
+    let per_elem = (red == Red::None).then(|| new_of(py, dt, &shape, Order::C));
     let total = match dt {
         Dt::F32 => pointwise_typed::<f32>(
             py,
@@ -823,9 +769,6 @@ fn pointwise_loss<'py>(
     result(py, loss, grad)
 }
 
-/// mse_loss(input, target, *, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Mean squared error (x - y)^2, reduced; gradient 2 (x - y) / N for "mean".
 /// The L2 loss is mse_loss(..., reduction="sum"). Shapes must match.
 ///
@@ -857,9 +800,6 @@ fn mse_loss<'py>(
     )
 }
 
-/// rmse_loss(input, target, *, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Root mean squared error sqrt(mean((x - y)^2)); "sum" gives sqrt(sum((x - y)^2))
 /// (the L2 norm of the error) and "none" gives |x - y|. Gradient
 /// (x - y) / (N * rmse) for "mean" (0 where rmse is 0).
@@ -892,9 +832,6 @@ fn rmse_loss<'py>(
     )
 }
 
-/// l1_loss(input, target, *, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Mean absolute error |x - y| (MAE), reduced; gradient sign(x - y) / N for
 /// "mean". The L1 loss is l1_loss(..., reduction="sum").
 ///
@@ -926,9 +863,6 @@ fn l1_loss<'py>(
     )
 }
 
-/// huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Huber loss: 0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta), d = x - y;
 /// gradient clip(d, -delta, delta). delta > 0.
 ///
@@ -967,9 +901,6 @@ fn huber_loss<'py>(
     )
 }
 
-/// smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Smooth L1: 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta, d = x - y
 /// (beta = 0 is the L1 loss); gradient d / beta inside, sign(d) outside.
 ///
@@ -1008,9 +939,6 @@ fn smooth_l1_loss<'py>(
     )
 }
 
-/// binary_cross_entropy(probs, target, *, weight=None, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// -w (y log p + (1 - y) log(1 - p)), logs clamped at -100 as in PyTorch;
 /// gradient w (p - y) / max(p (1 - p), 1e-12). probs must lie in [0, 1];
 /// weight broadcasts to probs' shape.
@@ -1045,9 +973,6 @@ fn binary_cross_entropy<'py>(
     )
 }
 
-/// binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Binary cross-entropy of sigmoid(x), stable for any x:
 /// max(x, 0) - x y + log1p(exp(-|x|)); with pos_weight pw:
 /// (1 - y) x + (1 + (pw - 1) y) softplus(-x). Gradient w (sigmoid(x) - y)
@@ -1084,9 +1009,6 @@ fn binary_cross_entropy_with_logits<'py>(
     )
 }
 
-/// kl_div(input, target, *, log_target=False, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Kullback-Leibler divergence as torch.nn.functional.kl_div, with `input`
 /// the log-probabilities: y (log y - x) (0 where y = 0), or exp(y) (y - x)
 /// with log_target=True. reduction="batchmean" divides the sum by
@@ -1123,9 +1045,6 @@ fn kl_div<'py>(
     )
 }
 
-/// sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", return_grad=False, grad_out=None)
-/// --
-///
 /// Focal loss (Lin et al. 2017, as torchvision.ops.sigmoid_focal_loss):
 /// alpha_t (1 - p_t)^gamma * bce_with_logits(x, y), p = sigmoid(x),
 /// p_t = p y + (1 - p)(1 - y), alpha_t = alpha y + (1 - alpha)(1 - y)

@@ -9,7 +9,6 @@ use pyo3::prelude::*;
 use super::array::*;
 use crate::kernels::optim::{adam_step as adam_kernel, sgd_step as sgd_kernel};
 use crate::kernels::optim::{AdamParams, SgdParams};
-use crate::par::SERIAL_ELEMS;
 
 /// Checks an in-place operand: an aligned, C-contiguous float32/float64
 /// ndarray (writeable when `write`), of `like`'s dtype and shape when given.
@@ -86,18 +85,6 @@ fn finite(v: f64, name: &str, min: f64) -> PyResult<f64> {
     Ok(v)
 }
 
-/// Runs `f` without the GIL when the update is large enough to matter.
-fn run(py: Python<'_>, len: usize, f: impl FnOnce() + Send) {
-    if len >= SERIAL_ELEMS {
-        py.detach(f);
-    } else {
-        f();
-    }
-}
-
-/// sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0, grad_scale=1.0)
-/// --
-///
 /// One in-place SGD update, fused in a single pass (torch.optim.SGD semantics,
 /// dampening 0): g = grad_scale * grad + weight_decay * param;
 /// buf = momentum * buf + g; param -= lr * (g + momentum * buf if nesterov
@@ -157,7 +144,7 @@ fn sgd_step<'py>(
         let (ps, gs) = unsafe { (slice_mut_of::<T>(p), slice_of::<T>(g)) };
         let bs = b.map(|b| unsafe { slice_mut_of::<T>(b) });
         let use_buf = h.momentum != T::ZERO;
-        run(py, ps.len(), move || {
+        maybe_detach(py, ps.len(), move || {
             sgd_kernel(ps, gs, if use_buf { bs } else { None }, &h)
         });
     }
@@ -236,7 +223,7 @@ fn adam_common<'py>(
                 slice_mut_of::<T>(arrs[3]),
             )
         };
-        run(py, p.len(), move || adam_kernel(p, g, m, v, &h));
+        maybe_detach(py, p.len(), move || adam_kernel(p, g, m, v, &h));
     }
     let (b1, b2) = betas;
     let t = step as u64;
@@ -257,9 +244,6 @@ fn adam_common<'py>(
     Ok(())
 }
 
-/// adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, grad_scale=1.0)
-/// --
-///
 /// One in-place Adam update in a single fused pass (torch.optim.Adam
 /// semantics, L2 weight decay added to the gradient):
 /// g = grad_scale * grad + weight_decay * param; m = b1*m + (1-b1)*g;
@@ -299,9 +283,6 @@ fn adam_step<'py>(
     )
 }
 
-/// adamw_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, grad_scale=1.0)
-/// --
-///
 /// One in-place AdamW update (torch.optim.AdamW semantics, decoupled weight
 /// decay): param *= 1 - lr * weight_decay, then the Adam update of
 /// adam_step without the L2 term. One fused pass.

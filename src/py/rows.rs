@@ -1,17 +1,16 @@
 //! One binding path for every row-wise function (softmax family and their
 //! backward passes): argument conversion, axis and layout, `where=`, `out=`,
-//! GIL release, then one call into `kernels::run_rows`.
+//! GIL release, then one call into `kernels::run_rows_raw`.
 
 use numpy::{PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::array::*;
+use crate::kernels::elementwise::Ptr;
 use crate::kernels::softmax::{
     LogSoftmax, LogSoftmaxBackward, LogSumExp, Softmax, SoftmaxBackward,
 };
-use crate::kernels::{run_rows, Layout};
-use crate::par::SERIAL_ELEMS;
+use crate::kernels::{run_rows_raw, Layout};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RowKind {
@@ -28,20 +27,27 @@ impl RowKind {
     }
 }
 
-fn run_kind<T: Elem>(
+/// # Safety
+/// As [`run_rows_raw`].
+unsafe fn run_kind<T: Elem>(
     kind: RowKind,
     layout: Layout,
-    ins: &[&[T]],
+    ins: &[*const T],
     mask: Option<&[u8]>,
-    out: &mut [T],
+    out: *mut T,
 ) {
     match kind {
-        RowKind::Softmax => run_rows(&Softmax, layout, ins, mask, out),
-        RowKind::LogSoftmax => run_rows(&LogSoftmax, layout, ins, mask, out),
-        RowKind::LogSumExp => run_rows(&LogSumExp, layout, ins, mask, out),
-        RowKind::SoftmaxBackward => run_rows(&SoftmaxBackward, layout, ins, mask, out),
-        RowKind::LogSoftmaxBackward => run_rows(&LogSoftmaxBackward, layout, ins, mask, out),
+        RowKind::Softmax => run_rows_raw(&Softmax, layout, ins, mask, out),
+        RowKind::LogSoftmax => run_rows_raw(&LogSoftmax, layout, ins, mask, out),
+        RowKind::LogSumExp => run_rows_raw(&LogSumExp, layout, ins, mask, out),
+        RowKind::SoftmaxBackward => run_rows_raw(&SoftmaxBackward, layout, ins, mask, out),
+        RowKind::LogSoftmaxBackward => run_rows_raw(&LogSoftmaxBackward, layout, ins, mask, out),
     }
+}
+
+fn data<T>(a: &Bound<'_, PyUntypedArray>) -> Ptr<T> {
+    // SAFETY: reading the data pointer of a live array.
+    Ptr(unsafe { (*a.as_array_ptr()).fields.data } as *mut T)
 }
 
 fn compute<T: Elem>(
@@ -52,16 +58,17 @@ fn compute<T: Elem>(
     mask: Option<&Bound<'_, PyUntypedArray>>,
     target: &Bound<'_, PyUntypedArray>,
 ) {
-    // SAFETY: inputs are aligned, contiguous, of dtype T (checked by the
-    // caller), and the target overlaps none of them.
-    let ins: Vec<&[T]> = arrs.iter().map(|a| unsafe { slice_of::<T>(a) }).collect();
+    let ins: Vec<Ptr<T>> = arrs.iter().map(data::<T>).collect();
+    // SAFETY: a contiguous bool array kept alive by the caller.
     let m = mask.map(|a| unsafe { mask_bytes(a) });
-    let out = unsafe { slice_mut_of::<T>(target) };
-    if layout.len() >= SERIAL_ELEMS {
-        py.detach(|| run_kind(kind, layout, &ins, m, out));
-    } else {
-        run_kind(kind, layout, &ins, m, out);
-    }
+    let out = data::<T>(target);
+    maybe_detach(py, layout.len(), || {
+        let ins: Vec<*const T> = ins.iter().map(|p| p.get() as *const T).collect();
+        // SAFETY: inputs are aligned, contiguous, of dtype T, and each is
+        // exactly the target (in place, map ops only) or disjoint from it
+        // (checked by the caller with `writable_direct`).
+        unsafe { run_kind(kind, layout, &ins, m, out.get()) }
+    });
 }
 
 /// Runs a row-wise function. `inputs` are `(value, parameter name)`; all must
@@ -75,31 +82,9 @@ pub fn row_call<'py>(
     out: Option<&Bound<'py, PyAny>>,
     keepdims: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let args = inputs
-        .iter()
-        .map(|(x, name)| float_arg(py, x, name))
-        .collect::<PyResult<Vec<_>>>()?;
-    let dt = if args.iter().any(|a| a.dt == Dt::F64) {
-        Dt::F64
-    } else {
-        Dt::F32
-    };
-    let half = args.iter().all(|a| a.half);
-    let mut arrs = args
-        .iter()
-        .map(|a| cast_to(a, dt))
-        .collect::<PyResult<Vec<_>>>()?;
+    let Floats { mut arrs, dt, half } = float_args(py, inputs)?;
+    same_shape(&arrs, inputs)?;
     let shape = arrs[0].shape().to_vec();
-    for (a, (_, name)) in arrs.iter().zip(inputs).skip(1) {
-        if a.shape() != shape.as_slice() {
-            return Err(PyValueError::new_err(format!(
-                "{name} has shape {}, but {} has shape {}",
-                shape_str(a.shape()),
-                inputs[0].1,
-                shape_str(&shape)
-            )));
-        }
-    }
     let ax = axis.map(|a| norm_axis(a, shape.len())).transpose()?;
     let order = match usable_order(&arrs[0]) {
         Some(o) => o,
@@ -142,29 +127,24 @@ pub fn row_call<'py>(
             (None, true) => vec![1; shape.len()],
         }
     };
-    let dt_name = match (half, dt) {
-        (true, _) => "float16",
-        (false, Dt::F32) => "float32",
-        (false, Dt::F64) => "float64",
-    };
     let user_out = out
-        .map(|o| check_out(o, &out_shape, dt_name, "out"))
+        .map(|o| check_out(o, &out_shape, dt_name(dt, half), "out"))
         .transpose()?;
-    let direct = user_out.as_ref().is_some_and(|o| {
-        let r = byte_range(o);
-        !half
-            && fits(o, order)
-            && arrs.iter().all(|a| !overlaps(byte_range(a), r))
-            && mask_arr
-                .as_ref()
-                .is_none_or(|m| !overlaps(byte_range(m), r))
-    });
+    // Map ops may run exactly in place; a reduction's output must be disjoint.
+    let ins: Vec<&Bound<'_, PyUntypedArray>> = arrs.iter().collect();
+    let mut disjoint: Vec<&Bound<'_, PyUntypedArray>> = mask_arr.iter().collect();
+    let same_ok: &[&Bound<'_, PyUntypedArray>] = if kind.reduces() {
+        disjoint.extend(&ins);
+        &[]
+    } else {
+        &ins
+    };
+    let direct = user_out
+        .as_ref()
+        .is_some_and(|o| writable_direct(o, order, half, same_ok, &disjoint));
     let target = match (&user_out, direct) {
         (Some(o), true) => o.clone(),
-        _ => match dt {
-            Dt::F32 => new_array::<f32>(py, &out_shape, order),
-            Dt::F64 => new_array::<f64>(py, &out_shape, order),
-        },
+        _ => new_of(py, dt, &out_shape, order),
     };
     match dt {
         Dt::F32 => compute::<f32>(py, kind, layout, &arrs, mask_arr.as_ref(), &target),
@@ -172,7 +152,7 @@ pub fn row_call<'py>(
     }
     if let Some(o) = user_out {
         if !direct {
-            py.import("numpy")?.call_method1("copyto", (&o, &target))?;
+            numpy(py)?.call_method1("copyto", (&o, &target))?;
         }
         return Ok(o.into_any());
     }
