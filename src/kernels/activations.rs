@@ -424,6 +424,7 @@ multiversion! {
                             std::ptr::copy_nonoverlapping(s.as_ptr(), z.get().add(r * nf + j), w);
                         }
                         std::ptr::copy_nonoverlapping(o.as_ptr(), yr.add(j), w);
+                        crate::simd::lane_barrier();
                         j += L;
                     }
                 }
@@ -458,6 +459,7 @@ multiversion! {
                         }
                         std::ptr::copy_nonoverlapping(o.as_ptr(), y.get().add(off + j), w);
                         std::ptr::copy_nonoverlapping(s.as_ptr(), acc.get().add(j), w);
+                        crate::simd::lane_barrier();
                         j += L;
                     }
                 }

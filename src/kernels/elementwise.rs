@@ -31,6 +31,14 @@ impl<T> Ptr<T> {
     pub fn is_null(self) -> bool {
         self.0.is_null()
     }
+    /// Elements `[a, b)` as a slice.
+    ///
+    /// # Safety
+    /// `[a, b)` must be in bounds and touched by one task only.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn chunk<'a>(self, a: usize, b: usize) -> &'a mut [T] {
+        std::slice::from_raw_parts_mut(self.get().add(a), b - a)
+    }
 }
 
 /// How `units` units of `width` elements are cut into tasks:
@@ -79,6 +87,7 @@ pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> 
     while i + L <= n {
         let a = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
         std::ptr::write_unaligned(y.add(i) as *mut [T; L], lane(a));
+        crate::simd::lane_barrier();
         i += L;
     }
     if i < n {
@@ -109,6 +118,7 @@ pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: i
         let a = std::ptr::read_unaligned(g.add(i) as *const [T; L]);
         let b = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
         std::ptr::write_unaligned(y.add(i) as *mut [T; L], lane(a, b));
+        crate::simd::lane_barrier();
         i += L;
     }
     if i < n {

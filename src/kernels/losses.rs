@@ -216,6 +216,7 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
                 beta,
             );
         }
+        crate::simd::lane_barrier();
         j += L;
     }
     if full < n {

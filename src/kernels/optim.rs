@@ -7,8 +7,8 @@
 //! into fixed chunks of `TASK_ELEMS` and the result is bit-identical for any
 //! thread count and every instruction set (no contraction into FMA).
 
+use super::elementwise::{run_tasks, Ptr};
 use crate::multiversion;
-use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};
 use crate::simd::{Float, LANES as L};
 
 /// Square root through f64: correctly rounded for f32 too (f64 has more than
@@ -126,6 +126,7 @@ multiversion! {
             for i in 0..L {
                 sgd_elem(&mut pc[i], gc[i], &mut bc[i], h);
             }
+            crate::simd::lane_barrier();
         }
         for i in n..p.len() {
             sgd_elem(&mut p[i], g[i], &mut buf[i], h);
@@ -141,6 +142,7 @@ multiversion! {
             for i in 0..L {
                 sgd_plain_elem(&mut pc[i], gc[i], h);
             }
+            crate::simd::lane_barrier();
         }
         for i in n..p.len() {
             sgd_plain_elem(&mut p[i], g[i], h);
@@ -161,6 +163,7 @@ multiversion! {
             for i in 0..L {
                 adam_elem(&mut pc[i], gc[i], &mut mc[i], &mut vc[i], h);
             }
+            crate::simd::lane_barrier();
         }
         for i in n..p.len() {
             adam_elem(&mut p[i], g[i], &mut m[i], &mut v[i], h);
@@ -168,36 +171,9 @@ multiversion! {
     }
 }
 
-/// A raw pointer shared by tasks that touch disjoint chunks.
-#[derive(Clone, Copy)]
-struct Ptr<T>(*mut T);
-// SAFETY: each task accesses a disjoint chunk (see `chunked`).
-unsafe impl<T> Send for Ptr<T> {}
-unsafe impl<T> Sync for Ptr<T> {}
-impl<T> Ptr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
-    /// # Safety
-    /// `[a, b)` must be in bounds and touched by one task only.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn chunk<'a>(self, a: usize, b: usize) -> &'a mut [T] {
-        std::slice::from_raw_parts_mut(self.get().add(a), b - a)
-    }
-}
-
-/// Runs `f(start, end)` over fixed chunks of `len` elements: one chunk below
-/// `SERIAL_ELEMS`, else chunks of `TASK_ELEMS` on the pool.
+/// Runs `f(start, end)` over the driver's fixed chunks of `len` elements.
 fn chunked(len: usize, f: impl Fn(usize, usize) + Sync + Send) {
-    if len < SERIAL_ELEMS {
-        f(0, len);
-        return;
-    }
-    let ntasks = len.div_ceil(TASK_ELEMS);
-    for_each_task(ntasks, |t| {
-        let a = t * TASK_ELEMS;
-        f(a, (a + TASK_ELEMS).min(len));
-    });
+    run_tasks(len, 1, |_, s, e| f(s, e));
 }
 
 /// In-place SGD step over `param` with gradient `grad`; `buf` is the momentum
@@ -390,7 +366,7 @@ mod tests {
 
     #[test]
     fn bit_identical_across_threads_and_simd_levels() {
-        let len = 3 * TASK_ELEMS + 123; // parallel path with a ragged tail
+        let len = 3 * crate::par::TASK_ELEMS + 123; // parallel path with a ragged tail
         let mut reference: Option<(Vec<u64>, Vec<u64>)> = None;
         for &(threads, level) in &[
             (1, Level::Scalar),

@@ -60,25 +60,13 @@ pub fn poly<T: Float>(x: T, coef: &[f64]) -> T {
     p
 }
 
-/// Exact product `a * b = p + e` (Dekker; no fused multiply-add needed).
-/// Valid for |a|, |b| well below sqrt(max).
+/// Exact product `a * b = p + e` from one fused multiply-add (correctly
+/// rounded on every build, so every build gives the same bits).
+/// Valid while `a * b` neither overflows nor underflows.
 #[inline(always)]
 pub fn two_prod<T: Float>(a: T, b: T) -> (T, T) {
-    let split: T = if is_f32::<T>() {
-        c(4097.0)
-    } else {
-        c(134_217_729.0)
-    };
-    let sp = |v: T| {
-        let t = split * v;
-        let h = t - (t - v);
-        (h, v - h)
-    };
-    let (ah, al) = sp(a);
-    let (bh, bl) = sp(b);
     let p = a * b;
-    let e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
-    (p, e)
+    (p, T::fma(a, b, -p))
 }
 
 /// Exact sum `a + b = s + e` (Knuth's TwoSum).
