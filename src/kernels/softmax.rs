@@ -202,18 +202,102 @@ fn lse_from<T: Float>(ms: T, s: f64, row: impl Fn() -> bool) -> T {
 
 // ---------------------------------------------------------------- row kernels
 
-multiversion! {
-    /// f32/f64-softmax-rows: reduce (online max + rescaled sum), then store
-    /// exp(x - max) * (1 / sum). Two passes over each row.
-    pub fn softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
-        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            let (ms, s) = max_sum_row(xr);
-            let k = unbiased_inv::<T>(s);
-            map_row(xr, yr, |v| {
-                let (h, l) = T::diff(v, ms);
-                T::exp_biased(h, l) * k
-            });
+/// One block of softmax's storing online pass: raises the running max `m`
+/// (rescaling `acc`) if the block holds a larger value, then stores
+/// `exp_biased(x - shift)` into `yb` and adds it to `acc`. Returns the shift
+/// the block's stored values are relative to.
+#[inline(always)]
+fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) -> T {
+    let full = xb.len() / L * L;
+    let rem = xb.len() - full;
+    let mut pad = [T::NEG_INF; L];
+    pad[..rem].copy_from_slice(&xb[full..]);
+    let mut vm = pad;
+    for c in xb[..full].chunks_exact(L) {
+        for i in 0..L {
+            vm[i] = if c[i] > vm[i] { c[i] } else { vm[i] };
+        }
+        lane_barrier();
+    }
+    let bm = hmax(vm);
+    if bm > *m {
+        if *m != T::NEG_INF {
+            let f = (m.to_f64() - bm.to_f64()).exp();
+            for a in acc.iter_mut() {
+                *a *= f;
+            }
+        }
+        *m = bm;
+    }
+    let ms = shift(*m);
+    let mut part = [0f64; L];
+    // Four vectors are summed in T before widening: softmax needs the sum to
+    // a few ulp only (log_softmax, which must keep exp(-20) next to 1, sums
+    // every term in f64 in `online_block`).
+    for (cg, og) in xb[..full].chunks(4 * L).zip(yb[..full].chunks_mut(4 * L)) {
+        let mut quad = [T::ZERO; L];
+        for (c, o) in cg.chunks_exact(L).zip(og.chunks_exact_mut(L)) {
+            for i in 0..L {
+                let (h, l) = T::diff(c[i], ms);
+                let e = T::exp_biased(h, l);
+                o[i] = e;
+                quad[i] += e;
+            }
             lane_barrier();
+        }
+        for i in 0..L {
+            part[i] += quad[i].to_f64();
+        }
+    }
+    if rem > 0 {
+        let mut e = [T::ZERO; L];
+        for i in 0..L {
+            let (h, l) = T::diff(pad[i], ms);
+            e[i] = T::exp_biased(h, l);
+            part[i] += e[i].to_f64();
+        }
+        yb[full..].copy_from_slice(&e[..rem]);
+    }
+    for i in 0..L {
+        acc[i] += part[i];
+    }
+    ms
+}
+
+multiversion! {
+    /// softmax-rows: one online pass that reduces the running max, stores
+    /// exp(x - running max) and reduce-adds it; then one pass that rescales
+    /// each block by exp(block max - max) / sum (a block whose factor would
+    /// leave the normal range is recomputed from x instead). One exp per
+    /// element for all but such blocks; a few ulp.
+    pub fn softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
+        let mut shifts = vec![T::ZERO; n.div_ceil(BLOCK)];
+        let tiny = if T::MANTISSA_DIGITS < 53 { f32::MIN_POSITIVE as f64 } else { f64::MIN_POSITIVE };
+        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            let mut m = T::NEG_INF;
+            let mut acc = [0f64; L];
+            for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
+                shifts[b] = store_block(xb, yb, &mut m, &mut acc);
+            }
+            // The sum carries exp_biased's 2^EXP_BIAS; 0 only for a row of -inf.
+            let s = hsum(acc);
+            let ms = shift(m);
+            for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
+                let ratio = if shifts[b] == ms { 1.0 } else { (shifts[b].to_f64() - ms.to_f64()).exp() };
+                let f = if s == 0.0 { f64::NAN } else { ratio / s };
+                if f >= tiny || f.is_nan() {
+                    let k = T::from_f64(f);
+                    for v in yb.iter_mut() {
+                        *v = *v * k;
+                    }
+                } else {
+                    let k = T::from_f64(1.0 / s);
+                    map_row(xb, yb, |v| {
+                        let (h, l) = T::diff(v, ms);
+                        T::exp_biased(h, l) * k
+                    });
+                }
+            }
         }
     }
 }

@@ -54,8 +54,10 @@ pub trait Float:
     }
 
     /// `exp(hi + lo) * 2^EXP_BIAS` for `hi <= 0` (larger `hi` is clamped to 0):
-    /// the product is always normal, so a later multiply by a factor holding
-    /// `2^-EXP_BIAS` rounds a subnormal result once. Same accuracy as `exp_corr`.
+    /// the product is normal (or exactly 0 where `exp(hi)` is below half the
+    /// smallest subnormal, -inf included), so a later multiply by a factor
+    /// holding `2^-EXP_BIAS` rounds a subnormal result once. Same accuracy as
+    /// `exp_corr`.
     fn exp_biased(hi: Self, lo: Self) -> Self;
 
     /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased`]'s bias.
@@ -109,7 +111,12 @@ impl Float for f32 {
     fn exp_biased(hi: Self, lo: Self) -> Self {
         let hi = if hi > 0.0 { 0.0 } else { hi };
         let (p, n) = exp_f32_core(hi, lo);
-        p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23))
+        let e = p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23));
+        if hi < -104.0 {
+            0.0
+        } else {
+            e
+        }
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
@@ -174,7 +181,12 @@ impl Float for f64 {
     fn exp_biased(hi: Self, lo: Self) -> Self {
         let hi = if hi > 0.0 { 0.0 } else { hi };
         let (p, n) = exp_f64_core(hi, lo);
-        p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52))
+        let e = p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52));
+        if hi < -746.0 {
+            0.0
+        } else {
+            e
+        }
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
