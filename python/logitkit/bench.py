@@ -18,6 +18,7 @@ import numpy as np
 
 SUITES: dict[str, str] = {
     "softmax": "logitkit._bench_softmax",
+    "activations": "logitkit._bench_activations",
 }
 
 
