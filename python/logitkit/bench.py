@@ -19,6 +19,7 @@ import numpy as np
 
 SUITES: dict[str, str] = {
     "softmax": "logitkit._bench_softmax",
+    "activations": "logitkit._bench_activations",
     "losses": "logitkit._bench_losses",
 }
 

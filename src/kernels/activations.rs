@@ -298,7 +298,7 @@ macro_rules! with_act {
                 $body
             }
             Act::Relu => {
-                let $f = |x: T| sel(x <= T::ZERO, T::ZERO, x);
+                let $f = |x: T| max(x, T::ZERO);
                 let $d = |x: T| sel(x > T::ZERO, T::ONE, T::ZERO);
                 $body
             }

@@ -75,14 +75,7 @@ pub fn run_tasks(units: usize, width: usize, f: impl Fn(usize, usize, usize) + S
 /// overlap it.
 #[inline(always)]
 pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> T) {
-    let lane = |a: [T; L]| {
-        let mut b = [T::ZERO; L];
-        for i in 0..L {
-            let r = f(a[i]);
-            b[i] = if a[i].is_nan_() { a[i] } else { r };
-        }
-        b
-    };
+    let lane = |a: [T; L]| lane1(a, &f);
     let mut i = 0;
     while i + L <= n {
         let a = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
@@ -105,14 +98,7 @@ pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> 
 /// As [`map1`] for both inputs.
 #[inline(always)]
 pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: impl Fn(T, T) -> T) {
-    let lane = |a: [T; L], b: [T; L]| {
-        let mut r = [T::ZERO; L];
-        for i in 0..L {
-            let v = f(a[i], b[i]);
-            r[i] = if b[i].is_nan_() { b[i] } else { v };
-        }
-        r
-    };
+    let lane = |a: [T; L], b: [T; L]| lane2(a, b, &f);
     let mut i = 0;
     while i + L <= n {
         let a = std::ptr::read_unaligned(g.add(i) as *const [T; L]);
@@ -129,4 +115,26 @@ pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: i
         let r = lane(a, b);
         std::ptr::copy_nonoverlapping(r.as_ptr(), y.add(i), n - i);
     }
+}
+
+/// One lane array of `f`, NaN inputs passed through.
+#[inline(always)]
+fn lane1<T: Float>(a: [T; L], f: &impl Fn(T) -> T) -> [T; L] {
+    let mut b = [T::ZERO; L];
+    for i in 0..L {
+        let r = f(a[i]);
+        b[i] = if a[i].is_nan_() { a[i] } else { r };
+    }
+    b
+}
+
+/// One lane array of `f(g, x)`, NaN in x passed through.
+#[inline(always)]
+fn lane2<T: Float>(a: [T; L], b: [T; L], f: &impl Fn(T, T) -> T) -> [T; L] {
+    let mut r = [T::ZERO; L];
+    for i in 0..L {
+        let v = f(a[i], b[i]);
+        r[i] = if b[i].is_nan_() { b[i] } else { v };
+    }
+    r
 }
