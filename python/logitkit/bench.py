@@ -55,17 +55,33 @@ def _time(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - t0) / number
 
 
+# Thread pools of other libraries (OpenMP in PyTorch, Eigen in JAX) keep
+# spinning briefly after a call and would steal the cores from whatever runs
+# next; each peer is therefore timed in its own block after a pause.
+_IDLE_SECONDS = 0.2
+_OWN = ("logitkit", "copy")
+
+
 def measure(case: Case, samples: int = 15, sample_seconds: float = 0.01) -> Result:
-    """Median of ``samples`` timings per implementation, interleaved so that
-    machine noise hits every implementation alike."""
+    """Median of ``samples`` timings per implementation. logitkit and the
+    copy floor are interleaved so machine noise hits both alike; each peer is
+    timed in its own block, after a pause that lets other pools go idle."""
     numbers = {}
     for name, fn in case.impls.items():
         fn()  # warm-up (JIT, page faults, pool start)
         t = max(_time(fn, 1), 1e-7)
         numbers[name] = max(1, int(sample_seconds / t))
     times: dict[str, list[float]] = {n: [] for n in case.impls}
+    own = [n for n in case.impls if n in _OWN]
+    time.sleep(_IDLE_SECONDS)
     for _ in range(samples):
-        for name, fn in case.impls.items():
+        for name in own:
+            times[name].append(_time(case.impls[name], numbers[name]))
+    for name, fn in case.impls.items():
+        if name in _OWN:
+            continue
+        time.sleep(_IDLE_SECONDS)
+        for _ in range(samples):
             times[name].append(_time(fn, numbers[name]))
     return Result(case, {n: statistics.median(v) for n, v in times.items()})
 

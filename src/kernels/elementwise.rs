@@ -67,53 +67,62 @@ pub fn run_tasks(units: usize, width: usize, f: impl Fn(usize, usize, usize) + S
     }
 }
 
+/// Loads lane array `i..i+L` of `p` (zero-padded past `n`).
+#[inline(always)]
+unsafe fn load<T: Float>(p: *const T, i: usize, n: usize) -> [T; L] {
+    if i + L <= n {
+        std::ptr::read_unaligned(p.add(i) as *const [T; L])
+    } else {
+        let mut a = [T::ZERO; L];
+        std::ptr::copy_nonoverlapping(p.add(i), a.as_mut_ptr(), n - i);
+        a
+    }
+}
+
+/// Stores the first `min(L, n - i)` lanes of `v` at `p + i`.
+#[inline(always)]
+unsafe fn store<T: Float>(p: *mut T, i: usize, n: usize, v: [T; L]) {
+    if i + L <= n {
+        std::ptr::write_unaligned(p.add(i) as *mut [T; L], v);
+    } else {
+        std::ptr::copy_nonoverlapping(v.as_ptr(), p.add(i), n - i);
+    }
+}
+
 /// `y[i] = f(x[i])` for `i < n`, a lane array at a time; NaN in x passes
 /// through whatever `f` does. `y` may equal `x`.
+///
+/// `f` is called from one place only (the tail goes through the same call as
+/// full lane arrays): LLVM then inlines it however large it is, so it is
+/// vectorised across the lanes instead of being called once per element.
 ///
 /// # Safety
 /// `x` readable and `y` writable for `n` elements; `y` equals `x` or does not
 /// overlap it.
 #[inline(always)]
 pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> T) {
-    let lane = |a: [T; L]| lane1(a, &f);
     let mut i = 0;
-    while i + L <= n {
-        let a = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
-        std::ptr::write_unaligned(y.add(i) as *mut [T; L], lane(a));
+    while i < n {
+        let b = lane1(load(x, i, n), &f);
+        store(y, i, n, b);
         crate::simd::lane_barrier();
         i += L;
-    }
-    if i < n {
-        let mut a = [T::ZERO; L];
-        std::ptr::copy_nonoverlapping(x.add(i), a.as_mut_ptr(), n - i);
-        let b = lane(a);
-        std::ptr::copy_nonoverlapping(b.as_ptr(), y.add(i), n - i);
     }
 }
 
 /// `y[i] = f(g[i], x[i])` for `i < n`; NaN in x passes through. `y` may
-/// equal `g` or `x`.
+/// equal `g` or `x`. One call site of `f`, as in [`map1`].
 ///
 /// # Safety
 /// As [`map1`] for both inputs.
 #[inline(always)]
 pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: impl Fn(T, T) -> T) {
-    let lane = |a: [T; L], b: [T; L]| lane2(a, b, &f);
     let mut i = 0;
-    while i + L <= n {
-        let a = std::ptr::read_unaligned(g.add(i) as *const [T; L]);
-        let b = std::ptr::read_unaligned(x.add(i) as *const [T; L]);
-        std::ptr::write_unaligned(y.add(i) as *mut [T; L], lane(a, b));
+    while i < n {
+        let r = lane2(load(g, i, n), load(x, i, n), &f);
+        store(y, i, n, r);
         crate::simd::lane_barrier();
         i += L;
-    }
-    if i < n {
-        let mut a = [T::ZERO; L];
-        let mut b = [T::ZERO; L];
-        std::ptr::copy_nonoverlapping(g.add(i), a.as_mut_ptr(), n - i);
-        std::ptr::copy_nonoverlapping(x.add(i), b.as_mut_ptr(), n - i);
-        let r = lane(a, b);
-        std::ptr::copy_nonoverlapping(r.as_ptr(), y.add(i), n - i);
     }
 }
 

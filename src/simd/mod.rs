@@ -69,16 +69,19 @@ macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         $vis fn $name<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn body<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? $body
-
+            // The body is expanded into each version (not called from them) so
+            // that closures inside it inherit the version's target features;
+            // a closure LLVM declines to inline would otherwise be compiled for
+            // the baseline target, with software FMA.
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-            unsafe fn v4<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? { body::<T>($($arg),*) }
+            unsafe fn v4<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-            unsafe fn v3<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? { body::<T>($($arg),*) }
+            unsafe fn v3<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? $body
+
+            fn body<T: $crate::simd::Float>($($arg: $ty),*) $(-> $ret)? $body
 
             match $crate::simd::level() {
                 // SAFETY: `level()` only reports a level whose features the CPU has.
