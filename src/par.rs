@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 
 /// Elements below which a call runs on the calling thread: a tiny call costs
 /// one function call, not a pool wake-up.
-pub const SERIAL_ELEMS: usize = 1 << 15;
+pub const SERIAL_ELEMS: usize = 1 << 17;
+
+/// Elements above which a call releases the GIL (cheap next to the work, and
+/// it lets other Python threads run their own calls meanwhile).
+pub const GIL_RELEASE_ELEMS: usize = 1 << 14;
 
 /// Target elements per parallel task (about 128 KiB of f32).
 pub const TASK_ELEMS: usize = 1 << 15;

@@ -200,7 +200,8 @@ class _BaseMLP(BaseEstimator):
             self.activation,
             loss=self._loss,
             dtype=self.dtype,
-            init="auto",
+            # scikit-learn's MLP initialises with Glorot-uniform for every activation.
+            init="glorot",
             seed=self._seed(),
         )
         self.loss_curve_ = []

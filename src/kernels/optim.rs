@@ -366,7 +366,7 @@ mod tests {
 
     #[test]
     fn bit_identical_across_threads_and_simd_levels() {
-        let len = 3 * crate::par::TASK_ELEMS + 123; // parallel path with a ragged tail
+        let len = 2 * crate::par::SERIAL_ELEMS + 123; // parallel path with a ragged tail
         let mut reference: Option<(Vec<u64>, Vec<u64>)> = None;
         for &(threads, level) in &[
             (1, Level::Scalar),

@@ -105,7 +105,7 @@ pub fn same_shape(
 /// Runs `f` without the GIL when the call is large enough to pay for it; a
 /// tiny call stays one plain function call.
 pub fn maybe_detach<R: Send>(py: Python<'_>, elems: usize, f: impl FnOnce() -> R + Send) -> R {
-    if elems >= crate::par::SERIAL_ELEMS {
+    if elems >= crate::par::GIL_RELEASE_ELEMS {
         py.detach(f)
     } else {
         f()

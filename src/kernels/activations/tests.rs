@@ -19,7 +19,7 @@ fn in_place_forward_equals_out_of_place() {
 
 #[test]
 fn threads_do_not_change_results_or_bias_grad() {
-    let (rows, nf) = (3001, 37);
+    let (rows, nf) = (6001, 37); // above SERIAL_ELEMS: the parallel path
     let g: Vec<f64> = (0..rows * nf)
         .map(|i| ((i * 7919) % 1000) as f64 / 997.0 - 0.5)
         .collect();
