@@ -13,8 +13,10 @@
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
 use super::elementwise::{run_tasks, tasks, Ptr};
-use super::softmax::{dot_row, max_sum_row};
+use super::softmax::{dot_row, max_sum_cols, max_sum_row};
+use super::SHORT_ROW;
 use crate::multiversion;
+use crate::simd::math::ln;
 use crate::simd::{hsum, Float, LANES as L};
 
 /// Where a loss reads its input from: its own slice, or the gradient buffer
@@ -412,6 +414,118 @@ multiversion! {
 }
 
 multiversion! {
+    /// cross-entropy-index-cols (no label smoothing): `L` interleaved rows
+    /// (class `k` of row `j` at `k * L + j`, lanes across rows): reduce-max,
+    /// reduce-add-exp, then store softmax * w_t * scale with the target entry
+    /// recomputed in f64. `wt[j]` is row j's target weight (0 for an ignored
+    /// or padding row, which gets a zero gradient and loss); returns the lane
+    /// losses. Same accuracy as `ce_index_rows`.
+    pub fn ce_index_cols<T: Float>(
+        xg: &[T],
+        tl: &[usize; L],
+        wt: &[f64; L],
+        scale: f64,
+        g: Option<&mut [T]>,
+    ) -> [f64; L] {
+        let (ms, acc) = max_sum_cols(xg);
+        let mut ls = [0f64; L];
+        for j in 0..L {
+            ls[j] = ln(acc[j]);
+        }
+        let mut xt = [T::ZERO; L];
+        for j in 0..L {
+            xt[j] = xg[tl[j] * L + j];
+        }
+        let mut loss = [0f64; L];
+        for j in 0..L {
+            loss[j] = times(wt[j], (ms[j].to_f64() - xt[j].to_f64()) + ls[j]);
+        }
+        if let Some(g) = g {
+            let mut c = [T::ZERO; L];
+            for j in 0..L {
+                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale / acc[j]) };
+            }
+            for (a, o) in xg.chunks_exact(L).zip(g.chunks_exact_mut(L)) {
+                for i in 0..L {
+                    let (h, l) = T::diff(a[i], ms[i]);
+                    let e = T::exp_corr(h, l) * c[i];
+                    o[i] = if wt[i] == 0.0 { T::ZERO } else { e };
+                }
+                crate::simd::lane_barrier();
+            }
+            for j in 0..L {
+                if wt[j] != 0.0 {
+                    // p_t * w_t - w_t cancels when p_t -> 1: computed in f64.
+                    let (h, l) = T::diff(xt[j], ms[j]);
+                    let l = if h == T::NEG_INF { 0.0 } else { l.to_f64() };
+                    let pt = <f64 as Float>::exp((h.to_f64() - ls[j]) + l);
+                    g[tl[j] * L + j] = T::from_f64((pt * wt[j] - wt[j]) * scale);
+                }
+            }
+        }
+        loss
+    }
+}
+
+/// Cross-entropy with class indices and no label smoothing over rows shorter
+/// than `SHORT_ROW`: `L` rows at a time through [`ce_index_cols`] (gather,
+/// compute, scatter), row losses summed in row order.
+fn ce_index_short<T: Float>(
+    x: &[T],
+    t: &[i64],
+    p: &CeParams<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    let n = p.n;
+    let rows = t.len();
+    let mut grad = grad;
+    let mut per_row = per_row;
+    let mut xg = vec![T::ZERO; n * L];
+    let mut gg = vec![T::ZERO; n * L];
+    let mut total = 0f64;
+    for r0 in (0..rows).step_by(L) {
+        let w = (rows - r0).min(L);
+        let mut tl = [0usize; L];
+        let mut wt = [0f64; L];
+        for j in 0..w {
+            let tg = t[r0 + j];
+            if tg != p.ignore_index {
+                tl[j] = tg as usize;
+                wt[j] = p.weight.map_or(1.0, |wv| wv[tl[j]].to_f64());
+            }
+        }
+        for k in 0..n {
+            for j in 0..L {
+                // Padding lanes repeat the last row; their weight is 0.
+                xg[k * L + j] = x[(r0 + j.min(w - 1)) * n + k];
+            }
+        }
+        let loss = ce_index_cols(
+            &xg,
+            &tl,
+            &wt,
+            p.scale,
+            grad.is_some().then_some(&mut gg[..]),
+        );
+        if let Some(g) = grad.as_deref_mut() {
+            for j in 0..w {
+                for k in 0..n {
+                    g[(r0 + j) * n + k] = gg[k * L + j];
+                }
+            }
+        }
+        for j in 0..w {
+            if let Some(lr) = per_row.as_deref_mut() {
+                lr[r0 + j] = T::from_f64(loss[j]);
+            }
+            total += loss[j];
+        }
+    }
+    total
+}
+
+multiversion! {
     /// cross-entropy-prob-rows: per row, reduce (online max + rescaled sum),
     /// reduce-dot sum(w * y'), then one sweep storing softmax * sum(w y') - w y'
     /// and reduce-adding w y' (max - x). y' = (1 - eps) y + eps / n.
@@ -748,6 +862,9 @@ pub fn row_loss<T: Float>(
         grad,
         per_row,
         |r0, r1, xs, g, l| match targets {
+            Targets::Index(t) if n < SHORT_ROW && p.smoothing == 0.0 => {
+                ce_index_short(xs, &t[r0..r1], p, g, l)
+            }
             Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
             Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
             Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),

@@ -380,7 +380,7 @@ multiversion! {
 /// Pass 1 over L interleaved rows: per-lane shift and f64 sum (max, then sum;
 /// the data is a cache-resident scratch block).
 #[inline(always)]
-fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
+pub(crate) fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
     let mut m = [T::NEG_INF; L];
     for c in x.chunks_exact(L) {
         for i in 0..L {
