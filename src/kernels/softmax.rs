@@ -27,12 +27,11 @@ pub(crate) fn shift<T: Float>(m: T) -> T {
     }
 }
 
-/// One block of the online max-and-sum pass; `b.len()` is a multiple of L.
-/// Rescales the running sum when the block raises the max (Milakov &
-/// Gimelshein 2018), so each element's exp is computed once.
+/// Lane maxima of the full lane arrays of `b`, starting from `vm`, then the
+/// online update: raises the running max `m` to the block's max, rescaling
+/// the running sum `acc` (Milakov & Gimelshein 2018). Returns the shift.
 #[inline(always)]
-fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
-    let mut vm = [T::NEG_INF; L];
+fn raise_max<T: Float>(b: &[T], mut vm: [T; L], m: &mut T, acc: &mut [f64; L]) -> T {
     for c in b.chunks_exact(L) {
         for i in 0..L {
             vm[i] = if c[i] > vm[i] { c[i] } else { vm[i] };
@@ -49,7 +48,15 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
         }
         *m = bm;
     }
-    let ms = shift(*m);
+    shift(*m)
+}
+
+/// One block of the online max-and-sum pass; `b.len()` is a multiple of L.
+/// Rescales the running sum when the block raises the max (Milakov &
+/// Gimelshein 2018), so each element's exp is computed once.
+#[inline(always)]
+fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
+    let ms = raise_max(b, [T::NEG_INF; L], m, acc);
     // Summed in f64, so log_softmax keeps exp(-20) next to the max's 1, and
     // in two levels (blocks of 4 vectors) to bound rounding growth.
     for g in b.chunks(4 * L) {
@@ -212,24 +219,7 @@ fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) 
     let rem = xb.len() - full;
     let mut pad = [T::NEG_INF; L];
     pad[..rem].copy_from_slice(&xb[full..]);
-    let mut vm = pad;
-    for c in xb[..full].chunks_exact(L) {
-        for i in 0..L {
-            vm[i] = if c[i] > vm[i] { c[i] } else { vm[i] };
-        }
-        lane_barrier();
-    }
-    let bm = hmax(vm);
-    if bm > *m {
-        if *m != T::NEG_INF {
-            let f = (m.to_f64() - bm.to_f64()).exp();
-            for a in acc.iter_mut() {
-                *a *= f;
-            }
-        }
-        *m = bm;
-    }
-    let ms = shift(*m);
+    let ms = raise_max(&xb[..full], pad, m, acc);
     let mut part = [0f64; L];
     // Four vectors are summed in T before widening: softmax needs the sum to
     // a few ulp only (log_softmax, which must keep exp(-20) next to 1, sums
