@@ -234,16 +234,9 @@ mod tests {
     use crate::par::set_num_threads;
     use crate::simd::{set_level, Level};
 
+    /// The kernels' shared test generator, values in [-1, 1).
     fn rand_vec(len: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-            .collect()
+        crate::kernels::tests::rand_vec(len, 1.0, seed)
     }
 
     fn cast<T: Float>(v: &[f64]) -> Vec<T> {

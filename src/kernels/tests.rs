@@ -3,7 +3,7 @@ use super::*;
 use crate::simd::{set_level, Level};
 
 /// Deterministic pseudo-random numbers (xorshift), no dependency needed.
-fn rand_vec(len: usize, scale: f64, seed: u64) -> Vec<f64> {
+pub(crate) fn rand_vec(len: usize, scale: f64, seed: u64) -> Vec<f64> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
