@@ -12,7 +12,7 @@
 //! within ~1e-15 (where a parameter such as `beta * x` is first rounded to the
 //! dtype, as in PyTorch, the error is relative to that rounded argument).
 
-use super::elementwise::{map1, map2, run_tasks, tasks, Ptr};
+use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
 use crate::simd::math::{abs, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv};
 use crate::simd::{Float, LANES as L};
@@ -406,13 +406,11 @@ multiversion! {
             with_act!(act, T, |f, _d| {
                 for r in 0..rows {
                     let (hr, yr) = (h.get().add(r * nf), y.get().add(r * nf));
+                    let (mut ba, mut bbias, mut bz, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
                     let mut j = 0;
                     while j < nf {
-                        let w = (nf - j).min(L);
-                        let mut a = [T::ZERO; L];
-                        let mut bb = [T::ZERO; L];
-                        std::ptr::copy_nonoverlapping(hr.add(j), a.as_mut_ptr(), w);
-                        std::ptr::copy_nonoverlapping(b.get().add(j), bb.as_mut_ptr(), w);
+                        let a = ld(src(hr, j, nf, &mut ba));
+                        let bb = ld(src(b.get(), j, nf, &mut bbias));
                         let mut s = [T::ZERO; L];
                         let mut o = [T::ZERO; L];
                         for i in 0..L {
@@ -421,9 +419,12 @@ multiversion! {
                             o[i] = if s[i].is_nan_() { s[i] } else { v };
                         }
                         if !z.is_null() {
-                            std::ptr::copy_nonoverlapping(s.as_ptr(), z.get().add(r * nf + j), w);
+                            let zr = z.get().add(r * nf);
+                            st(dst(zr, j, nf, &mut bz), s);
+                            flush(zr, j, nf, &bz);
                         }
-                        std::ptr::copy_nonoverlapping(o.as_ptr(), yr.add(j), w);
+                        st(dst(yr, j, nf, &mut by), o);
+                        flush(yr, j, nf, &by);
                         crate::simd::lane_barrier();
                         j += L;
                     }
@@ -440,25 +441,24 @@ multiversion! {
         // SAFETY: guaranteed by `bias_backward`'s contract.
         unsafe {
             with_act!(act, T, |_f, d| {
+                let (mut bg, mut bz, mut by, mut bs) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [0f64; L]);
                 for r in 0..rows {
                     let off = r * nf;
                     let mut j = 0;
                     while j < nf {
-                        let w = (nf - j).min(L);
-                        let mut a = [T::ZERO; L];
-                        let mut zz = [T::ZERO; L];
-                        let mut s = [0f64; L];
-                        std::ptr::copy_nonoverlapping(g.get().add(off + j), a.as_mut_ptr(), w);
-                        std::ptr::copy_nonoverlapping(z.get().add(off + j), zz.as_mut_ptr(), w);
-                        std::ptr::copy_nonoverlapping(acc.get().add(j), s.as_mut_ptr(), w);
+                        let a = ld(src(g.get().add(off), j, nf, &mut bg));
+                        let zz = ld(src(z.get().add(off), j, nf, &mut bz));
+                        let mut s = ld(src(acc.get(), j, nf, &mut bs));
                         let mut o = [T::ZERO; L];
                         for i in 0..L {
                             let v = a[i] * d(zz[i]);
                             o[i] = if zz[i].is_nan_() { zz[i] } else { v };
                             s[i] += o[i].to_f64();
                         }
-                        std::ptr::copy_nonoverlapping(o.as_ptr(), y.get().add(off + j), w);
-                        std::ptr::copy_nonoverlapping(s.as_ptr(), acc.get().add(j), w);
+                        st(dst(y.get().add(off), j, nf, &mut by), o);
+                        flush(y.get().add(off), j, nf, &by);
+                        st(dst(acc.get(), j, nf, &mut bs), s);
+                        flush(acc.get(), j, nf, &bs);
                         crate::simd::lane_barrier();
                         j += L;
                     }

@@ -67,26 +67,80 @@ pub fn run_tasks(units: usize, width: usize, f: impl Fn(usize, usize, usize) + S
     }
 }
 
-/// Loads lane array `i..i+L` of `p` (zero-padded past `n`).
+/// Where lane array `i..i+L` of an input `p` of `n` elements is read from:
+/// `p + i` itself, or for the partial tail `buf`, filled with the remaining
+/// elements and zeros.
+///
+/// Every lane array is then read by one fixed-width load from the returned
+/// pointer. (With a width-dependent copy in the loop instead, LLVM merges
+/// the full and partial copies into one variable-length `memcpy` call, or
+/// routes every lane array through the stack.)
+///
+/// # Safety
+/// `p` readable for `n` elements and `i < n`.
 #[inline(always)]
-unsafe fn load<T: Float>(p: *const T, i: usize, n: usize) -> [T; L] {
+pub(crate) unsafe fn src<T: Copy>(p: *const T, i: usize, n: usize, buf: &mut [T; L]) -> *const T {
     if i + L <= n {
-        std::ptr::read_unaligned(p.add(i) as *const [T; L])
+        p.add(i)
     } else {
-        let mut a = [T::ZERO; L];
-        std::ptr::copy_nonoverlapping(p.add(i), a.as_mut_ptr(), n - i);
-        a
+        fill_tail(p.add(i), n - i, buf);
+        buf.as_ptr()
     }
 }
 
-/// Stores the first `min(L, n - i)` lanes of `v` at `p + i`.
+#[inline(never)]
+#[cold]
+unsafe fn fill_tail<T: Copy>(p: *const T, w: usize, buf: &mut [T; L]) {
+    std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), w);
+}
+
+/// Where lane array `i..i+L` of an output `p` of `n` elements is written:
+/// `p + i`, or `buf` for the partial tail (which [`flush`] then copies out).
+///
+/// # Safety
+/// `p` writable for `n` elements and `i < n`.
 #[inline(always)]
-unsafe fn store<T: Float>(p: *mut T, i: usize, n: usize, v: [T; L]) {
+pub(crate) unsafe fn dst<T: Copy>(p: *mut T, i: usize, n: usize, buf: &mut [T; L]) -> *mut T {
     if i + L <= n {
-        std::ptr::write_unaligned(p.add(i) as *mut [T; L], v);
+        p.add(i)
     } else {
-        std::ptr::copy_nonoverlapping(v.as_ptr(), p.add(i), n - i);
+        buf.as_mut_ptr()
     }
+}
+
+/// Copies a partial tail written through [`dst`] to `p + i`.
+///
+/// # Safety
+/// As [`dst`].
+#[inline(always)]
+pub(crate) unsafe fn flush<T: Copy>(p: *mut T, i: usize, n: usize, buf: &[T; L]) {
+    if i + L > n {
+        flush_tail(p.add(i), n - i, buf);
+    }
+}
+
+#[inline(never)]
+#[cold]
+unsafe fn flush_tail<T: Copy>(p: *mut T, w: usize, buf: &[T; L]) {
+    std::ptr::copy_nonoverlapping(buf.as_ptr(), p, w);
+}
+
+/// A lane array read from a pointer from [`src`].
+///
+/// # Safety
+/// `p` readable for `L` elements.
+#[inline(always)]
+pub(crate) unsafe fn ld<T: Copy>(p: *const T) -> [T; L] {
+    std::ptr::read_unaligned(p as *const [T; L])
+}
+
+/// A lane array written to a pointer from [`dst`].
+///
+/// # Safety
+/// `p` writable for `L` elements.
+#[inline(always)]
+pub(crate) unsafe fn st<T: Copy>(p: *mut T, v: [T; L]) {
+    std::ptr::write_unaligned(p as *mut [T; L], v)
 }
 
 /// `y[i] = f(x[i])` for `i < n`, a lane array at a time; NaN in x passes
@@ -101,10 +155,12 @@ unsafe fn store<T: Float>(p: *mut T, i: usize, n: usize, v: [T; L]) {
 /// overlap it.
 #[inline(always)]
 pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> T) {
+    let (mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
     while i < n {
-        let b = lane1(load(x, i, n), &f);
-        store(y, i, n, b);
+        let b = lane1(ld(src(x, i, n, &mut bx)), &f);
+        st(dst(y, i, n, &mut by), b);
+        flush(y, i, n, &by);
         crate::simd::lane_barrier();
         i += L;
     }
@@ -117,10 +173,12 @@ pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> 
 /// As [`map1`] for both inputs.
 #[inline(always)]
 pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: impl Fn(T, T) -> T) {
+    let (mut bg, mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
     while i < n {
-        let r = lane2(load(g, i, n), load(x, i, n), &f);
-        store(y, i, n, r);
+        let r = lane2(ld(src(g, i, n, &mut bg)), ld(src(x, i, n, &mut bx)), &f);
+        st(dst(y, i, n, &mut by), r);
+        flush(y, i, n, &by);
         crate::simd::lane_barrier();
         i += L;
     }
