@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import logitkit as lk
 import numpy as np
 import pytest
@@ -271,3 +273,27 @@ def test_bad_model_arguments():
         nn.MLP([3])
     with pytest.raises(ValueError, match="dtype"):
         nn.MLP([3, 2], dtype="float16")
+    with pytest.raises(ValueError, match="init must be one of"):
+        nn.MLP([3, 2], init="xavier")
+
+
+@pytest.mark.parametrize(
+    "init, w_std, bias_zero",
+    [
+        # He-normal: std sqrt(2 / fan_in); Glorot-uniform: lim sqrt(6 / (in + out)),
+        # std lim / sqrt(3); PyTorch's nn.Linear: U(+-1/sqrt(fan_in)) for W and b.
+        ("he", math.sqrt(2 / 400), True),
+        ("glorot", math.sqrt(6 / 600) / math.sqrt(3), True),
+        ("torch", 1 / math.sqrt(400) / math.sqrt(3), False),
+    ],
+)
+def test_initialisations_have_their_documented_scale(init, w_std, bias_zero):
+    m = nn.MLP([400, 200, 10], init=init, seed=0)
+    W, b = m.layers[0].W, m.layers[0].b
+    assert abs(W.std() / w_std - 1) < 0.02
+    assert (b == 0).all() if bias_zero else (0 < np.abs(b).max() <= 1 / math.sqrt(400))
+    if init == "torch":
+        assert np.abs(W).max() <= 1 / math.sqrt(400)
+    # The same seed gives the same weights; another seed other weights.
+    assert np.array_equal(W, nn.MLP([400, 200, 10], init=init, seed=0).layers[0].W)
+    assert not np.array_equal(W, nn.MLP([400, 200, 10], init=init, seed=1).layers[0].W)

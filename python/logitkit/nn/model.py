@@ -38,6 +38,7 @@ from .optim import (
 )
 
 LOSSES = ("cross_entropy", "mse")
+INITS = ("auto", "he", "glorot", "torch")
 _RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu")
 _FORMAT = "logitkit.nn.MLP/1"
 
@@ -117,8 +118,9 @@ class MLP:
     linear and ``loss`` is ``"cross_entropy"`` (targets are class indices
     ``0..n_outputs-1``; probabilities from ``softmax``) or ``"mse"``.
 
-    Weights are initialised with He (ReLU family) or Glorot (otherwise)
-    from ``seed``; float32 by default, float64 supported.
+    Weights are initialised from ``seed`` with He (ReLU family) or Glorot
+    (otherwise), or with ``init="he" | "glorot" | "torch"`` (PyTorch's
+    ``nn.Linear`` default); float32 by default, float64 supported.
 
     >>> m = MLP([64, 128, 10], seed=0)
     >>> hist = m.fit(X, y, epochs=20, batch_size=64, verbose=0)   # Adam(1e-3)
@@ -145,8 +147,8 @@ class MLP:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        if init not in ("auto", "he", "glorot"):
-            raise ValueError(f"init must be 'auto', 'he' or 'glorot', got {init!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.init = init
         self.seed = seed
         s = self.layer_sizes
@@ -210,18 +212,28 @@ class MLP:
         return self.layer_sizes[-1]
 
     def reset_parameters(self, seed: int | None = None) -> None:
-        """He-normal (ReLU family) or Glorot-uniform weights, zero biases."""
+        """Draws the weights from ``seed`` as ``init`` says: He-normal (``"he"``,
+        the ReLU family's ``"auto"``) or Glorot-uniform (``"glorot"``, other
+        activations' ``"auto"``) with zero biases, or PyTorch's ``nn.Linear``
+        default (``"torch"``): weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        """
         rng = np.random.default_rng(seed)
-        he = self.init == "he" or (self.init == "auto" and self.activation in _RELU_LIKE)
+        kind = self.init
+        if kind == "auto":
+            kind = "he" if self.activation in _RELU_LIKE else "glorot"
         for layer in self.layers:
             fi, fo = layer.W.shape
-            if he:
-                w = rng.standard_normal((fi, fo)) * math.sqrt(2.0 / fi)
-            else:
+            if kind == "he":
+                layer.W[...] = rng.standard_normal((fi, fo)) * math.sqrt(2.0 / fi)
+                layer.b[...] = 0
+            elif kind == "glorot":
                 lim = math.sqrt(6.0 / (fi + fo))
-                w = rng.uniform(-lim, lim, (fi, fo))
-            layer.W[...] = w
-        self.biases_flat[...] = 0
+                layer.W[...] = rng.uniform(-lim, lim, (fi, fo))
+                layer.b[...] = 0
+            else:
+                lim = 1.0 / math.sqrt(fi)
+                layer.W[...] = rng.uniform(-lim, lim, (fi, fo))
+                layer.b[...] = rng.uniform(-lim, lim, fo)
 
     def config(self) -> dict[str, Any]:
         return {
