@@ -13,7 +13,7 @@
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
 use super::elementwise::{run_tasks, tasks, Ptr};
-use super::softmax::{dot_row, max_sum_cols, max_sum_row};
+use super::softmax::{dot_row, max_sum_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
 use crate::simd::math::ln;
@@ -372,8 +372,9 @@ multiversion! {
         let mut grad = grad;
         let mut per_row = per_row;
         let mut total = 0f64;
+        let mut shifts = vec![T::ZERO; if eps == 0.0 && grad.is_some() { n.div_ceil(BLOCK) } else { 0 }];
         for (r, (xr, &tg)) in x.chunks_exact(n).zip(t).enumerate() {
-            let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
+            let mut gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
             let loss = if tg == p.ignore_index {
                 if let Some(g) = gr {
                     g.fill(T::ZERO);
@@ -382,14 +383,29 @@ multiversion! {
             } else {
                 let ti = tg as usize;
                 let wt = p.weight.map_or(1.0, |w| w[ti].to_f64());
-                let (ms, s) = max_sum_row(xr);
+                let (ms, s, s_biased) = match gr.as_deref_mut() {
+                    Some(g) if eps == 0.0 => {
+                        let (ms, sb) = store_row::<T, true>(xr, g, &mut shifts);
+                        (ms, sb * T::EXP_UNBIAS, sb)
+                    }
+                    _ => {
+                        let (ms, s) = max_sum_row(xr);
+                        (ms, s, 0.0)
+                    }
+                };
                 let ls = s.ln();
                 let xt = xr[ti];
                 let nll = (ms.to_f64() - xt.to_f64()) + ls;
                 let a = (1.0 - eps) * wt + k * p.weight_sum;
                 let want_g = gr.is_some();
                 let mut gr = gr;
-                let smooth = if want_g || eps > 0.0 {
+                let smooth = if eps == 0.0 && want_g {
+                    // Softmax's one-exp path: pass 1 stored exp(x - block max)
+                    // into the gradient row; scale it to softmax * w_t * scale.
+                    let g = gr.as_deref_mut().unwrap();
+                    scale_row(xr, g, &shifts, ms, s_biased, a * p.scale);
+                    0.0
+                } else if want_g || eps > 0.0 {
                     ce_write_any(xr, p.weight, None, gr.as_deref_mut(), eps > 0.0, ms, a * p.scale / s, p.scale, 0.0, k)
                 } else {
                     0.0

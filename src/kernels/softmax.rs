@@ -213,31 +213,60 @@ fn lse_from<T: Float>(ms: T, s: f64, row: impl Fn() -> bool) -> T {
 /// (rescaling `acc`) if the block holds a larger value, then stores
 /// `exp_biased(x - shift)` into `yb` and adds it to `acc`. Returns the shift
 /// the block's stored values are relative to.
+///
+/// With `WIDE`, every term is added in f64 (a loss needs `log(sum)` to keep
+/// exp(-20) next to the max's 1); otherwise four vectors are summed in T
+/// before widening, which is all softmax's few-ulp division needs.
 #[inline(always)]
-fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) -> T {
+fn store_block<T: Float, const WIDE: bool>(
+    xb: &[T],
+    yb: &mut [T],
+    m: &mut T,
+    acc: &mut [f64; L],
+) -> T {
     let full = xb.len() / L * L;
     let rem = xb.len() - full;
     let mut pad = [T::NEG_INF; L];
     pad[..rem].copy_from_slice(&xb[full..]);
     let ms = raise_max(&xb[..full], pad, m, acc);
     let mut part = [0f64; L];
-    // Four vectors are summed in T before widening: softmax needs the sum to
-    // a few ulp only (log_softmax, which must keep exp(-20) next to 1, sums
-    // every term in f64 in `online_block`).
-    for (cg, og) in xb[..full].chunks(4 * L).zip(yb[..full].chunks_mut(4 * L)) {
-        let mut quad = [T::ZERO; L];
-        for (c, o) in cg.chunks_exact(L).zip(og.chunks_exact_mut(L)) {
+    // Groups of four vectors with a constant trip count, so that the sums stay
+    // in registers (a lane loop with a barrier per vector kept them on the
+    // stack, one store-to-load round trip per vector).
+    let mut groups = xb[..full]
+        .chunks_exact(4 * L)
+        .zip(yb[..full].chunks_exact_mut(4 * L));
+    for (cg, og) in &mut groups {
+        let mut e = [T::ZERO; 4 * L];
+        for v in 0..4 {
             for i in 0..L {
-                let (h, l) = T::diff(c[i], ms);
-                let e = T::exp_biased(h, l);
-                o[i] = e;
-                quad[i] += e;
+                let (h, l) = T::diff(cg[v * L + i], ms);
+                e[v * L + i] = T::exp_biased(h, l);
             }
-            lane_barrier();
         }
+        og.copy_from_slice(&e);
         for i in 0..L {
-            part[i] += quad[i].to_f64();
+            part[i] += if WIDE {
+                (e[i].to_f64() + e[L + i].to_f64())
+                    + (e[2 * L + i].to_f64() + e[3 * L + i].to_f64())
+            } else {
+                ((e[i] + e[L + i]) + (e[2 * L + i] + e[3 * L + i])).to_f64()
+            };
         }
+        lane_barrier();
+    }
+    let tail = full / (4 * L) * (4 * L);
+    for (c, o) in xb[tail..full]
+        .chunks_exact(L)
+        .zip(yb[tail..full].chunks_exact_mut(L))
+    {
+        for i in 0..L {
+            let (h, l) = T::diff(c[i], ms);
+            let e = T::exp_biased(h, l);
+            o[i] = e;
+            part[i] += e.to_f64();
+        }
+        lane_barrier();
     }
     if rem > 0 {
         let mut e = [T::ZERO; L];
@@ -254,6 +283,57 @@ fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) 
     ms
 }
 
+/// Pass 1 of a stored softmax row: `y = exp_biased(x - block shift)`, one
+/// shift per block of [`BLOCK`] recorded in `shifts`. Returns `(shift, sum)`
+/// with the sum of the stored values (it carries exp_biased's `2^EXP_BIAS`;
+/// 0 only for a row of -inf).
+#[inline(always)]
+pub(crate) fn store_row<T: Float, const WIDE: bool>(
+    xr: &[T],
+    yr: &mut [T],
+    shifts: &mut [T],
+) -> (T, f64) {
+    let mut m = T::NEG_INF;
+    let mut acc = [0f64; L];
+    for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
+        shifts[b] = store_block::<T, WIDE>(xb, yb, &mut m, &mut acc);
+    }
+    (shift(m), hsum(acc))
+}
+
+/// Pass 2 of a stored softmax row: scales each block so that `y = c *
+/// softmax(x)`, given [`store_row`]'s shifts, final shift `ms` and sum `s`.
+/// A block whose factor exp(shift_b - ms) / s would leave the normal range
+/// is recomputed from `x` instead.
+#[inline(always)]
+pub(crate) fn scale_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &[T], ms: T, s: f64, c: f64) {
+    let tiny = if T::MANTISSA_DIGITS < 53 {
+        f32::MIN_POSITIVE as f64
+    } else {
+        f64::MIN_POSITIVE
+    };
+    for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
+        let ratio = if shifts[b] == ms {
+            1.0
+        } else {
+            (shifts[b].to_f64() - ms.to_f64()).exp()
+        };
+        let f = if s == 0.0 { f64::NAN } else { ratio / s * c };
+        if f >= tiny || f.is_nan() || c == 0.0 {
+            let k = T::from_f64(f);
+            for v in yb.iter_mut() {
+                *v = *v * k;
+            }
+        } else {
+            let k = T::from_f64(c / s);
+            map_row(xb, yb, |v| {
+                let (h, l) = T::diff(v, ms);
+                T::exp_biased(h, l) * k
+            });
+        }
+    }
+}
+
 multiversion! {
     /// softmax-rows: one online pass that reduces the running max, stores
     /// exp(x - running max) and reduce-adds it; then one pass that rescales
@@ -262,32 +342,9 @@ multiversion! {
     /// element for all but such blocks; a few ulp.
     pub fn softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
         let mut shifts = vec![T::ZERO; n.div_ceil(BLOCK)];
-        let tiny = if T::MANTISSA_DIGITS < 53 { f32::MIN_POSITIVE as f64 } else { f64::MIN_POSITIVE };
         for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            let mut m = T::NEG_INF;
-            let mut acc = [0f64; L];
-            for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
-                shifts[b] = store_block(xb, yb, &mut m, &mut acc);
-            }
-            // The sum carries exp_biased's 2^EXP_BIAS; 0 only for a row of -inf.
-            let s = hsum(acc);
-            let ms = shift(m);
-            for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
-                let ratio = if shifts[b] == ms { 1.0 } else { (shifts[b].to_f64() - ms.to_f64()).exp() };
-                let f = if s == 0.0 { f64::NAN } else { ratio / s };
-                if f >= tiny || f.is_nan() {
-                    let k = T::from_f64(f);
-                    for v in yb.iter_mut() {
-                        *v = *v * k;
-                    }
-                } else {
-                    let k = T::from_f64(1.0 / s);
-                    map_row(xb, yb, |v| {
-                        let (h, l) = T::diff(v, ms);
-                        T::exp_biased(h, l) * k
-                    });
-                }
-            }
+            let (ms, s) = store_row::<T, false>(xr, yr, &mut shifts);
+            scale_row(xr, yr, &shifts, ms, s, 1.0);
         }
     }
 }
