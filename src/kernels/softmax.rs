@@ -58,18 +58,30 @@ fn raise_max<T: Float>(b: &[T], mut vm: [T; L], m: &mut T, acc: &mut [f64; L]) -
 fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
     let ms = raise_max(b, [T::NEG_INF; L], m, acc);
     // Summed in f64, so log_softmax keeps exp(-20) next to the max's 1, and
-    // in two levels (blocks of 4 vectors) to bound rounding growth.
-    for g in b.chunks(4 * L) {
-        let mut part = [0f64; L];
-        for c in g.chunks_exact(L) {
+    // in two levels (blocks of 4 vectors) to bound rounding growth; a group's
+    // four vectors in straight-line code so the sums stay in registers.
+    let mut groups = b.chunks_exact(4 * L);
+    for g in &mut groups {
+        let mut e = [0f64; 4 * L];
+        for v in 0..4 {
             for i in 0..L {
-                part[i] += T::exp_flush(c[i] - ms).to_f64();
+                e[v * L + i] = T::exp_flush(g[v * L + i] - ms).to_f64();
             }
-            lane_barrier();
         }
         for i in 0..L {
-            acc[i] += part[i];
+            acc[i] += (e[i] + e[L + i]) + (e[2 * L + i] + e[3 * L + i]);
         }
+        lane_barrier();
+    }
+    let mut part = [0f64; L];
+    for c in groups.remainder().chunks_exact(L) {
+        for i in 0..L {
+            part[i] += T::exp_flush(c[i] - ms).to_f64();
+        }
+        lane_barrier();
+    }
+    for i in 0..L {
+        acc[i] += part[i];
     }
 }
 
