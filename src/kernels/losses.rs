@@ -13,7 +13,7 @@
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
 use super::elementwise::{run_tasks, tasks, Ptr};
-use super::softmax::{dot_row, max_sum_cols, max_sum_row, scale_row, store_row, BLOCK};
+use super::softmax::{dot_row, max_cols, max_sum_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
 use crate::simd::math::ln;
@@ -443,10 +443,32 @@ multiversion! {
         scale: f64,
         g: Option<&mut [T]>,
     ) -> [f64; L] {
-        let (ms, acc) = max_sum_cols(xg);
+        // With a gradient, pass 1 stores exp(x - max) (biased) into it and
+        // pass 2 scales it: one exp per element.
+        let mut g = g;
+        let (ms, acc, unbias) = match g.as_deref_mut() {
+            Some(g) => {
+                let ms = max_cols(xg);
+                let mut acc = [0f64; L];
+                for (a, o) in xg.chunks_exact(L).zip(g.chunks_exact_mut(L)) {
+                    for i in 0..L {
+                        let (h, l) = T::diff(a[i], ms[i]);
+                        let e = T::exp_biased(h, l);
+                        o[i] = e;
+                        acc[i] += e.to_f64();
+                    }
+                    crate::simd::lane_barrier();
+                }
+                (ms, acc, T::EXP_UNBIAS)
+            }
+            None => {
+                let (ms, acc) = max_sum_cols(xg);
+                (ms, acc, 1.0)
+            }
+        };
         let mut ls = [0f64; L];
         for j in 0..L {
-            ls[j] = ln(acc[j]);
+            ls[j] = ln(acc[j] * unbias);
         }
         let mut xt = [T::ZERO; L];
         for j in 0..L {
@@ -461,21 +483,24 @@ multiversion! {
             for j in 0..L {
                 c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale / acc[j]) };
             }
-            for (a, o) in xg.chunks_exact(L).zip(g.chunks_exact_mut(L)) {
+            for o in g.chunks_exact_mut(L) {
                 for i in 0..L {
-                    let (h, l) = T::diff(a[i], ms[i]);
-                    let e = T::exp_corr(h, l) * c[i];
-                    o[i] = if wt[i] == 0.0 { T::ZERO } else { e };
+                    o[i] = if wt[i] == 0.0 { T::ZERO } else { o[i] * c[i] };
                 }
                 crate::simd::lane_barrier();
             }
+            // p_t * w_t - w_t cancels when p_t -> 1: computed in f64, all
+            // lanes at once, then stored at each lane's target.
+            let mut gt = [T::ZERO; L];
+            for j in 0..L {
+                let (h, l) = T::diff(xt[j], ms[j]);
+                let l = if h == T::NEG_INF { 0.0 } else { l.to_f64() };
+                let pt = <f64 as Float>::exp((h.to_f64() - ls[j]) + l);
+                gt[j] = T::from_f64((pt * wt[j] - wt[j]) * scale);
+            }
             for j in 0..L {
                 if wt[j] != 0.0 {
-                    // p_t * w_t - w_t cancels when p_t -> 1: computed in f64.
-                    let (h, l) = T::diff(xt[j], ms[j]);
-                    let l = if h == T::NEG_INF { 0.0 } else { l.to_f64() };
-                    let pt = <f64 as Float>::exp((h.to_f64() - ls[j]) + l);
-                    g[tl[j] * L + j] = T::from_f64((pt * wt[j] - wt[j]) * scale);
+                    g[tl[j] * L + j] = gt[j];
                 }
             }
         }
@@ -485,7 +510,8 @@ multiversion! {
 
 /// Cross-entropy with class indices and no label smoothing over rows shorter
 /// than `SHORT_ROW`: `L` rows at a time through [`ce_index_cols`] (gather,
-/// compute, scatter), row losses summed in row order.
+/// compute, scatter); each group's row losses are summed pairwise, the
+/// groups in row order.
 fn ce_index_short<T: Float>(
     x: &[T],
     t: &[i64],
@@ -511,10 +537,11 @@ fn ce_index_short<T: Float>(
                 wt[j] = p.weight.map_or(1.0, |wv| wv[tl[j]].to_f64());
             }
         }
-        for k in 0..n {
-            for j in 0..L {
-                // Padding lanes repeat the last row; their weight is 0.
-                xg[k * L + j] = x[(r0 + j.min(w - 1)) * n + k];
+        for j in 0..L {
+            // Padding lanes repeat the last row; their weight is 0.
+            let row = &x[(r0 + j.min(w - 1)) * n..][..n];
+            for (k, &v) in row.iter().enumerate() {
+                xg[k * L + j] = v;
             }
         }
         let loss = ce_index_cols(
@@ -525,18 +552,19 @@ fn ce_index_short<T: Float>(
             grad.is_some().then_some(&mut gg[..]),
         );
         if let Some(g) = grad.as_deref_mut() {
-            for j in 0..w {
-                for k in 0..n {
-                    g[(r0 + j) * n + k] = gg[k * L + j];
+            for (j, row) in g[r0 * n..(r0 + w) * n].chunks_exact_mut(n).enumerate() {
+                for (k, o) in row.iter_mut().enumerate() {
+                    *o = gg[k * L + j];
                 }
             }
         }
-        for j in 0..w {
-            if let Some(lr) = per_row.as_deref_mut() {
+        if let Some(lr) = per_row.as_deref_mut() {
+            for j in 0..w {
                 lr[r0 + j] = T::from_f64(loss[j]);
             }
-            total += loss[j];
         }
+        // Padding lanes have weight 0 and loss 0; a fixed pairwise order.
+        total += hsum(loss);
     }
     total
 }

@@ -215,6 +215,9 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
     dst: Ptr<T>,
 ) {
     let Layout { n, inner, .. } = layout;
+    if inner == 1 && mask.is_none() {
+        return cols_unit_contiguous(op, n, ins, scratch, lanes[0].0, w, dst);
+    }
     let base: [usize; L] = std::array::from_fn(|j| lanes[j].0 * n * inner + lanes[j].1);
     let (gathered, rest) = scratch.split_at_mut(n * L * ins.len());
     for (i, src) in ins.iter().enumerate() {
@@ -267,6 +270,50 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
                     res[k * L + j]
                 };
                 *dst.get().add(base[j] + k * inner) = v;
+            }
+        }
+    }
+}
+
+/// [`cols_unit`] for `w` consecutive contiguous rows from `r0` without a
+/// mask: the `w * n` elements are one block, transposed row by row (reads
+/// and writes both sequential on one side) and back; lanes past `w` repeat
+/// the last row.
+unsafe fn cols_unit_contiguous<T: Float, Op: RowOp<T>>(
+    op: &Op,
+    n: usize,
+    ins: &[Ptr<T>],
+    scratch: &mut [T],
+    r0: usize,
+    w: usize,
+    dst: Ptr<T>,
+) {
+    let (gathered, rest) = scratch.split_at_mut(n * L * ins.len());
+    for (i, src) in ins.iter().enumerate() {
+        let g = &mut gathered[i * n * L..(i + 1) * n * L];
+        let blk = std::slice::from_raw_parts(src.get().add(r0 * n), w * n);
+        for j in 0..L {
+            let row = &blk[j.min(w - 1) * n..][..n];
+            for (k, &v) in row.iter().enumerate() {
+                g[k * L + j] = v;
+            }
+        }
+    }
+    let mut views: [&[T]; 2] = [&[], &[]];
+    for (v, g) in views.iter_mut().zip(gathered.chunks_exact(n * L)) {
+        *v = g;
+    }
+    if op.reduces() {
+        let res = &mut rest[..L];
+        op.cols(&views[..ins.len()], res);
+        std::slice::from_raw_parts_mut(dst.get().add(r0), w).copy_from_slice(&res[..w]);
+    } else {
+        let res = &mut rest[..n * L];
+        op.cols(&views[..ins.len()], res);
+        let out = std::slice::from_raw_parts_mut(dst.get().add(r0 * n), w * n);
+        for (j, row) in out.chunks_exact_mut(n).enumerate() {
+            for (k, o) in row.iter_mut().enumerate() {
+                *o = res[k * L + j];
             }
         }
     }

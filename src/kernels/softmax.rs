@@ -168,17 +168,6 @@ pub(crate) fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f6
     hsum(acc)
 }
 
-/// `2^-EXP_BIAS / s`, the factor turning `exp_biased` into softmax; NaN for
-/// an empty sum (a row of only -inf), as PyTorch and SciPy give.
-#[inline(always)]
-fn unbiased_inv<T: Float>(s: f64) -> T {
-    if s == 0.0 {
-        T::NAN
-    } else {
-        T::from_f64(T::EXP_UNBIAS / s)
-    }
-}
-
 /// `x - m - c` from the exact `x - m = hi + lo`: error 1 ulp of the larger of
 /// the result and `c`, and `log_softmax([20, 0])[0]` keeps its -2.06e-9.
 #[inline(always)]
@@ -440,6 +429,38 @@ multiversion! {
 /// the data is a cache-resident scratch block).
 #[inline(always)]
 pub(crate) fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
+    let ms = max_cols(x);
+    let mut acc = [0f64; L];
+    // Groups of four vectors in straight-line code keep the sums in registers.
+    let mut groups = x.chunks_exact(4 * L);
+    for g in &mut groups {
+        let mut e = [0f64; 4 * L];
+        for v in 0..4 {
+            for i in 0..L {
+                e[v * L + i] = T::exp_flush(g[v * L + i] - ms[i]).to_f64();
+            }
+        }
+        for i in 0..L {
+            acc[i] += (e[i] + e[L + i]) + (e[2 * L + i] + e[3 * L + i]);
+        }
+        lane_barrier();
+    }
+    let mut part = [0f64; L];
+    for c in groups.remainder().chunks_exact(L) {
+        for i in 0..L {
+            part[i] += T::exp_flush(c[i] - ms[i]).to_f64();
+        }
+        lane_barrier();
+    }
+    for i in 0..L {
+        acc[i] += part[i];
+    }
+    (ms, acc)
+}
+
+/// Lane maxima (as shifts) of L interleaved rows.
+#[inline(always)]
+pub(crate) fn max_cols<T: Float>(x: &[T]) -> [T; L] {
     let mut m = [T::NEG_INF; L];
     for c in x.chunks_exact(L) {
         for i in 0..L {
@@ -451,20 +472,7 @@ pub(crate) fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
     for i in 0..L {
         ms[i] = shift(m[i]);
     }
-    let mut acc = [0f64; L];
-    for g in x.chunks(4 * L) {
-        let mut part = [0f64; L];
-        for c in g.chunks_exact(L) {
-            for i in 0..L {
-                part[i] += T::exp_flush(c[i] - ms[i]).to_f64();
-            }
-            lane_barrier();
-        }
-        for i in 0..L {
-            acc[i] += part[i];
-        }
-    }
-    (ms, acc)
+    ms
 }
 
 /// Per-lane sums over L interleaved rows of `f(a, b)` in f64, two-level.
@@ -489,15 +497,26 @@ fn dot_cols<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> [f64; L] {
 multiversion! {
     /// softmax-cols: reduce-max, reduce-add-exp, store exp * (1 / sum), lanes across rows.
     pub fn softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
-        let (ms, acc) = max_sum_cols(x);
-        let mut k = [T::ZERO; L];
-        for i in 0..L {
-            k[i] = unbiased_inv::<T>(acc[i]);
-        }
+        let ms = max_cols(x);
+        // Store exp(x - max) (biased) and sum it, then scale by 1 / sum: the
+        // bias cancels, and one exp per element.
+        let mut acc = [0f64; L];
         for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
             for i in 0..L {
                 let (h, l) = T::diff(a[i], ms[i]);
-                b[i] = T::exp_biased(h, l) * k[i];
+                let e = T::exp_biased(h, l);
+                b[i] = e;
+                acc[i] += e.to_f64();
+            }
+            lane_barrier();
+        }
+        let mut k = [T::ZERO; L];
+        for i in 0..L {
+            k[i] = if acc[i] == 0.0 { T::NAN } else { T::from_f64(1.0 / acc[i]) };
+        }
+        for b in y.chunks_exact_mut(L) {
+            for i in 0..L {
+                b[i] = b[i] * k[i];
             }
             lane_barrier();
         }
