@@ -508,65 +508,67 @@ multiversion! {
     }
 }
 
-/// Cross-entropy with class indices and no label smoothing over rows shorter
-/// than `SHORT_ROW`: `L` rows at a time through [`ce_index_cols`] (gather,
-/// compute, scatter); each group's row losses are summed pairwise, the
-/// groups in row order.
-fn ce_index_short<T: Float>(
-    x: &[T],
-    t: &[i64],
-    p: &CeParams<'_, T>,
-    grad: Option<&mut [T]>,
-    per_row: Option<&mut [T]>,
-) -> f64 {
-    let n = p.n;
-    let rows = t.len();
-    let mut grad = grad;
-    let mut per_row = per_row;
-    let mut xg = vec![T::ZERO; n * L];
-    let mut gg = vec![T::ZERO; n * L];
-    let mut total = 0f64;
-    for r0 in (0..rows).step_by(L) {
-        let w = (rows - r0).min(L);
-        let mut tl = [0usize; L];
-        let mut wt = [0f64; L];
-        for j in 0..w {
-            let tg = t[r0 + j];
-            if tg != p.ignore_index {
-                tl[j] = tg as usize;
-                wt[j] = p.weight.map_or(1.0, |wv| wv[tl[j]].to_f64());
-            }
-        }
-        for j in 0..L {
-            // Padding lanes repeat the last row; their weight is 0.
-            let row = &x[(r0 + j.min(w - 1)) * n..][..n];
-            for (k, &v) in row.iter().enumerate() {
-                xg[k * L + j] = v;
-            }
-        }
-        let loss = ce_index_cols(
-            &xg,
-            &tl,
-            &wt,
-            p.scale,
-            grad.is_some().then_some(&mut gg[..]),
-        );
-        if let Some(g) = grad.as_deref_mut() {
-            for (j, row) in g[r0 * n..(r0 + w) * n].chunks_exact_mut(n).enumerate() {
-                for (k, o) in row.iter_mut().enumerate() {
-                    *o = gg[k * L + j];
+multiversion! {
+    /// Cross-entropy with class indices and no label smoothing over rows shorter
+    /// than `SHORT_ROW`: `L` rows at a time through [`ce_index_cols`] (gather,
+    /// compute, scatter); each group's row losses are summed pairwise, the
+    /// groups in row order.
+    fn ce_index_short<T: Float>(
+        x: &[T],
+        t: &[i64],
+        p: &CeParams<'_, T>,
+        grad: Option<&mut [T]>,
+        per_row: Option<&mut [T]>,
+    ) -> f64 {
+        let n = p.n;
+        let rows = t.len();
+        let mut grad = grad;
+        let mut per_row = per_row;
+        let mut xg = vec![T::ZERO; n * L];
+        let mut gg = vec![T::ZERO; n * L];
+        let mut total = 0f64;
+        for r0 in (0..rows).step_by(L) {
+            let w = (rows - r0).min(L);
+            let mut tl = [0usize; L];
+            let mut wt = [0f64; L];
+            for j in 0..w {
+                let tg = t[r0 + j];
+                if tg != p.ignore_index {
+                    tl[j] = tg as usize;
+                    wt[j] = p.weight.map_or(1.0, |wv| wv[tl[j]].to_f64());
                 }
             }
-        }
-        if let Some(lr) = per_row.as_deref_mut() {
-            for j in 0..w {
-                lr[r0 + j] = T::from_f64(loss[j]);
+            for j in 0..L {
+                // Padding lanes repeat the last row; their weight is 0.
+                let row = &x[(r0 + j.min(w - 1)) * n..][..n];
+                for (k, &v) in row.iter().enumerate() {
+                    xg[k * L + j] = v;
+                }
             }
+            let loss = ce_index_cols(
+                &xg,
+                &tl,
+                &wt,
+                p.scale,
+                grad.is_some().then_some(&mut gg[..]),
+            );
+            if let Some(g) = grad.as_deref_mut() {
+                for (j, row) in g[r0 * n..(r0 + w) * n].chunks_exact_mut(n).enumerate() {
+                    for (k, o) in row.iter_mut().enumerate() {
+                        *o = gg[k * L + j];
+                    }
+                }
+            }
+            if let Some(lr) = per_row.as_deref_mut() {
+                for j in 0..w {
+                    lr[r0 + j] = T::from_f64(loss[j]);
+                }
+            }
+            // Padding lanes have weight 0 and loss 0; a fixed pairwise order.
+            total += hsum(loss);
         }
-        // Padding lanes have weight 0 and loss 0; a fixed pairwise order.
-        total += hsum(loss);
+        total
     }
-    total
 }
 
 multiversion! {
