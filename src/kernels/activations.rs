@@ -14,7 +14,7 @@
 
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
-use crate::simd::math::{abs, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv};
+use crate::simd::math::{abs, exp_nonpos, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv};
 use crate::simd::{Float, LANES as L};
 
 /// An activation and its parameters (validated by the caller).
@@ -75,7 +75,7 @@ fn sel<T: Float>(b: bool, x: T, y: T) -> T {
 /// `e = exp(-|x|)`: never overflows, no cancellation.
 #[inline(always)]
 fn sigmoid3<T: Float>(x: T) -> (T, T, T) {
-    let e = T::exp(-abs(x));
+    let e = exp_nonpos(-abs(x));
     let r = T::ONE / (T::ONE + e);
     let er = e * r;
     let pos = x >= T::ZERO;
@@ -90,7 +90,7 @@ fn sigmoid<T: Float>(x: T) -> T {
 /// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)).
 #[inline(always)]
 fn log_sigmoid<T: Float>(x: T) -> T {
-    min(x, T::ZERO) - log1p(T::exp(-abs(x)))
+    min(x, T::ZERO) - log1p(exp_nonpos(-abs(x)))
 }
 
 #[inline(always)]
@@ -186,7 +186,7 @@ fn silu_deriv<T: Float>(x: T) -> T {
 /// neither overflows nor cancels.
 #[inline(always)]
 fn mish_parts<T: Float>(x: T) -> (T, T, T) {
-    let e = T::exp(-abs(x));
+    let e = exp_nonpos(-abs(x));
     let two = c::<T>(2.0);
     let pos = x > T::ZERO;
     // x > 0: N = 1 + 2e, D = N + 2e^2; x <= 0: N = e(e + 2), D = N + 2.
@@ -216,7 +216,7 @@ fn mish_deriv<T: Float>(x: T) -> T {
 #[inline(always)]
 fn softplus<T: Float>(x: T, beta: T, threshold: T) -> T {
     let bx = x * beta;
-    let y = (max(bx, T::ZERO) + log1p(T::exp(-abs(bx)))) / beta;
+    let y = (max(bx, T::ZERO) + log1p(exp_nonpos(-abs(bx)))) / beta;
     sel(bx > threshold, x, y)
 }
 
@@ -316,19 +316,19 @@ macro_rules! with_act {
             Act::Elu { alpha } => {
                 let a: T = c(alpha);
                 let $f = move |x: T| elu(x, a, T::ONE);
-                let $d = move |x: T| sel(x > T::ZERO, T::ONE, a * T::exp(x));
+                let $d = move |x: T| sel(x > T::ZERO, T::ONE, a * exp_nonpos(x));
                 $body
             }
             Act::Celu { alpha } => {
                 let (a, k): (T, T) = (c(alpha), c(1.0 / alpha));
                 let $f = move |x: T| elu(x, a, k);
-                let $d = move |x: T| sel(x > T::ZERO, T::ONE, T::exp(x * k));
+                let $d = move |x: T| sel(x > T::ZERO, T::ONE, exp_nonpos(x * k));
                 $body
             }
             Act::Selu => {
                 let (s, sa): (T, T) = (c(SELU_SCALE), c(SELU_SCALE * SELU_ALPHA));
                 let $f = move |x: T| sel(x > T::ZERO, s * x, sa * expm1(x));
-                let $d = move |x: T| sel(x > T::ZERO, s, sa * T::exp(x));
+                let $d = move |x: T| sel(x > T::ZERO, s, sa * exp_nonpos(x));
                 $body
             }
             Act::Gelu => {

@@ -107,6 +107,14 @@ const EXPM1_F64: [f64; 13] = [
 /// `exp(x) - 1` without cancellation: Taylor (truncation < 2e-17 relative in
 /// f64, 2e-8 in f32) for |x| < 0.35, `exp(x) - 1` beyond (where the result is
 /// at least 0.29 in magnitude, so `exp`'s 2 ulp grow to at most 7 ulp).
+/// `exp(x)` for `x <= 0` (larger `x` is clamped to 0): the same bits as
+/// [`Float::exp`] there, with one scaling step instead of two (the biased
+/// result is normal, so the final multiply rounds a subnormal once).
+#[inline(always)]
+pub fn exp_nonpos<T: Float>(x: T) -> T {
+    T::exp_biased(x, T::ZERO) * T::from_f64(T::EXP_UNBIAS)
+}
+
 #[inline(always)]
 pub fn expm1<T: Float>(x: T) -> T {
     let small = abs(x) < c(0.35);
@@ -239,7 +247,7 @@ pub fn tanh<T: Float>(x: T) -> T {
 #[inline(always)]
 pub fn tanh_deriv<T: Float>(x: T) -> T {
     let a = abs(x);
-    let e = T::exp(-(a + a));
+    let e = exp_nonpos(-(a + a));
     let d = T::ONE + e;
     (c::<T>(4.0) * e) / (d * d)
 }
