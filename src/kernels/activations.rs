@@ -14,7 +14,9 @@
 
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
-use crate::simd::math::{abs, exp_nonpos, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv};
+use crate::simd::math::{
+    abs, exp_nonpos, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv,
+};
 use crate::simd::{Float, LANES as L};
 
 /// An activation and its parameters (validated by the caller).

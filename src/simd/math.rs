@@ -227,7 +227,13 @@ pub fn tanh<T: Float>(x: T) -> T {
     if is_f32::<T>() {
         let lim = c::<T>(7.905_311_107_635_498);
         // Comparisons are false for NaN, which passes through.
-        let xc = if x > lim { lim } else if x < -lim { -lim } else { x };
+        let xc = if x > lim {
+            lim
+        } else if x < -lim {
+            -lim
+        } else {
+            x
+        };
         let x2 = xc * xc;
         let t = xc * poly(x2, &TANH_P_F32) / poly(x2, &TANH_Q_F32);
         return if abs(x) < c(4e-4) { x } else { t };

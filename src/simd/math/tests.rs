@@ -244,12 +244,20 @@ fn exp_nonpos_is_bit_identical_to_exp_for_nonpositive_inputs() {
     let mut b = (-110.0f32).to_bits();
     while b > 0x8000_0000 {
         let x = f32::from_bits(b);
-        assert_eq!(exp_nonpos(x).to_bits(), <f32 as Float>::exp(x).to_bits(), "{x}");
+        assert_eq!(
+            exp_nonpos(x).to_bits(),
+            <f32 as Float>::exp(x).to_bits(),
+            "{x}"
+        );
         b -= 3;
     }
     let mut x = -750.0f64;
     while x <= 0.0 {
-        assert_eq!(exp_nonpos(x).to_bits(), <f64 as Float>::exp(x).to_bits(), "{x}");
+        assert_eq!(
+            exp_nonpos(x).to_bits(),
+            <f64 as Float>::exp(x).to_bits(),
+            "{x}"
+        );
         x += 0.000_123_7;
     }
     assert_eq!(exp_nonpos(f32::NEG_INFINITY), 0.0);
