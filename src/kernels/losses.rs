@@ -453,7 +453,7 @@ multiversion! {
                 for (a, o) in xg.chunks_exact(L).zip(g.chunks_exact_mut(L)) {
                     for i in 0..L {
                         let (h, l) = T::diff(a[i], ms[i]);
-                        let e = T::exp_biased(h, l);
+                        let e = T::exp_biased_nonpos(h, l);
                         o[i] = e;
                         acc[i] += e.to_f64();
                     }

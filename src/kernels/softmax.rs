@@ -242,7 +242,7 @@ fn store_block<T: Float, const WIDE: bool>(
         for v in 0..4 {
             for i in 0..L {
                 let (h, l) = T::diff(cg[v * L + i], ms);
-                e[v * L + i] = T::exp_biased(h, l);
+                e[v * L + i] = T::exp_biased_nonpos(h, l);
             }
         }
         og.copy_from_slice(&e);
@@ -263,7 +263,7 @@ fn store_block<T: Float, const WIDE: bool>(
     {
         for i in 0..L {
             let (h, l) = T::diff(c[i], ms);
-            let e = T::exp_biased(h, l);
+            let e = T::exp_biased_nonpos(h, l);
             o[i] = e;
             part[i] += e.to_f64();
         }
@@ -273,7 +273,7 @@ fn store_block<T: Float, const WIDE: bool>(
         let mut e = [T::ZERO; L];
         for i in 0..L {
             let (h, l) = T::diff(pad[i], ms);
-            e[i] = T::exp_biased(h, l);
+            e[i] = T::exp_biased_nonpos(h, l);
             part[i] += e[i].to_f64();
         }
         yb[full..].copy_from_slice(&e[..rem]);
@@ -329,7 +329,7 @@ pub(crate) fn scale_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &[T], ms: T, s
             let k = T::from_f64(c / s);
             map_row(xb, yb, |v| {
                 let (h, l) = T::diff(v, ms);
-                T::exp_biased(h, l) * k
+                T::exp_biased_nonpos(h, l) * k
             });
         }
     }
@@ -504,7 +504,7 @@ multiversion! {
         for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
             for i in 0..L {
                 let (h, l) = T::diff(a[i], ms[i]);
-                let e = T::exp_biased(h, l);
+                let e = T::exp_biased_nonpos(h, l);
                 b[i] = e;
                 acc[i] += e.to_f64();
             }

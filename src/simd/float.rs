@@ -60,6 +60,10 @@ pub trait Float:
     /// `exp_corr`.
     fn exp_biased(hi: Self, lo: Self) -> Self;
 
+    /// [`Float::exp_biased`] for `hi <= 0` (or NaN) only, the same bits there
+    /// with fewer range checks: for `x - max`, which is never positive.
+    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self;
+
     /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased`]'s bias.
     const EXP_UNBIAS: f64;
 
@@ -119,10 +123,26 @@ impl Float for f32 {
         }
     }
     #[inline(always)]
+    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
+        // exp_f32_core's checks for hi in [-104, 0] (NaN kept, as there).
+        let lo = if hi > -104.0 { lo } else { 0.0 };
+        let small = hi < -104.0;
+        let x = if small { -104.0 } else { hi };
+        let (p, n) = exp_f32_poly(x, lo);
+        let e = p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23));
+        if small {
+            0.0
+        } else {
+            e
+        }
+    }
+    #[inline(always)]
     fn exp_flush(x: Self) -> Self {
         let x = if x > 0.0 { 0.0 } else { x };
         let small = x < -87.0;
-        let (p, n) = exp_f32_core(x, 0.0);
+        // No range clamps: a result below -87 is discarded, and adding -0.0
+        // (not +0.0) as the correction folds away.
+        let (p, n) = exp_f32_poly(x, -0.0);
         let e = p * f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23));
         if small {
             0.0
@@ -189,10 +209,24 @@ impl Float for f64 {
         }
     }
     #[inline(always)]
+    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
+        let lo = if hi > -746.0 { lo } else { 0.0 };
+        let small = hi < -746.0;
+        let x = if small { -746.0 } else { hi };
+        let (p, n) = exp_f64_poly(x, lo);
+        let e = p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52));
+        if small {
+            0.0
+        } else {
+            e
+        }
+    }
+    #[inline(always)]
     fn exp_flush(x: Self) -> Self {
         let x = if x > 0.0 { 0.0 } else { x };
         let small = x < -708.0;
-        let (p, n) = exp_f64_core(x, 0.0);
+        // As for f32: no range clamps, a -0.0 correction.
+        let (p, n) = exp_f64_poly(x, -0.0);
         let e = p * f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52));
         if small {
             0.0
@@ -230,15 +264,21 @@ impl Float for f64 {
 /// `hi` is clamped to [-104, 89] (NaN kept); `n` is in [-150, 128].
 #[inline(always)]
 pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-                                     // Comparisons are false for NaN, so NaN flows through to the result.
+    // Comparisons are false for NaN, so NaN flows through to the result.
     let in_range = hi > -104.0 && hi < 89.0;
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -104.0 { -104.0 } else { hi };
     let x = if x > 89.0 { 89.0 } else { x };
+    exp_f32_poly(x, lo)
+}
+
+/// [`exp_f32_core`] after its range checks: `x` in [-104, 89] or NaN.
+#[inline(always)]
+fn exp_f32_poly(x: f32, lo: f32) -> (f32, i32) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
     let r = n.mul_add(-LN2_HI, x);
@@ -271,14 +311,20 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
 /// `hi` is clamped to [-746, 710] (NaN kept).
 #[inline(always)]
 pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_457_519_531_25e-1;
-    const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
     let in_range = hi > -746.0 && hi < 710.0;
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -746.0 { -746.0 } else { hi };
     let x = if x > 710.0 { 710.0 } else { x };
+    exp_f64_poly(x, lo)
+}
+
+/// [`exp_f64_core`] after its range checks: `x` in [-746, 710] or NaN.
+#[inline(always)]
+fn exp_f64_poly(x: f64, lo: f64) -> (f64, i64) {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HI: f64 = 6.931_457_519_531_25e-1;
+    const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
     let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
     let r = n.mul_add(-LN2_HI, x);

@@ -239,7 +239,7 @@ fn norm_pdf_f64_matches_exp() {
 
 #[test]
 fn exp_nonpos_is_bit_identical_to_exp_for_nonpositive_inputs() {
-    // Against this crate's two-step exp; every 3rd f32 in [-110, 0]
+    // Against this crate's two-step exp; every 17th f32 in [-110, 0]
     // (subnormal and zero results included).
     let mut b = (-110.0f32).to_bits();
     while b > 0x8000_0000 {
@@ -249,7 +249,7 @@ fn exp_nonpos_is_bit_identical_to_exp_for_nonpositive_inputs() {
             <f32 as Float>::exp(x).to_bits(),
             "{x}"
         );
-        b -= 3;
+        b -= 17;
     }
     let mut x = -750.0f64;
     while x <= 0.0 {
@@ -258,8 +258,61 @@ fn exp_nonpos_is_bit_identical_to_exp_for_nonpositive_inputs() {
             <f64 as Float>::exp(x).to_bits(),
             "{x}"
         );
-        x += 0.000_123_7;
+        x += 0.001_237;
     }
     assert_eq!(exp_nonpos(f32::NEG_INFINITY), 0.0);
     assert!(exp_nonpos(f32::NAN).is_nan());
+}
+
+#[test]
+fn exp_biased_nonpos_is_bit_identical_to_exp_biased_for_nonpositive_inputs() {
+    // Every 61st f32 in [-110, 0], each with a few correction terms.
+    let mut b = (-110.0f32).to_bits();
+    while b > 0x8000_0000 {
+        let x = f32::from_bits(b);
+        for lo in [0.0, 1e-9, -3e-8] {
+            let (a, e) = (f32::exp_biased_nonpos(x, lo), f32::exp_biased(x, lo));
+            assert_eq!(a.to_bits(), e.to_bits(), "{x} {lo}");
+        }
+        b -= 61;
+    }
+    let mut x = -800.0f64;
+    while x <= 0.0 {
+        let (a, e) = (f64::exp_biased_nonpos(x, 1e-18), f64::exp_biased(x, 1e-18));
+        assert_eq!(a.to_bits(), e.to_bits(), "{x}");
+        x += 0.001_237;
+    }
+    for v in [0.0f32, -0.0, -104.0, f32::NEG_INFINITY] {
+        assert_eq!(f32::exp_biased_nonpos(v, 0.0), f32::exp_biased(v, 0.0));
+    }
+    assert!(f32::exp_biased_nonpos(f32::NAN, 0.0).is_nan());
+    assert!(f64::exp_biased_nonpos(f64::NAN, 0.0).is_nan());
+}
+
+#[test]
+fn exp_flush_is_exp_above_the_normal_range_and_zero_below() {
+    let mut b = (-120.0f32).to_bits();
+    while b > 0x8000_0000 {
+        let x = f32::from_bits(b);
+        let want = if x < -87.0 {
+            0.0
+        } else {
+            <f32 as Float>::exp(x)
+        };
+        assert_eq!(f32::exp_flush(x).to_bits(), want.to_bits(), "{x}");
+        b -= 17;
+    }
+    let mut x = -800.0f64;
+    while x <= 0.0 {
+        let want = if x < -708.0 {
+            0.0
+        } else {
+            <f64 as Float>::exp(x)
+        };
+        assert_eq!(f64::exp_flush(x).to_bits(), want.to_bits(), "{x}");
+        x += 0.001_237;
+    }
+    assert_eq!(f32::exp_flush(3.0), 1.0);
+    assert_eq!(f32::exp_flush(f32::NEG_INFINITY), 0.0);
+    assert!(f32::exp_flush(f32::NAN).is_nan());
 }
