@@ -59,13 +59,26 @@ def _time(fn: Callable[[], object], number: int) -> float:
 # spinning briefly after a call and would steal the cores from whatever runs
 # next; each peer is therefore timed in its own block after a pause.
 _IDLE_SECONDS = 0.2
+# After an idle pause a core runs slower for a while (frequency and caches
+# recover; on a shared VM the effect lasts tens of milliseconds and moved
+# medians by up to 50 %), so every timed block starts with a warm-up of the
+# very calls it times.
+_WARM_SECONDS = 0.2
 _OWN = ("logitkit", "copy")
+
+
+def _warm(fns: list[Callable[[], object]], seconds: float = _WARM_SECONDS) -> None:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for fn in fns:
+            fn()
 
 
 def measure(case: Case, samples: int = 15, sample_seconds: float = 0.01) -> Result:
     """Median of ``samples`` timings per implementation. logitkit and the
     copy floor are interleaved so machine noise hits both alike; each peer is
-    timed in its own block, after a pause that lets other pools go idle."""
+    timed in its own block, after a pause that lets other pools go idle; each
+    block is warmed up first."""
     numbers = {}
     for name, fn in case.impls.items():
         fn()  # warm-up (JIT, page faults, pool start)
@@ -74,6 +87,7 @@ def measure(case: Case, samples: int = 15, sample_seconds: float = 0.01) -> Resu
     times: dict[str, list[float]] = {n: [] for n in case.impls}
     own = [n for n in case.impls if n in _OWN]
     time.sleep(_IDLE_SECONDS)
+    _warm([case.impls[n] for n in own])
     for _ in range(samples):
         for name in own:
             times[name].append(_time(case.impls[name], numbers[name]))
@@ -81,6 +95,7 @@ def measure(case: Case, samples: int = 15, sample_seconds: float = 0.01) -> Resu
         if name in _OWN:
             continue
         time.sleep(_IDLE_SECONDS)
+        _warm([fn])
         for _ in range(samples):
             times[name].append(_time(fn, numbers[name]))
     return Result(case, {n: statistics.median(v) for n, v in times.items()})
