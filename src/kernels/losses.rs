@@ -12,7 +12,7 @@
 //! `(max - x_t) + log(sum)` is formed in f64 from non-negative parts, so f32
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
-use super::elementwise::{run_tasks, tasks, Ptr};
+use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
 use super::softmax::{dot_row, max_cols, max_sum_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
@@ -797,60 +797,46 @@ fn pointwise_block<T: Float, F: Fn(f64, f64, f64) -> (f64, f64)>(
     grad: Option<&mut [T]>,
     per_elem: Option<&mut [T]>,
 ) -> f64 {
+    let n = x.len();
     let mut acc = [0f64; L];
-    let mut grad = grad;
-    let mut per_elem = per_elem;
-    let load = |s: Option<&[T]>, j: usize, m: usize| {
-        let mut v = [1f64; L];
-        if let Some(s) = s {
-            if m == L {
-                let c: &[T; L] = s[j..j + L].try_into().unwrap();
-                for i in 0..L {
-                    v[i] = c[i].to_f64();
-                }
-            } else {
-                for i in 0..m {
-                    v[i] = s[j + i].to_f64();
-                }
-            }
-        }
-        v
-    };
-    // Stores the first `m` lanes of `v` at `j`.
-    let put = |o: &mut [T], v: &[f64; L], j: usize, m: usize| {
-        if m == L {
-            let c: &mut [T; L] = (&mut o[j..j + L]).try_into().unwrap();
-            for i in 0..L {
-                c[i] = T::from_f64(v[i]);
-            }
-        } else {
-            for i in 0..m {
-                o[j + i] = T::from_f64(v[i]);
-            }
-        }
-    };
+    let gp = grad.map(|g| g.as_mut_ptr());
+    let lp = per_elem.map(|o| o.as_mut_ptr());
+    // Tail buffers for the lane helpers (fixed-width loads and stores; see
+    // `elementwise::src`). A missing weight reads as 1.
+    let (mut bx, mut by, mut bw, mut bp) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
+    let (mut bg, mut bl) = ([T::ZERO; L], [T::ZERO; L]);
+    let ones = [T::ONE; L];
     let mut j = 0;
-    while j < x.len() {
-        let m = (x.len() - j).min(L);
-        let xs = load(Some(x), j, m);
-        let ys = load(Some(y), j, m);
-        let ws = load(w, j, m);
-        let ps = load(pw, j, m);
-        let mut lv = [0f64; L];
-        let mut gv = [0f64; L];
-        for i in 0..L {
-            let (l, g) = f(xs[i], ys[i], ps[i]);
-            lv[i] = if i < m { times(ws[i], l) } else { 0.0 };
-            gv[i] = ws[i] * g * scale;
-        }
-        for i in 0..L {
-            acc[i] += lv[i];
-        }
-        if let Some(g) = grad.as_deref_mut() {
-            put(g, &gv, j, m);
-        }
-        if let Some(o) = per_elem.as_deref_mut() {
-            put(o, &lv, j, m);
+    while j < n {
+        let m = (n - j).min(L);
+        // SAFETY: x, y (and w, pw when present) hold n elements, as do grad
+        // and per_elem; j < n.
+        unsafe {
+            let xs = ld(src(x.as_ptr(), j, n, &mut bx));
+            let ys = ld(src(y.as_ptr(), j, n, &mut by));
+            let ws = w.map_or(ones, |w| ld(src(w.as_ptr(), j, n, &mut bw)));
+            let ps = pw.map_or(ones, |p| ld(src(p.as_ptr(), j, n, &mut bp)));
+            let mut lv = [0f64; L];
+            let mut gv = [T::ZERO; L];
+            let mut lt = [T::ZERO; L];
+            for i in 0..L {
+                let wi = ws[i].to_f64();
+                let (l, g) = f(xs[i].to_f64(), ys[i].to_f64(), ps[i].to_f64());
+                lv[i] = if i < m { times(wi, l) } else { 0.0 };
+                gv[i] = T::from_f64(wi * g * scale);
+                lt[i] = T::from_f64(lv[i]);
+            }
+            for i in 0..L {
+                acc[i] += lv[i];
+            }
+            if let Some(g) = gp {
+                st(dst(g, j, n, &mut bg), gv);
+                flush(g, j, n, &bg);
+            }
+            if let Some(o) = lp {
+                st(dst(o, j, n, &mut bl), lt);
+                flush(o, j, n, &bl);
+            }
         }
         crate::simd::lane_barrier();
         j += L;
