@@ -57,15 +57,22 @@ fn raise_max<T: Float>(b: &[T], mut vm: [T; L], m: &mut T, acc: &mut [f64; L]) -
 #[inline(always)]
 fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
     let ms = raise_max(b, [T::NEG_INF; L], m, acc);
-    // Summed in f64, so log_softmax keeps exp(-20) next to the max's 1, and
-    // in two levels (blocks of 4 vectors) to bound rounding growth; a group's
-    // four vectors in straight-line code so the sums stay in registers.
-    let mut groups = b.chunks_exact(4 * L);
+    // Summed in f64, so log_softmax keeps exp(-20) next to the max's 1.
+    sum_exp(b, [ms; L], acc);
+}
+
+/// Adds `exp(x - ms)` (flushed below the normal range) lane-wise to `acc` in
+/// f64 over the lane arrays of `x`, in two levels (groups of 4 vectors) to
+/// bound rounding growth; a group's four vectors in straight-line code so
+/// the sums stay in registers.
+#[inline(always)]
+fn sum_exp<T: Float>(x: &[T], ms: [T; L], acc: &mut [f64; L]) {
+    let mut groups = x.chunks_exact(4 * L);
     for g in &mut groups {
         let mut e = [0f64; 4 * L];
         for v in 0..4 {
             for i in 0..L {
-                e[v * L + i] = T::exp_flush(g[v * L + i] - ms).to_f64();
+                e[v * L + i] = T::exp_flush(g[v * L + i] - ms[i]).to_f64();
             }
         }
         for i in 0..L {
@@ -76,7 +83,7 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
     let mut part = [0f64; L];
     for c in groups.remainder().chunks_exact(L) {
         for i in 0..L {
-            part[i] += T::exp_flush(c[i] - ms).to_f64();
+            part[i] += T::exp_flush(c[i] - ms[i]).to_f64();
         }
         lane_barrier();
     }
@@ -431,30 +438,7 @@ multiversion! {
 pub(crate) fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
     let ms = max_cols(x);
     let mut acc = [0f64; L];
-    // Groups of four vectors in straight-line code keep the sums in registers.
-    let mut groups = x.chunks_exact(4 * L);
-    for g in &mut groups {
-        let mut e = [0f64; 4 * L];
-        for v in 0..4 {
-            for i in 0..L {
-                e[v * L + i] = T::exp_flush(g[v * L + i] - ms[i]).to_f64();
-            }
-        }
-        for i in 0..L {
-            acc[i] += (e[i] + e[L + i]) + (e[2 * L + i] + e[3 * L + i]);
-        }
-        lane_barrier();
-    }
-    let mut part = [0f64; L];
-    for c in groups.remainder().chunks_exact(L) {
-        for i in 0..L {
-            part[i] += T::exp_flush(c[i] - ms[i]).to_f64();
-        }
-        lane_barrier();
-    }
-    for i in 0..L {
-        acc[i] += part[i];
-    }
+    sum_exp(x, ms, &mut acc);
     (ms, acc)
 }
 
