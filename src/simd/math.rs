@@ -69,13 +69,13 @@ pub fn two_prod<T: Float>(a: T, b: T) -> (T, T) {
     (p, T::fma(a, b, -p))
 }
 
-/// Exact sum `a + b = s + e` (Knuth's TwoSum).
+/// `(s, e)` with `s + e = a + b` exactly when `|a| >= |b|` (Dekker's
+/// Fast2Sum: three operations instead of TwoSum's six).
 #[inline(always)]
-pub fn two_sum<T: Float>(a: T, b: T) -> (T, T) {
+pub fn fast_two_sum<T: Float>(a: T, b: T) -> (T, T) {
     let s = a + b;
-    let bp = s - a;
-    let ap = s - bp;
-    (s, (a - ap) + (b - bp))
+    let z = s - a;
+    (s, b - z)
 }
 
 // 1/n! for the Taylor polynomial of (expm1(x) - x) / x^2, highest first.
@@ -362,8 +362,11 @@ pub fn ndtr<T: Float>(x: T) -> T {
             gb
         }
     };
-    let (sh, sl) = two_sum(g, -hi);
-    let tail = c::<T>(0.5) * t * T::exp_corr(sh, sl - lo);
+    // hi >= |g| wherever the correction matters (|x| > 1.7; below, sh is
+    // small and its rounding harmless), so Fast2Sum keeps the bits that
+    // sh = g - hi drops; sh <= 0, so the exp needs no overflow checks.
+    let (sh, sl) = fast_two_sum(-hi, g);
+    let tail = c::<T>(0.5) * t * (T::exp_biased_nonpos(sh, sl - lo) * c(T::EXP_UNBIAS));
     let tail = if is_f32::<T>() || z >= c(0.5) {
         tail
     } else {
@@ -382,7 +385,7 @@ pub fn ndtr<T: Float>(x: T) -> T {
 #[inline(always)]
 pub fn norm_pdf<T: Float>(x: T) -> T {
     let (hi, lo) = half_square(gauss_clamp(x));
-    T::exp_corr(-hi, -lo) * c(0.398_942_280_401_432_7)
+    T::exp_biased_nonpos(-hi, -lo) * c(T::EXP_UNBIAS) * c(0.398_942_280_401_432_7)
 }
 
 #[cfg(test)]
