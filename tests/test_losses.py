@@ -577,3 +577,20 @@ def test_cross_entropy_short_rows_in_place_matches_reference():
     np.testing.assert_allclose(g, gw, rtol=2e-6, atol=2e-6 * np.abs(gw).max())
     rows, _ = ref_ce(x, t, weight=w, reduction="none")
     np.testing.assert_allclose(lk.cross_entropy(x, t, weight=w, reduction="none"), rows, rtol=2e-6)
+
+
+@pytest.mark.parametrize("n", [10, 100])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_cross_entropy_tiny_class_weight_keeps_gradient_precision(n, reduction):
+    # A class weight of 1e-20 makes those rows' gradient factor tiny; the
+    # kernels' internal scaling must not push it into the subnormal range.
+    x = (rng(21).standard_normal((64, n)) * 3).astype(np.float32)
+    t = rng(22).integers(0, n, 64)
+    t[:8] = 0
+    w = np.ones(n, np.float32)
+    w[0] = 1e-20
+    loss, g = lk.cross_entropy(x, t, weight=w, reduction=reduction, return_grad=True)
+    want_loss, want_g = ref_ce(x, t, weight=w, reduction=reduction)
+    assert abs(loss / want_loss - 1) < 2e-6
+    rel = np.abs(g - want_g) / np.abs(want_g)
+    assert rel.max() < 2e-6, rel.max()

@@ -479,13 +479,17 @@ multiversion! {
             loss[j] = times(wt[j], (ms[j].to_f64() - xt[j].to_f64()) + ls[j]);
         }
         if let Some(g) = g {
+            // softmax * w_t * scale = stored * (w_t * scale / sum) * 2^-EXP_BIAS,
+            // the bias removed by its own exact multiply so that a tiny
+            // w_t * scale (a small class weight) is not rounded as a subnormal.
             let mut c = [T::ZERO; L];
             for j in 0..L {
-                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale / acc[j]) };
+                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale / (acc[j] * unbias)) };
             }
+            let ub = T::from_f64(unbias);
             for o in g.chunks_exact_mut(L) {
                 for i in 0..L {
-                    o[i] = if wt[i] == 0.0 { T::ZERO } else { o[i] * c[i] };
+                    o[i] = if wt[i] == 0.0 { T::ZERO } else { o[i] * c[i] * ub };
                 }
                 crate::simd::lane_barrier();
             }

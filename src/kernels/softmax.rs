@@ -311,8 +311,7 @@ pub(crate) fn store_row<T: Float, const WIDE: bool>(
 
 /// Pass 2 of a stored softmax row: scales each block so that `y = c *
 /// softmax(x)`, given [`store_row`]'s shifts, final shift `ms` and sum `s`.
-/// A block whose factor exp(shift_b - ms) / s would leave the normal range
-/// is recomputed from `x` instead.
+/// A block whose exp(shift_b - ms) underflows is recomputed from `x`.
 #[inline(always)]
 pub(crate) fn scale_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &[T], ms: T, s: f64, c: f64) {
     let tiny = if T::MANTISSA_DIGITS < 53 {
@@ -327,16 +326,29 @@ pub(crate) fn scale_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &[T], ms: T, s
             (shifts[b].to_f64() - ms.to_f64()).exp()
         };
         let f = if s == 0.0 { f64::NAN } else { ratio / s * c };
+        // The stored values carry 2^EXP_BIAS, so `f` is 2^-EXP_BIAS times the
+        // factor the result needs: when only a tiny `c` (such as a small
+        // class weight) takes `f` below the normal range, the bias is
+        // removed by a second exact power-of-two multiply, so the result is
+        // still rounded once (unless it is itself subnormal).
+        let unbias = T::from_f64(T::EXP_UNBIAS);
         if f >= tiny || f.is_nan() || c == 0.0 {
             let k = T::from_f64(f);
             for v in yb.iter_mut() {
                 *v = *v * k;
             }
+        } else if ratio / s >= tiny && f / T::EXP_UNBIAS >= tiny {
+            let k = T::from_f64(f / T::EXP_UNBIAS);
+            for v in yb.iter_mut() {
+                *v = *v * k * unbias;
+            }
         } else {
-            let k = T::from_f64(c / s);
+            // exp(block shift - max) itself underflows: recompute the block
+            // from x against the row's max.
+            let k = T::from_f64(c / s / T::EXP_UNBIAS);
             map_row(xb, yb, |v| {
                 let (h, l) = T::diff(v, ms);
-                T::exp_biased_nonpos(h, l) * k
+                T::exp_biased_nonpos(h, l) * k * unbias
             });
         }
     }
