@@ -13,7 +13,9 @@
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
 use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
-use super::softmax::{dot_row, max_cols, max_sum_cols, max_sum_row, scale_row, store_row, BLOCK};
+use super::softmax::{
+    dot_row, max_cols, max_sum_cols, max_sum_row, scale_row, store_exp_cols, store_row, BLOCK,
+};
 use super::SHORT_ROW;
 use crate::multiversion;
 use crate::simd::math::ln;
@@ -449,16 +451,7 @@ multiversion! {
         let (ms, acc, unbias) = match g.as_deref_mut() {
             Some(g) => {
                 let ms = max_cols(xg);
-                let mut acc = [0f64; L];
-                for (a, o) in xg.chunks_exact(L).zip(g.chunks_exact_mut(L)) {
-                    for i in 0..L {
-                        let (h, l) = T::diff(a[i], ms[i]);
-                        let e = T::exp_biased_nonpos(h, l);
-                        o[i] = e;
-                        acc[i] += e.to_f64();
-                    }
-                    crate::simd::lane_barrier();
-                }
+                let acc = store_exp_cols(xg, g, &ms);
                 (ms, acc, T::EXP_UNBIAS)
             }
             None => {

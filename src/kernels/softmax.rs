@@ -219,7 +219,7 @@ fn lse_from<T: Float>(ms: T, s: f64, row: impl Fn() -> bool) -> T {
 
 /// One block of softmax's storing online pass: raises the running max `m`
 /// (rescaling `acc`) if the block holds a larger value, then stores
-/// `exp_biased(x - shift)` into `yb` and adds it to `acc`. Returns the shift
+/// `exp_biased_nonpos(x - shift)` into `yb` and adds it to `acc`. Returns the shift
 /// the block's stored values are relative to.
 ///
 /// With `WIDE`, every term is added in f64 (a loss needs `log(sum)` to keep
@@ -291,9 +291,9 @@ fn store_block<T: Float, const WIDE: bool>(
     ms
 }
 
-/// Pass 1 of a stored softmax row: `y = exp_biased(x - block shift)`, one
+/// Pass 1 of a stored softmax row: `y = exp_biased_nonpos(x - block shift)`, one
 /// shift per block of [`BLOCK`] recorded in `shifts`. Returns `(shift, sum)`
-/// with the sum of the stored values (it carries exp_biased's `2^EXP_BIAS`;
+/// with the sum of the stored values (it carries exp_biased_nonpos's `2^EXP_BIAS`;
 /// 0 only for a row of -inf).
 #[inline(always)]
 pub(crate) fn store_row<T: Float, const WIDE: bool>(
@@ -454,6 +454,24 @@ pub(crate) fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
     (ms, acc)
 }
 
+/// Stores `exp_biased_nonpos(x - ms)` of L interleaved rows into `y` and returns
+/// the lane sums (f64) of what it stored: pass 1 of the column softmax and
+/// of cross-entropy's column gradient.
+#[inline(always)]
+pub(crate) fn store_exp_cols<T: Float>(x: &[T], y: &mut [T], ms: &[T; L]) -> [f64; L] {
+    let mut acc = [0f64; L];
+    for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
+        for i in 0..L {
+            let (h, l) = T::diff(a[i], ms[i]);
+            let e = T::exp_biased_nonpos(h, l);
+            b[i] = e;
+            acc[i] += e.to_f64();
+        }
+        lane_barrier();
+    }
+    acc
+}
+
 /// Lane maxima (as shifts) of L interleaved rows.
 #[inline(always)]
 pub(crate) fn max_cols<T: Float>(x: &[T]) -> [T; L] {
@@ -494,18 +512,8 @@ multiversion! {
     /// softmax-cols: reduce-max, reduce-add-exp, store exp * (1 / sum), lanes across rows.
     pub fn softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
         let ms = max_cols(x);
-        // Store exp(x - max) (biased) and sum it, then scale by 1 / sum: the
-        // bias cancels, and one exp per element.
-        let mut acc = [0f64; L];
-        for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
-            for i in 0..L {
-                let (h, l) = T::diff(a[i], ms[i]);
-                let e = T::exp_biased_nonpos(h, l);
-                b[i] = e;
-                acc[i] += e.to_f64();
-            }
-            lane_barrier();
-        }
+        // Then scale by 1 / sum: the bias cancels, and one exp per element.
+        let acc = store_exp_cols(x, y, &ms);
         let mut k = [T::ZERO; L];
         for i in 0..L {
             k[i] = if acc[i] == 0.0 { T::NAN } else { T::from_f64(1.0 / acc[i]) };

@@ -53,18 +53,15 @@ pub trait Float:
         Self::exp_corr(x, Self::ZERO)
     }
 
-    /// `exp(hi + lo) * 2^EXP_BIAS` for `hi <= 0` (larger `hi` is clamped to 0):
+    /// `exp(hi + lo) * 2^EXP_BIAS` for `hi <= 0` (or NaN), such as `x - max`:
     /// the product is normal (or exactly 0 where `exp(hi)` is below half the
     /// smallest subnormal, -inf included), so a later multiply by a factor
-    /// holding `2^-EXP_BIAS` rounds a subnormal result once. Same accuracy as
-    /// `exp_corr`.
-    fn exp_biased(hi: Self, lo: Self) -> Self;
-
-    /// [`Float::exp_biased`] for `hi <= 0` (or NaN) only, the same bits there
-    /// with fewer range checks: for `x - max`, which is never positive.
+    /// holding `2^-EXP_BIAS` rounds a subnormal result once; times
+    /// `2^-EXP_BIAS` it is `exp_corr(hi, lo)` bit for bit. Positive `hi` is
+    /// the caller's to clamp (no overflow checks here).
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self;
 
-    /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased`]'s bias.
+    /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased_nonpos`]'s bias.
     const EXP_UNBIAS: f64;
 
     /// `exp(x)` for `x <= 0` (larger `x` is clamped to 0), flushing results
@@ -112,19 +109,8 @@ impl Float for f32 {
     }
     const EXP_UNBIAS: f64 = f64::from_bits((1023 - 64) << 52); // 2^-64
     #[inline(always)]
-    fn exp_biased(hi: Self, lo: Self) -> Self {
-        let hi = if hi > 0.0 { 0.0 } else { hi };
-        let (p, n) = exp_f32_core(hi, lo);
-        let e = p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23));
-        if hi < -104.0 {
-            0.0
-        } else {
-            e
-        }
-    }
-    #[inline(always)]
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
-        // exp_f32_core's checks for hi in [-104, 0] (NaN kept, as there).
+        // exp_f32_core's range checks for hi <= 0 (NaN kept, as there).
         let lo = if hi > -104.0 { lo } else { 0.0 };
         let small = hi < -104.0;
         let x = if small { -104.0 } else { hi };
@@ -197,17 +183,6 @@ impl Float for f64 {
         exp_f64(hi, lo)
     }
     const EXP_UNBIAS: f64 = f64::from_bits(511 << 52); // 2^-512
-    #[inline(always)]
-    fn exp_biased(hi: Self, lo: Self) -> Self {
-        let hi = if hi > 0.0 { 0.0 } else { hi };
-        let (p, n) = exp_f64_core(hi, lo);
-        let e = p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52));
-        if hi < -746.0 {
-            0.0
-        } else {
-            e
-        }
-    }
     #[inline(always)]
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
         let lo = if hi > -746.0 { lo } else { 0.0 };

@@ -114,7 +114,8 @@ const EXPM1_F64: [f64; 13] = [
 /// result is normal, so the final multiply rounds a subnormal once).
 #[inline(always)]
 pub fn exp_nonpos<T: Float>(x: T) -> T {
-    T::exp_biased(x, T::ZERO) * T::from_f64(T::EXP_UNBIAS)
+    let x = if x > T::ZERO { T::ZERO } else { x };
+    T::exp_biased_nonpos(x, T::ZERO) * T::from_f64(T::EXP_UNBIAS)
 }
 
 #[inline(always)]
