@@ -19,6 +19,7 @@ use super::softmax::{
 use super::SHORT_ROW;
 use crate::multiversion;
 use crate::simd::math::ln;
+use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, Float, LANES as L};
 
 /// Where a loss reads its input from: its own slice, or the gradient buffer
@@ -480,9 +481,13 @@ multiversion! {
                 c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale / (acc[j] * unbias)) };
             }
             let ub = T::from_f64(unbias);
+            // c == 0 marks an ignored or padding row (a NaN there must not
+            // survive as 0 * NaN); a select on c itself, same type as the
+            // data, stays vectorised where a test of `wt` was branched per lane.
             for o in g.chunks_exact_mut(L) {
                 for i in 0..L {
-                    o[i] = if wt[i] == 0.0 { T::ZERO } else { o[i] * c[i] * ub };
+                    let v = o[i] * c[i] * ub;
+                    o[i] = if c[i] == T::ZERO { T::ZERO } else { v };
                 }
                 crate::simd::lane_barrier();
             }
@@ -535,13 +540,8 @@ multiversion! {
                     wt[j] = p.weight.map_or(1.0, |wv| wv[tl[j]].to_f64());
                 }
             }
-            for j in 0..L {
-                // Padding lanes repeat the last row; their weight is 0.
-                let row = &x[(r0 + j.min(w - 1)) * n..][..n];
-                for (k, &v) in row.iter().enumerate() {
-                    xg[k * L + j] = v;
-                }
-            }
+            // Padding lanes repeat the last row; their weight is 0.
+            rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut xg);
             let loss = ce_index_cols(
                 &xg,
                 &tl,
@@ -550,11 +550,7 @@ multiversion! {
                 grad.is_some().then_some(&mut gg[..]),
             );
             if let Some(g) = grad.as_deref_mut() {
-                for (j, row) in g[r0 * n..(r0 + w) * n].chunks_exact_mut(n).enumerate() {
-                    for (k, o) in row.iter_mut().enumerate() {
-                        *o = gg[k * L + j];
-                    }
-                }
+                lanes_to_rows(&gg, n, w, &mut g[r0 * n..(r0 + w) * n]);
             }
             if let Some(lr) = per_row.as_deref_mut() {
                 for j in 0..w {

@@ -7,6 +7,7 @@ pub mod losses;
 pub mod optim;
 pub mod softmax;
 
+use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{Float, LANES as L};
 use elementwise::{run_tasks, Ptr};
 
@@ -141,6 +142,12 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
         run_tasks(units, n * L, |_, u0, u1| {
             let mut scratch = vec![T::ZERO; n * L * (nin + 1)];
             for u in u0..u1 {
+                if inner == 1 && mask.is_none() {
+                    let r0 = u * L;
+                    let w = (outer - r0).min(L);
+                    cols_unit_contiguous(op, n, &src[..nin], &mut scratch, r0, w, dst);
+                    continue;
+                }
                 // (o, c) of each lane's row, and how many lanes are real.
                 let (lanes, w) = if inner == 1 {
                     let r0 = u * L;
@@ -215,9 +222,6 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
     dst: Ptr<T>,
 ) {
     let Layout { n, inner, .. } = layout;
-    if inner == 1 && mask.is_none() {
-        return cols_unit_contiguous(op, n, ins, scratch, lanes[0].0, w, dst);
-    }
     let base: [usize; L] = std::array::from_fn(|j| lanes[j].0 * n * inner + lanes[j].1);
     let (gathered, rest) = scratch.split_at_mut(n * L * ins.len());
     for (i, src) in ins.iter().enumerate() {
@@ -276,9 +280,8 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
 }
 
 /// [`cols_unit`] for `w` consecutive contiguous rows from `r0` without a
-/// mask: the `w * n` elements are one block, transposed row by row (reads
-/// and writes both sequential on one side) and back; lanes past `w` repeat
-/// the last row.
+/// mask: the `w * n` elements are one block, transposed in registers
+/// ([`rows_to_lanes`]) and back; lanes past `w` repeat the last row.
 unsafe fn cols_unit_contiguous<T: Float, Op: RowOp<T>>(
     op: &Op,
     n: usize,
@@ -292,12 +295,7 @@ unsafe fn cols_unit_contiguous<T: Float, Op: RowOp<T>>(
     for (i, src) in ins.iter().enumerate() {
         let g = &mut gathered[i * n * L..(i + 1) * n * L];
         let blk = std::slice::from_raw_parts(src.get().add(r0 * n), w * n);
-        for j in 0..L {
-            let row = &blk[j.min(w - 1) * n..][..n];
-            for (k, &v) in row.iter().enumerate() {
-                g[k * L + j] = v;
-            }
-        }
+        rows_to_lanes(blk, w, n, g);
     }
     let mut views: [&[T]; 2] = [&[], &[]];
     for (v, g) in views.iter_mut().zip(gathered.chunks_exact(n * L)) {
@@ -311,11 +309,7 @@ unsafe fn cols_unit_contiguous<T: Float, Op: RowOp<T>>(
         let res = &mut rest[..n * L];
         op.cols(&views[..ins.len()], res);
         let out = std::slice::from_raw_parts_mut(dst.get().add(r0 * n), w * n);
-        for (j, row) in out.chunks_exact_mut(n).enumerate() {
-            for (k, o) in row.iter_mut().enumerate() {
-                *o = res[k * L + j];
-            }
-        }
+        lanes_to_rows(res, n, w, out);
     }
 }
 

@@ -11,6 +11,7 @@
 
 use super::RowOp;
 use crate::multiversion;
+use crate::simd::math::ln;
 use crate::simd::{hmax, hsum, lane_barrier, Float, LANES as L};
 
 /// Elements per block of the online pass: 16 vectors.
@@ -205,14 +206,15 @@ fn g_minus_es<T: Float>(g: T, e: T, s: f64) -> T {
     }
 }
 
-/// logsumexp from the pass-1 result; a +inf max gives +inf unless a NaN is
-/// present (inf - inf would otherwise make it NaN).
+/// logsumexp from the pass-1 result (shift `ms`, `ls` = log of the sum); a
+/// +inf max gives +inf unless a NaN is present (inf - inf would otherwise
+/// make it NaN).
 #[inline(always)]
-fn lse_from<T: Float>(ms: T, s: f64, row: impl Fn() -> bool) -> T {
+fn lse_from<T: Float>(ms: T, ls: f64, row: impl Fn() -> bool) -> T {
     if ms == T::INF {
         return if row() { T::NAN } else { T::INF };
     }
-    T::from_f64(ms.to_f64() + s.ln())
+    T::from_f64(ms.to_f64() + ls)
 }
 
 // ---------------------------------------------------------------- row kernels
@@ -387,7 +389,7 @@ multiversion! {
     pub fn logsumexp_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
         for (xr, yv) in x.chunks_exact(n).zip(y.iter_mut()) {
             let (ms, s) = max_sum_row(xr);
-            *yv = lse_from(ms, s, || xr.iter().any(|v| v.is_nan_()));
+            *yv = lse_from(ms, s.ln(), || xr.iter().any(|v| v.is_nan_()));
             lane_barrier();
         }
     }
@@ -533,7 +535,7 @@ multiversion! {
         let (ms, acc) = max_sum_cols(x);
         let mut c = [T::ZERO; L];
         for i in 0..L {
-            c[i] = T::from_f64(acc[i].ln());
+            c[i] = T::from_f64(ln(acc[i]));
         }
         for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
             for i in 0..L {
@@ -548,8 +550,13 @@ multiversion! {
     /// logsumexp-cols: reduce-max, reduce-add-exp, max + log(sum) per lane.
     pub fn logsumexp_cols<T: Float>(x: &[T], y: &mut [T]) {
         let (ms, acc) = max_sum_cols(x);
+        // The lane logs vectorised (libm's log is a call per lane).
+        let mut ls = [0f64; L];
         for i in 0..L {
-            y[i] = lse_from(ms[i], acc[i], || x.chunks_exact(L).any(|c| c[i].is_nan_()));
+            ls[i] = ln(acc[i]);
+        }
+        for i in 0..L {
+            y[i] = lse_from(ms[i], ls[i], || x.chunks_exact(L).any(|c| c[i].is_nan_()));
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod dispatch;
 mod float;
 pub mod math;
+pub mod transpose;
 
 pub use dispatch::{level, level_name, parse_level, set_level, set_level_from_env, Level};
 pub use float::Float;
