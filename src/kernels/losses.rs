@@ -452,7 +452,7 @@ multiversion! {
         let (ms, acc, unbias) = match g.as_deref_mut() {
             Some(g) => {
                 let ms = max_cols(xg);
-                let acc = store_exp_cols(xg, g, &ms);
+                let acc = store_exp_cols::<T, true>(xg, g, &ms);
                 (ms, acc, T::EXP_UNBIAS)
             }
             None => {

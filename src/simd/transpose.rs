@@ -173,8 +173,12 @@ mod x86 {
                 *rj = _mm512_maskz_loadu_ps(m, src.add(j.min(w - 1) * n + c0));
             }
             t16x16(&mut r);
-            for (k, rk) in r.iter().enumerate().take(cw) {
-                _mm512_storeu_ps(dst.add((c0 + k) * L), *rk);
+            // All 16 stores, masked off past `cw` (which never touches
+            // memory): LLVM turned a loop of `cw` plain stores, contiguous
+            // here, into a memcpy call from a stack copy of `r`.
+            for (k, rk) in r.iter().enumerate() {
+                let mk: __mmask16 = if k < cw { 0xFFFF } else { 0 };
+                _mm512_mask_storeu_ps(dst.wrapping_add((c0 + k) * L), mk, *rk);
             }
         }
     }
@@ -187,16 +191,16 @@ mod x86 {
         for c0 in (0..n).step_by(16) {
             let cw = (n - c0).min(16);
             let m = ((1u32 << cw) - 1) as __mmask16;
+            // Masked loads and stores for a constant trip count, as in
+            // `in_f32_512`.
             for (k, rk) in r.iter_mut().enumerate() {
-                *rk = if k < cw {
-                    _mm512_loadu_ps(src.add((c0 + k) * L))
-                } else {
-                    _mm512_setzero_ps()
-                };
+                let mk: __mmask16 = if k < cw { 0xFFFF } else { 0 };
+                *rk = _mm512_maskz_loadu_ps(mk, src.wrapping_add((c0 + k) * L));
             }
             t16x16(&mut r);
-            for (j, rj) in r.iter().enumerate().take(w) {
-                _mm512_mask_storeu_ps(dst.add(j * n + c0), m, *rj);
+            for (j, rj) in r.iter().enumerate() {
+                let mj = if j < w { m } else { 0 };
+                _mm512_mask_storeu_ps(dst.wrapping_add(j * n + c0), mj, *rj);
             }
         }
     }
@@ -215,7 +219,11 @@ mod x86 {
                     *ri = _mm512_maskz_loadu_pd(m, src.add(j * n + c0));
                 }
                 t8x8(&mut r);
-                for (k, rk) in r.iter().enumerate().take(cw) {
+                for (k, rk) in r.iter().enumerate() {
+                    // A constant trip count, so that `r` stays in registers.
+                    if k >= cw {
+                        break;
+                    }
                     _mm512_storeu_pd(dst.add((c0 + k) * L + 8 * h), *rk);
                 }
             }
@@ -242,7 +250,11 @@ mod x86 {
                     };
                 }
                 t8x8(&mut r);
-                for (i, ri) in r.iter().enumerate().take(w - 8 * h) {
+                for (i, ri) in r.iter().enumerate() {
+                    // A constant trip count, so that `r` stays in registers.
+                    if i >= w - 8 * h {
+                        break;
+                    }
                     _mm512_mask_storeu_pd(dst.add((8 * h + i) * n + c0), m, *ri);
                 }
             }
@@ -323,7 +335,11 @@ mod x86 {
                     };
                 }
                 t8x8_ps(&mut r);
-                for (k, rk) in r.iter().enumerate().take(cw) {
+                for (k, rk) in r.iter().enumerate() {
+                    // A constant trip count, so that `r` stays in registers.
+                    if k >= cw {
+                        break;
+                    }
                     _mm256_storeu_ps(dst.add((c0 + k) * L + 8 * h), *rk);
                 }
             }
@@ -355,7 +371,11 @@ mod x86 {
                     };
                 }
                 t8x8_ps(&mut r);
-                for (i, ri) in r.iter().enumerate().take(w - 8 * h) {
+                for (i, ri) in r.iter().enumerate() {
+                    // A constant trip count, so that `r` stays in registers.
+                    if i >= w - 8 * h {
+                        break;
+                    }
                     let at = (8 * h + i) * n + c0;
                     if at + 8 <= w * n {
                         _mm256_storeu_ps(dst.add(at), *ri);
@@ -385,7 +405,11 @@ mod x86 {
                     };
                 }
                 t4x4_pd(&mut r);
-                for (k, rk) in r.iter().enumerate().take(cw) {
+                for (k, rk) in r.iter().enumerate() {
+                    // A constant trip count, so that `r` stays in registers.
+                    if k >= cw {
+                        break;
+                    }
                     _mm256_storeu_pd(dst.add((c0 + k) * L + 4 * q), *rk);
                 }
             }
@@ -413,7 +437,11 @@ mod x86 {
                     };
                 }
                 t4x4_pd(&mut r);
-                for (i, ri) in r.iter().enumerate().take(w - 4 * q) {
+                for (i, ri) in r.iter().enumerate() {
+                    // A constant trip count, so that `r` stays in registers.
+                    if i >= w - 4 * q {
+                        break;
+                    }
                     let at = (4 * q + i) * n + c0;
                     if at + 4 <= w * n {
                         _mm256_storeu_pd(dst.add(at), *ri);
