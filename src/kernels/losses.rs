@@ -13,14 +13,12 @@
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
 use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
-use super::softmax::{
-    dot_row, max_cols, max_sum_cols, max_sum_row, scale_row, store_exp_cols, store_row, BLOCK,
-};
+use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
-use crate::simd::math::ln;
+use crate::simd::math::{ln, log1p};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
-use crate::simd::{hsum, Float, LANES as L};
+use crate::simd::{hsum, lane_barrier, Float, LANES as L};
 
 /// Where a loss reads its input from: its own slice, or the gradient buffer
 /// (in-place: `grad_out` is the input), copied block by block to scratch
@@ -435,10 +433,14 @@ multiversion! {
 multiversion! {
     /// cross-entropy-index-cols (no label smoothing): `L` interleaved rows
     /// (class `k` of row `j` at `k * L + j`, lanes across rows): reduce-max,
-    /// reduce-add-exp, then store softmax * w_t * scale with the target entry
-    /// recomputed in f64. `wt[j]` is row j's target weight (0 for an ignored
-    /// or padding row, which gets a zero gradient and loss); returns the lane
-    /// losses. Same accuracy as `ce_index_rows`.
+    /// then one pass that stores `e = exp(x - max)` (biased; into the
+    /// gradient when one is wanted) and reduce-adds the non-target terms
+    /// `o`. With the target's `e_t`, the loss is `log1p(o / e_t)` (or
+    /// `max - x_t + log(o + e_t)` when `e_t` underflows), the gradient
+    /// `e * w_t * scale / (o + e_t)` and, at the target, `-o / (o + e_t) *
+    /// w_t * scale`: nothing cancels when p_t -> 1, so neither needs f64
+    /// terms. `wt[j]` is row j's target weight (0 for an ignored or padding
+    /// row, which gets a zero gradient and loss); returns the lane losses.
     pub fn ce_index_cols<T: Float>(
         xg: &[T],
         tl: &[usize; L],
@@ -446,39 +448,63 @@ multiversion! {
         scale: f64,
         g: Option<&mut [T]>,
     ) -> [f64; L] {
-        // With a gradient, pass 1 stores exp(x - max) (biased) into it and
-        // pass 2 scales it: one exp per element.
-        let mut g = g;
-        let (ms, acc, unbias) = match g.as_deref_mut() {
-            Some(g) => {
-                let ms = max_cols(xg);
-                let acc = store_exp_cols::<T, true>(xg, g, &ms);
-                (ms, acc, T::EXP_UNBIAS)
-            }
-            None => {
-                let (ms, acc) = max_sum_cols(xg);
-                (ms, acc, 1.0)
-            }
-        };
-        let mut ls = [0f64; L];
+        let ms = max_cols(xg);
+        let mut tf = [T::ZERO; L];
         for j in 0..L {
-            ls[j] = ln(acc[j] * unbias);
+            tf[j] = T::from_f64(tl[j] as f64);
         }
+        let mut g = g;
+        let others = match g.as_deref_mut() {
+            Some(g) => store_others::<T, true>(xg, g, &ms, &tf),
+            None => store_others::<T, false>(xg, &mut [], &ms, &tf),
+        };
         let mut xt = [T::ZERO; L];
         for j in 0..L {
             xt[j] = xg[tl[j] * L + j];
         }
+        let unbias = T::EXP_UNBIAS;
+        let mut et = [0f64; L];
+        let mut tot = [0f64; L];
+        let mut lb = [0f64; L];
+        for j in 0..L {
+            let (h, l) = T::diff(xt[j], ms[j]);
+            et[j] = T::exp_biased_nonpos(h, l).to_f64();
+            tot[j] = others[j] + et[j];
+            lb[j] = log1p(others[j] / et[j]);
+        }
+        // e_t below T's normal range (p_t < ~1e-57 in f32), or o / e_t
+        // overflowing: the loss is large and max - x_t + log(sum) exact
+        // enough. NaN lands here too and stays NaN.
+        let tiny = if T::MANTISSA_DIGITS < 53 {
+            f32::MIN_POSITIVE as f64
+        } else {
+            f64::MIN_POSITIVE
+        };
+        let mut ok = [true; L];
+        for j in 0..L {
+            ok[j] = et[j] >= tiny && lb[j] < f64::INFINITY;
+        }
+        if ok.iter().any(|&b| !b) {
+            for j in 0..L {
+                // Both computed and one selected, vectorised (a branch per
+                // lane had LLVM call libm's log on every lane).
+                let big = (ms[j].to_f64() - xt[j].to_f64()) + ln(tot[j] * unbias);
+                lb[j] = if ok[j] { lb[j] } else { big };
+            }
+        }
         let mut loss = [0f64; L];
         for j in 0..L {
-            loss[j] = times(wt[j], (ms[j].to_f64() - xt[j].to_f64()) + ls[j]);
+            loss[j] = times(wt[j], lb[j]);
         }
         if let Some(g) = g {
             // softmax * w_t * scale = stored * (w_t * scale / sum) * 2^-EXP_BIAS,
             // the bias removed by its own exact multiply so that a tiny
             // w_t * scale (a small class weight) is not rounded as a subnormal.
+            let mut inv = [0f64; L];
             let mut c = [T::ZERO; L];
             for j in 0..L {
-                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale / (acc[j] * unbias)) };
+                inv[j] = 1.0 / tot[j];
+                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale * inv[j] / unbias) };
             }
             let ub = T::from_f64(unbias);
             // c == 0 marks an ignored or padding row (a NaN there must not
@@ -491,14 +517,11 @@ multiversion! {
                 }
                 crate::simd::lane_barrier();
             }
-            // p_t * w_t - w_t cancels when p_t -> 1: computed in f64, all
-            // lanes at once, then stored at each lane's target.
+            // (p_t - 1) w_t = -o / (o + e_t) w_t, then stored at each lane's
+            // target.
             let mut gt = [T::ZERO; L];
             for j in 0..L {
-                let (h, l) = T::diff(xt[j], ms[j]);
-                let l = if h == T::NEG_INF { 0.0 } else { l.to_f64() };
-                let pt = <f64 as Float>::exp((h.to_f64() - ls[j]) + l);
-                gt[j] = T::from_f64((pt * wt[j] - wt[j]) * scale);
+                gt[j] = T::from_f64((0.0 - others[j] * inv[j] * wt[j]) * scale);
             }
             for j in 0..L {
                 if wt[j] != 0.0 {
@@ -508,6 +531,56 @@ multiversion! {
         }
         loss
     }
+}
+
+/// Pass of [`ce_index_cols`] over `L` interleaved rows: `e = exp(x - ms)`
+/// (biased) stored into `y` when `STORE`, and the lane sums (f64) of the
+/// terms whose class is not the lane's target `tf` (as T): pairs of vectors
+/// summed in T, then widened (each sum is of like terms: no cancellation, a
+/// few ulp).
+#[inline(always)]
+fn store_others<T: Float, const STORE: bool>(
+    x: &[T],
+    y: &mut [T],
+    ms: &[T; L],
+    tf: &[T; L],
+) -> [f64; L] {
+    let mut acc = [0f64; L];
+    let n = x.len() / L;
+    for (p, a) in x.chunks_exact(2 * L).enumerate() {
+        let mut e = [T::ZERO; 2 * L];
+        let mut o = [T::ZERO; 2 * L];
+        for v in 0..2 {
+            let kf = T::from_f64((2 * p + v) as f64);
+            for i in 0..L {
+                let (h, l) = T::diff(a[v * L + i], ms[i]);
+                e[v * L + i] = T::exp_biased_nonpos(h, l);
+                o[v * L + i] = if kf == tf[i] { T::ZERO } else { e[v * L + i] };
+            }
+        }
+        if STORE {
+            y[2 * p * L..2 * (p + 1) * L].copy_from_slice(&e);
+        }
+        for i in 0..L {
+            acc[i] += (o[i] + o[L + i]).to_f64();
+        }
+        lane_barrier();
+    }
+    if n % 2 == 1 {
+        let k = n - 1;
+        let a = &x[k * L..(k + 1) * L];
+        let kf = T::from_f64(k as f64);
+        let mut e = [T::ZERO; L];
+        for i in 0..L {
+            let (h, l) = T::diff(a[i], ms[i]);
+            e[i] = T::exp_biased_nonpos(h, l);
+            acc[i] += if kf == tf[i] { 0.0 } else { e[i].to_f64() };
+        }
+        if STORE {
+            y[k * L..(k + 1) * L].copy_from_slice(&e);
+        }
+    }
+    acc
 }
 
 multiversion! {

@@ -475,48 +475,32 @@ pub(crate) fn max_sum_cols<T: Float>(x: &[T]) -> ([T; L], [f64; L]) {
     (ms, acc)
 }
 
-/// Stores `exp_biased_nonpos(x - ms)` of L interleaved rows into `y` and returns
-/// the lane sums (f64) of what it stored: pass 1 of the column softmax and
-/// of cross-entropy's column gradient.
+/// Stores `exp_biased_nonpos(x - ms)` of L interleaved rows into `y` and
+/// returns the lane sums (f64) of what it stored: pass 1 of the column
+/// softmax.
 #[inline(always)]
-pub(crate) fn store_exp_cols<T: Float, const WIDE: bool>(
-    x: &[T],
-    y: &mut [T],
-    ms: &[T; L],
-) -> [f64; L] {
+fn store_exp_cols<T: Float>(x: &[T], y: &mut [T], ms: &[T; L]) -> [f64; L] {
     let mut acc = [0f64; L];
-    if !WIDE {
-        // Pairs of vectors summed in T before widening (as `store_block`
-        // without WIDE): half the conversions, and the exps run at full
-        // vector width (widening each one made LLVM split them in halves).
-        let mut pairs = x.chunks_exact(2 * L).zip(y.chunks_exact_mut(2 * L));
-        for (a, b) in &mut pairs {
-            let mut e = [T::ZERO; 2 * L];
-            for v in 0..2 {
-                for i in 0..L {
-                    let (h, l) = T::diff(a[v * L + i], ms[i]);
-                    e[v * L + i] = T::exp_biased_nonpos(h, l);
-                }
-            }
-            b.copy_from_slice(&e);
+    // Pairs of vectors summed in T before widening (as `store_block`): half
+    // the conversions, and the exps run at full vector width (widening each
+    // one made LLVM split them into halves).
+    let mut pairs = x.chunks_exact(2 * L).zip(y.chunks_exact_mut(2 * L));
+    for (a, b) in &mut pairs {
+        let mut e = [T::ZERO; 2 * L];
+        for v in 0..2 {
             for i in 0..L {
-                acc[i] += (e[i] + e[L + i]).to_f64();
+                let (h, l) = T::diff(a[v * L + i], ms[i]);
+                e[v * L + i] = T::exp_biased_nonpos(h, l);
             }
-            lane_barrier();
         }
-        let done = x.len() / (2 * L) * (2 * L);
-        for (a, b) in x[done..].chunks_exact(L).zip(y[done..].chunks_exact_mut(L)) {
-            for i in 0..L {
-                let (h, l) = T::diff(a[i], ms[i]);
-                let e = T::exp_biased_nonpos(h, l);
-                b[i] = e;
-                acc[i] += e.to_f64();
-            }
-            lane_barrier();
+        b.copy_from_slice(&e);
+        for i in 0..L {
+            acc[i] += (e[i] + e[L + i]).to_f64();
         }
-        return acc;
+        lane_barrier();
     }
-    for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
+    let done = x.len() / (2 * L) * (2 * L);
+    for (a, b) in x[done..].chunks_exact(L).zip(y[done..].chunks_exact_mut(L)) {
         for i in 0..L {
             let (h, l) = T::diff(a[i], ms[i]);
             let e = T::exp_biased_nonpos(h, l);
@@ -569,7 +553,7 @@ multiversion! {
     pub fn softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
         let ms = max_cols(x);
         // Then scale by 1 / sum: the bias cancels, and one exp per element.
-        let acc = store_exp_cols::<T, false>(x, y, &ms);
+        let acc = store_exp_cols(x, y, &ms);
         let mut k = [T::ZERO; L];
         for i in 0..L {
             k[i] = if acc[i] == 0.0 { T::NAN } else { T::from_f64(1.0 / acc[i]) };
