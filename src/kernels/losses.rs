@@ -355,6 +355,97 @@ fn ce_write_any<T: Float>(
     }
 }
 
+/// Sum (f64) of a row: groups of four vectors summed in T, then widened (a
+/// few ulp for terms of one sign).
+#[inline(always)]
+fn sum_row<T: Float>(y: &[T]) -> f64 {
+    let mut acc = [0f64; L];
+    let mut quads = y.chunks_exact(4 * L);
+    for c in &mut quads {
+        for i in 0..L {
+            acc[i] += ((c[i] + c[L + i]) + (c[2 * L + i] + c[3 * L + i])).to_f64();
+        }
+        lane_barrier();
+    }
+    let mut rest = 0f64;
+    for &v in quads.remainder() {
+        rest += v.to_f64();
+    }
+    hsum(acc) + rest
+}
+
+/// One row of cross-entropy with class index `ti` and no label smoothing:
+/// returns the row loss (times `wt`), and with `g` stores the gradient
+/// `(softmax - onehot) * wt * scale` (softmax's one-exp path: `store_row`,
+/// then `scale_row`).
+///
+/// The loss is `log(sum / e_t)` for `e_t = exp(x_t - max)`. While the target
+/// holds under half of the sum, `max - x_t + log(sum)` is at least `ln 2` and
+/// a few-ulp sum is enough (the row pass sums in T before widening). Above
+/// half, the non-target terms `o` are summed on their own (from the stored
+/// exps, or from x without a gradient) and the loss is `log1p(o / e_t)`,
+/// the target's gradient `-o / sum`: no cancellation when p_t -> 1.
+#[inline(always)]
+fn ce_index_row_plain<T: Float>(
+    xr: &[T],
+    ti: usize,
+    wt: f64,
+    scale: f64,
+    g: Option<&mut [T]>,
+    shifts: &mut [T],
+) -> f64 {
+    let xt = xr[ti];
+    let Some(g) = g else {
+        // Every term is added in f64 here (max_sum_row). A dominant target
+        // is the row max, so its term is exactly 1 and `s - 1` keeps all but
+        // the sum's rounding (~1e-15 s): enough for a f32 loss while o >=
+        // 2^-20 s, for f64 while o >= 2^-6 s. Below, the other terms are
+        // summed again from x, skipping x_t.
+        let (ms, s) = max_sum_row(xr);
+        let keep = if T::MANTISSA_DIGITS < 53 {
+            1.0 / 1_048_576.0
+        } else {
+            1.0 / 64.0
+        };
+        let loss = if xt == ms && 1.0 >= 0.5 * s {
+            let o = s - 1.0;
+            let o = if o >= s * keep {
+                o
+            } else {
+                let term = |a: T, _: T| {
+                    let (h, l) = T::diff(a, ms);
+                    T::exp_corr(h, l).to_f64()
+                };
+                dot_row(&xr[..ti], &xr[..ti], term) + dot_row(&xr[ti + 1..], &xr[ti + 1..], term)
+            };
+            log1p(o)
+        } else {
+            (ms.to_f64() - xt.to_f64()) + s.ln()
+        };
+        return times(wt, loss);
+    };
+    let (ms, sb) = store_row::<T, false>(xr, g, shifts);
+    let (h, l) = T::diff(xt, ms);
+    let et = T::exp_biased_nonpos(h, l).to_f64();
+    let c = wt * scale;
+    if et >= 0.5 * sb && c != 0.0 {
+        // Dominant target: scale the row with the target zeroed, summing
+        // the result: that sum q c is the other classes' probability times
+        // c, so the loss is -log1p(-q) and the target's gradient -q c (the
+        // gradient row sums to 0).
+        g[ti] = T::ZERO;
+        scale_row(xr, g, shifts, ms, sb, c);
+        let qc = sum_row(g);
+        g[ti] = T::from_f64(0.0 - qc);
+        return times(wt, -log1p(-(qc / c)));
+    }
+    scale_row(xr, g, shifts, ms, sb, c);
+    // p_t < 1/2: p_t - 1 does not cancel, nor does log(sum) - (x_t - max).
+    let pt = et / sb;
+    g[ti] = T::from_f64((pt - 1.0) * c);
+    times(wt, (ms.to_f64() - xt.to_f64()) + (sb * T::EXP_UNBIAS).ln())
+}
+
 multiversion! {
     /// cross-entropy-index-rows: per row, reduce (online max + rescaled sum),
     /// then one sweep that stores softmax * c - smoothing * w (the target's
@@ -375,7 +466,7 @@ multiversion! {
         let mut total = 0f64;
         let mut shifts = vec![T::ZERO; if eps == 0.0 && grad.is_some() { n.div_ceil(BLOCK) } else { 0 }];
         for (r, (xr, &tg)) in x.chunks_exact(n).zip(t).enumerate() {
-            let mut gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
+            let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
             let loss = if tg == p.ignore_index {
                 if let Some(g) = gr {
                     g.fill(T::ZERO);
@@ -384,42 +475,25 @@ multiversion! {
             } else {
                 let ti = tg as usize;
                 let wt = p.weight.map_or(1.0, |w| w[ti].to_f64());
-                let (ms, s, s_biased) = match gr.as_deref_mut() {
-                    Some(g) if eps == 0.0 => {
-                        let (ms, sb) = store_row::<T, true>(xr, g, &mut shifts);
-                        (ms, sb * T::EXP_UNBIAS, sb)
-                    }
-                    _ => {
-                        let (ms, s) = max_sum_row(xr);
-                        (ms, s, 0.0)
-                    }
-                };
-                let ls = s.ln();
-                let xt = xr[ti];
-                let nll = (ms.to_f64() - xt.to_f64()) + ls;
-                let a = (1.0 - eps) * wt + k * p.weight_sum;
-                let want_g = gr.is_some();
-                let mut gr = gr;
-                let smooth = if eps == 0.0 && want_g {
-                    // Softmax's one-exp path: pass 1 stored exp(x - block max)
-                    // into the gradient row; scale it to softmax * w_t * scale.
-                    let g = gr.as_deref_mut().unwrap();
-                    scale_row(xr, g, &shifts, ms, s_biased, a * p.scale);
-                    0.0
-                } else if want_g || eps > 0.0 {
-                    ce_write_any(xr, p.weight, None, gr.as_deref_mut(), eps > 0.0, ms, a * p.scale / s, p.scale, 0.0, k)
+                if eps == 0.0 {
+                    ce_index_row_plain(xr, ti, wt, p.scale, gr, &mut shifts)
                 } else {
-                    0.0
-                };
-                if let Some(g) = gr {
-                    // The target entry p_t * a - (1 - eps) w_t - k w_t cancels
-                    // when p_t -> 1: recompute it in f64 from x_t - max - log(sum).
-                    let (h, l) = T::diff(xt, ms);
-                    let pt = ((h.to_f64() - ls) + l.to_f64()).exp();
-                    let wk = p.weight.map_or(1.0, |w| w[ti].to_f64());
-                    g[ti] = T::from_f64((pt * a - (1.0 - eps) * wt - k * wk) * p.scale);
+                    let (ms, s) = max_sum_row(xr);
+                    let ls = s.ln();
+                    let xt = xr[ti];
+                    let nll = (ms.to_f64() - xt.to_f64()) + ls;
+                    let a = (1.0 - eps) * wt + k * p.weight_sum;
+                    let mut gr = gr;
+                    let smooth = ce_write_any(xr, p.weight, None, gr.as_deref_mut(), true, ms, a * p.scale / s, p.scale, 0.0, k);
+                    if let Some(g) = gr {
+                        // The target entry p_t * a - (1 - eps) w_t - k w_t cancels
+                        // when p_t -> 1: recompute it in f64 from x_t - max - log(sum).
+                        let (h, l) = T::diff(xt, ms);
+                        let pt = ((h.to_f64() - ls) + l.to_f64()).exp();
+                        g[ti] = T::from_f64((pt * a - (1.0 - eps) * wt - k * wt) * p.scale);
+                    }
+                    times((1.0 - eps) * wt, nll) + smooth + times(k * p.weight_sum, ls)
                 }
-                times((1.0 - eps) * wt, nll) + smooth + times(k * p.weight_sum, ls)
             };
             if let Some(lr) = per_row.as_deref_mut() {
                 lr[r] = T::from_f64(loss);
