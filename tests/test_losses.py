@@ -638,3 +638,33 @@ def test_cross_entropy_confident_rows_keep_relative_precision(dtype, n):
     for got in (loss, plain):
         assert np.all(np.abs(got - want_l) <= tol * np.abs(want_l) + tiny)
     assert np.all(np.abs(g - want_g) <= tol * np.abs(want_g) + tiny)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_hard_labels_match_float64_reference(dtype):
+    # Targets that are all 0 or 1 take a path computed in the input's dtype
+    # (z = +-x: max(z, 0) + log1p(exp(-|x|)), gradient +-sigmoid(z)); mixed
+    # with a soft target in the same lane array, the f64 path.
+    x = np.concatenate(
+        [rng(41).standard_normal(4000) * s for s in (0.01, 1, 10, 100)]
+        + [np.array([0.0, -0.0, np.inf, -np.inf, 88, -88, 104, -104, 200, -200])]
+    ).astype(dtype)
+    for soft_at in (None, 7):
+        y = (rng(42).random(x.shape) < 0.5).astype(dtype)
+        if soft_at is not None:
+            y[soft_at] = 0.25
+        loss, g = lk.binary_cross_entropy_with_logits(x, y, reduction="none", return_grad=True)
+        xd, yd = x.astype(np.float64), y.astype(np.float64)
+        with np.errstate(all="ignore"):
+            want_l = np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd)))
+
+            def sig(v):
+                return np.where(v >= 0, 1 / (1 + np.exp(-v)), np.exp(v) / (1 + np.exp(v)))
+
+            want_g = np.where(yd == 1, -sig(-xd), np.where(yd == 0, sig(xd), sig(xd) - yd))
+        tol = 4e-6 if dtype == np.float32 else 1e-14
+        tiny = np.finfo(dtype).tiny
+        assert np.array_equal(np.isinf(loss), np.isinf(want_l))
+        ok = np.isfinite(want_l)
+        assert np.all(np.abs(loss[ok] - want_l[ok]) <= tol * np.abs(want_l[ok]) + tiny)
+        assert np.all(np.abs(g - want_g) <= tol * np.abs(want_g) + tiny)

@@ -67,13 +67,15 @@ def _torch(name: str, x: np.ndarray, other: np.ndarray) -> Callable[[], object] 
     return run
 
 
-def _inputs(name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _inputs(name: str, shape: tuple[int, ...], hard: bool = False) -> tuple[np.ndarray, np.ndarray]:
     x = rng_array(shape, "float32")
     r = np.random.default_rng(1)
     if name == "cross_entropy":
         return x, r.integers(0, shape[-1], shape[0])
     if name == "binary_cross_entropy_with_logits":
-        return x, r.uniform(0, 1, shape).astype(np.float32)
+        y = r.uniform(0, 1, shape)
+        # Soft targets take logitkit's f64 path; 0/1 labels its float32 one.
+        return x, (y < 0.5 if hard else y).astype(np.float32)
     return x, rng_array(shape, "float32", seed=2)
 
 
@@ -84,18 +86,28 @@ NUMPY = {
 }
 
 
-def _plan(quick: bool) -> list[tuple[str, tuple[int, ...]]]:
+def _plan(quick: bool) -> list[tuple[str, tuple[int, ...], bool]]:
+    """(loss, shape, 0/1 targets) for each benchmarked call."""
     ce = QUICK_CE if quick else CE_SHAPES
     pw = [] if quick else PW_SHAPES
-    return [("cross_entropy", s) for s in ce] + [
-        (n, s) for n in ("binary_cross_entropy_with_logits", "mse_loss") for s in pw
-    ]
+    bce = "binary_cross_entropy_with_logits"
+    return (
+        [("cross_entropy", s, False) for s in ce]
+        + [(bce, s, hard) for s in pw for hard in (False, True)]
+        + [("mse_loss", s, False) for s in pw]
+    )
+
+
+def _label(name: str, hard: bool) -> str:
+    if name == "binary_cross_entropy_with_logits":
+        return f"{name} + grad ({'0/1' if hard else 'soft'} targets)"
+    return f"{name} + grad"
 
 
 def cases(quick: bool) -> list[Case]:
     out = []
-    for name, shape in _plan(quick):
-        x, other = _inputs(name, shape)
+    for name, shape, hard in _plan(quick):
+        x, other = _inputs(name, shape, hard)
         g = np.empty_like(x)
         fn = getattr(lk, name)
         impls: dict[str, Callable[[], object]] = {
@@ -106,7 +118,7 @@ def cases(quick: bool) -> list[Case]:
         tf = _torch(name, x, other)
         if tf is not None:
             impls["torch"] = tf
-        out.append(Case(f"{name} + grad", "float32", shape, impls))
+        out.append(Case(_label(name, hard), "float32", shape, impls))
     return out
 
 
@@ -130,8 +142,8 @@ def report(quick: bool) -> str:
         "| function | shape | logitkit (new grad) | logitkit (grad_out=) | numpy |",
         "|---|---|---|---|---|",
     ]
-    for name, shape in _plan(quick):
-        x, other = _inputs(name, shape)
+    for name, shape, hard in _plan(quick):
+        x, other = _inputs(name, shape, hard)
         fn = getattr(lk, name)
         gb = x.nbytes
         g = np.empty_like(x)
@@ -143,5 +155,7 @@ def report(quick: bool) -> str:
             peak_extra_bytes(lambda f=NUMPY[name], x=x, o=other: f(x, o)),
         ]
         cells = [f"{v / 2**20:.1f} MiB ({v / gb:.2f} × grad)" for v in vals]
-        lines.append(f"| {name} + grad | {'×'.join(map(str, shape))} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {_label(name, hard)} | {'×'.join(map(str, shape))} | " + " | ".join(cells) + " |"
+        )
     return "Peak extra memory (tracemalloc):\n\n" + "\n".join(lines)
