@@ -536,27 +536,36 @@ multiversion! {
         for j in 0..L {
             xt[j] = xg[tl[j] * L + j];
         }
+        // The per-lane terms in T (a quarter of the f64 vectors on AVX2): o / e_t
+        // and 1 / (o + e_t) to 1/2 ulp, log1p to 3.
         let unbias = T::EXP_UNBIAS;
-        let mut et = [0f64; L];
+        let mut et = [T::ZERO; L];
         let mut tot = [0f64; L];
-        let mut lb = [0f64; L];
+        let mut ot = [T::ZERO; L];
+        let mut lt = [T::ZERO; L];
+        let mut inv = [T::ZERO; L];
         for j in 0..L {
             let (h, l) = T::diff(xt[j], ms[j]);
-            et[j] = T::exp_biased_nonpos(h, l).to_f64();
-            tot[j] = others[j] + et[j];
-            lb[j] = log1p(others[j] / et[j]);
+            et[j] = T::exp_biased_nonpos(h, l);
+            tot[j] = others[j] + et[j].to_f64();
+            ot[j] = T::from_f64(others[j]);
+            lt[j] = log1p(ot[j] / et[j]);
+            // tot >= the max's term 2^EXP_BIAS (or NaN): no overflow in T.
+            inv[j] = T::ONE / T::from_f64(tot[j]);
         }
         // e_t below T's normal range (p_t < ~1e-57 in f32), or o / e_t
         // overflowing: the loss is large and max - x_t + log(sum) exact
         // enough. NaN lands here too and stays NaN.
-        let tiny = if T::MANTISSA_DIGITS < 53 {
+        let tiny = T::from_f64(if T::MANTISSA_DIGITS < 53 {
             f32::MIN_POSITIVE as f64
         } else {
             f64::MIN_POSITIVE
-        };
+        });
         let mut ok = [true; L];
+        let mut lb = [0f64; L];
         for j in 0..L {
-            ok[j] = et[j] >= tiny && lb[j] < f64::INFINITY;
+            ok[j] = et[j] >= tiny && lt[j] < T::INF;
+            lb[j] = lt[j].to_f64();
         }
         if ok.iter().any(|&b| !b) {
             for j in 0..L {
@@ -574,11 +583,9 @@ multiversion! {
             // softmax * w_t * scale = stored * (w_t * scale / sum) * 2^-EXP_BIAS,
             // the bias removed by its own exact multiply so that a tiny
             // w_t * scale (a small class weight) is not rounded as a subnormal.
-            let mut inv = [0f64; L];
             let mut c = [T::ZERO; L];
             for j in 0..L {
-                inv[j] = 1.0 / tot[j];
-                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale * inv[j] / unbias) };
+                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale * inv[j].to_f64() / unbias) };
             }
             let ub = T::from_f64(unbias);
             // c == 0 marks an ignored or padding row (a NaN there must not
@@ -595,7 +602,7 @@ multiversion! {
             // target.
             let mut gt = [T::ZERO; L];
             for j in 0..L {
-                gt[j] = T::from_f64((0.0 - others[j] * inv[j] * wt[j]) * scale);
+                gt[j] = T::from_f64((0.0 - (ot[j] * inv[j]).to_f64() * wt[j]) * scale);
             }
             for j in 0..L {
                 if wt[j] != 0.0 {
