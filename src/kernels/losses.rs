@@ -424,7 +424,7 @@ fn ce_index_row_plain<T: Float>(
         };
         return times(wt, loss);
     };
-    let (ms, sb) = store_row::<T, false>(xr, g, shifts);
+    let (ms, sb) = store_row(xr, g, shifts);
     let (h, l) = T::diff(xt, ms);
     let et = T::exp_biased_nonpos(h, l).to_f64();
     let c = wt * scale;

@@ -243,16 +243,11 @@ fn lse_from<T: Float>(ms: T, ls: f64, row: impl Fn() -> bool) -> T {
 /// `exp_biased_nonpos(x - shift)` into `yb` and adds it to `acc`. Returns the shift
 /// the block's stored values are relative to.
 ///
-/// With `WIDE`, every term is added in f64 (a loss needs `log(sum)` to keep
-/// exp(-20) next to the max's 1); otherwise four vectors are summed in T
-/// before widening, which is all softmax's few-ulp division needs.
+/// Four vectors are summed in T before widening: a few ulp, all softmax's
+/// division needs (cross-entropy, which needs more when the target
+/// dominates, sums the other terms on their own).
 #[inline(always)]
-fn store_block<T: Float, const WIDE: bool>(
-    xb: &[T],
-    yb: &mut [T],
-    m: &mut T,
-    acc: &mut [f64; L],
-) -> T {
+fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) -> T {
     let full = xb.len() / L * L;
     let rem = xb.len() - full;
     let mut pad = [T::NEG_INF; L];
@@ -275,12 +270,7 @@ fn store_block<T: Float, const WIDE: bool>(
         }
         og.copy_from_slice(&e);
         for i in 0..L {
-            part[i] += if WIDE {
-                (e[i].to_f64() + e[L + i].to_f64())
-                    + (e[2 * L + i].to_f64() + e[3 * L + i].to_f64())
-            } else {
-                ((e[i] + e[L + i]) + (e[2 * L + i] + e[3 * L + i])).to_f64()
-            };
+            part[i] += ((e[i] + e[L + i]) + (e[2 * L + i] + e[3 * L + i])).to_f64();
         }
         lane_barrier();
     }
@@ -317,15 +307,11 @@ fn store_block<T: Float, const WIDE: bool>(
 /// with the sum of the stored values (it carries exp_biased_nonpos's `2^EXP_BIAS`;
 /// 0 only for a row of -inf).
 #[inline(always)]
-pub(crate) fn store_row<T: Float, const WIDE: bool>(
-    xr: &[T],
-    yr: &mut [T],
-    shifts: &mut [T],
-) -> (T, f64) {
+pub(crate) fn store_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &mut [T]) -> (T, f64) {
     let mut m = T::NEG_INF;
     let mut acc = [0f64; L];
     for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
-        shifts[b] = store_block::<T, WIDE>(xb, yb, &mut m, &mut acc);
+        shifts[b] = store_block(xb, yb, &mut m, &mut acc);
     }
     (shift(m), hsum(acc))
 }
@@ -384,7 +370,7 @@ multiversion! {
     pub fn softmax_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
         let mut shifts = vec![T::ZERO; n.div_ceil(BLOCK)];
         for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            let (ms, s) = store_row::<T, false>(xr, yr, &mut shifts);
+            let (ms, s) = store_row(xr, yr, &mut shifts);
             scale_row(xr, yr, &shifts, ms, s, 1.0);
         }
     }
