@@ -944,6 +944,33 @@ fn pointwise_block<T: Float, F: Fn(f64, f64, f64) -> (f64, f64)>(
     grad: Option<&mut [T]>,
     per_elem: Option<&mut [T]>,
 ) -> f64 {
+    let no_fast = None::<(fn(&[T; L]) -> bool, fn(T, T) -> (T, T))>;
+    pointwise_sweep(f, no_fast, x, y, w, pw, scale, grad, per_elem)
+}
+
+/// [`pointwise_block`] with an optional path in T: a lane array whose
+/// targets pass `fast.0` gets each element's `(l, l')` from `fast.1(x, y)`
+/// in T instead of `f` in f64 (both per-element closures, so either
+/// vectorises; a closure over whole lane arrays did not).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pointwise_sweep<T, F, P, FT>(
+    f: F,
+    fast: Option<(P, FT)>,
+    x: &[T],
+    y: &[T],
+    w: Option<&[T]>,
+    pw: Option<&[T]>,
+    scale: f64,
+    grad: Option<&mut [T]>,
+    per_elem: Option<&mut [T]>,
+) -> f64
+where
+    T: Float,
+    F: Fn(f64, f64, f64) -> (f64, f64),
+    P: Fn(&[T; L]) -> bool,
+    FT: Fn(T, T) -> (T, T),
+{
     let n = x.len();
     let mut acc = [0f64; L];
     let gp = grad.map(|g| g.as_mut_ptr());
@@ -966,12 +993,25 @@ fn pointwise_block<T: Float, F: Fn(f64, f64, f64) -> (f64, f64)>(
             let mut lv = [0f64; L];
             let mut gv = [T::ZERO; L];
             let mut lt = [T::ZERO; L];
-            for i in 0..L {
-                let wi = ws[i].to_f64();
-                let (l, g) = f(xs[i].to_f64(), ys[i].to_f64(), ps[i].to_f64());
-                lv[i] = if i < m { times(wi, l) } else { 0.0 };
-                gv[i] = T::from_f64(wi * g * scale);
-                lt[i] = T::from_f64(lv[i]);
+            match &fast {
+                Some((pass, ft)) if pass(&ys) => {
+                    for i in 0..L {
+                        let wi = ws[i].to_f64();
+                        let (l, g) = ft(xs[i], ys[i]);
+                        lv[i] = if i < m { times(wi, l.to_f64()) } else { 0.0 };
+                        gv[i] = T::from_f64(wi * g.to_f64() * scale);
+                        lt[i] = T::from_f64(lv[i]);
+                    }
+                }
+                _ => {
+                    for i in 0..L {
+                        let wi = ws[i].to_f64();
+                        let (l, g) = f(xs[i].to_f64(), ys[i].to_f64(), ps[i].to_f64());
+                        lv[i] = if i < m { times(wi, l) } else { 0.0 };
+                        gv[i] = T::from_f64(wi * g * scale);
+                        lt[i] = T::from_f64(lv[i]);
+                    }
+                }
             }
             for i in 0..L {
                 acc[i] += lv[i];
@@ -991,91 +1031,33 @@ fn pointwise_block<T: Float, F: Fn(f64, f64, f64) -> (f64, f64)>(
     hsum(acc)
 }
 
-/// [`pointwise_block`] for `binary_cross_entropy_with_logits` without
-/// `pos_weight`. A lane array whose targets are all 0 or 1 (hard labels, the
-/// common case) is computed in T: with `z = x` (y = 0) or `-x` (y = 1) the
-/// loss is `max(z, 0) + log1p(exp(-|x|))`, two terms >= 0, and the gradient
-/// `sigmoid(z)` or `-sigmoid(z)`: nothing cancels, a few ulp. Soft targets
-/// (`sigmoid(x) - y` cancels) take the f64 path, lane array by lane array.
-/// Its own sweep, alike [`pointwise_block`]'s: one driver for both, taking
-/// a closure over whole lane arrays, was 8-20x slower for every pointwise
-/// loss (LLVM no longer vectorised the lanes).
+/// `binary_cross_entropy_with_logits` at one element with a target of 0 or
+/// 1, in T: with `z = x` (y = 0) or `-x` (y = 1) the loss is
+/// `max(z, 0) + log1p(exp(-|x|))`, two terms >= 0, and the gradient
+/// `sigmoid(z)` or `-sigmoid(z)`: nothing cancels, a few ulp. (Soft targets
+/// stay in f64: `sigmoid(x) - y` cancels.)
 #[inline(always)]
-fn bce_logits_block<T: Float>(
-    x: &[T],
-    y: &[T],
-    w: Option<&[T]>,
-    scale: f64,
-    grad: Option<&mut [T]>,
-    per_elem: Option<&mut [T]>,
-) -> f64 {
-    let n = x.len();
-    let mut acc = [0f64; L];
-    let gp = grad.map(|g| g.as_mut_ptr());
-    let lp = per_elem.map(|o| o.as_mut_ptr());
-    let (mut bx, mut by, mut bw) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
-    let (mut bg, mut bl) = ([T::ZERO; L], [T::ZERO; L]);
-    let ones = [T::ONE; L];
-    let mut j = 0;
-    while j < n {
-        let m = (n - j).min(L);
-        // SAFETY: x, y (and w when present) hold n elements, as do grad and
-        // per_elem; j < n.
-        unsafe {
-            let xs = ld(src(x.as_ptr(), j, n, &mut bx));
-            let ys = ld(src(y.as_ptr(), j, n, &mut by));
-            let ws = w.map_or(ones, |w| ld(src(w.as_ptr(), j, n, &mut bw)));
-            let mut hard = true;
-            for &v in &ys {
-                hard &= v == T::ZERO || v == T::ONE;
-            }
-            let mut lv = [0f64; L];
-            let mut gv = [T::ZERO; L];
-            let mut lt = [T::ZERO; L];
-            if hard {
-                for i in 0..L {
-                    let one = ys[i] == T::ONE;
-                    let z = if one { T::ZERO - xs[i] } else { xs[i] };
-                    let e = exp_nonpos(T::ZERO - abs(xs[i]));
-                    // log1p(e) as log(u) plus the rounding of u = 1 + e
-                    // (e <= 1: u is finite and >= 1), sharing 1 / u with
-                    // the sigmoid.
-                    let u = T::ONE + e;
-                    let r = T::ONE / u;
-                    let sp = ln_corr(u, (e - (u - T::ONE)) * r);
-                    let sig = if z >= T::ZERO { r } else { e * r };
-                    let l = max(z, T::ZERO) + sp;
-                    let g = if one { T::ZERO - sig } else { sig };
-                    let wi = ws[i].to_f64();
-                    lv[i] = if i < m { times(wi, l.to_f64()) } else { 0.0 };
-                    gv[i] = T::from_f64(wi * g.to_f64() * scale);
-                    lt[i] = T::from_f64(lv[i]);
-                }
-            } else {
-                for i in 0..L {
-                    let wi = ws[i].to_f64();
-                    let (l, g) = Pointwise::BceLogits.eval(xs[i].to_f64(), ys[i].to_f64(), 1.0);
-                    lv[i] = if i < m { times(wi, l) } else { 0.0 };
-                    gv[i] = T::from_f64(wi * g * scale);
-                    lt[i] = T::from_f64(lv[i]);
-                }
-            }
-            for i in 0..L {
-                acc[i] += lv[i];
-            }
-            if let Some(g) = gp {
-                st(dst(g, j, n, &mut bg), gv);
-                flush(g, j, n, &bg);
-            }
-            if let Some(o) = lp {
-                st(dst(o, j, n, &mut bl), lt);
-                flush(o, j, n, &bl);
-            }
-        }
-        lane_barrier();
-        j += L;
+fn bce_logits_hard<T: Float>(x: T, y: T) -> (T, T) {
+    let one = y == T::ONE;
+    let z = if one { T::ZERO - x } else { x };
+    let e = exp_nonpos(T::ZERO - abs(x));
+    // log1p(e) as log(u) plus the rounding of u = 1 + e (e <= 1: u is finite
+    // and >= 1), sharing 1 / u with the sigmoid.
+    let u = T::ONE + e;
+    let r = T::ONE / u;
+    let sp = ln_corr(u, (e - (u - T::ONE)) * r);
+    let sig = if z >= T::ZERO { r } else { e * r };
+    (max(z, T::ZERO) + sp, if one { T::ZERO - sig } else { sig })
+}
+
+/// Whether every target of a lane array is 0 or 1.
+#[inline(always)]
+fn all_hard<T: Float>(ys: &[T; L]) -> bool {
+    let mut hard = true;
+    for &v in ys {
+        hard &= v == T::ZERO || v == T::ONE;
     }
-    hsum(acc)
+    hard
 }
 
 multiversion! {
@@ -1096,7 +1078,7 @@ multiversion! {
         match op {
             Pointwise::Mse => pointwise_block(|x, y, _| { let d = x - y; (d * d, 2.0 * d) }, x, y, w, pw, scale, grad, per_elem),
             Pointwise::L1 => pointwise_block(|x, y, _| { let d = x - y; (d.abs(), sign(d)) }, x, y, w, pw, scale, grad, per_elem),
-            Pointwise::BceLogits if pw.is_none() => bce_logits_block(x, y, w, scale, grad, per_elem),
+            Pointwise::BceLogits if pw.is_none() => pointwise_sweep(|x, y, _| Pointwise::BceLogits.eval(x, y, 1.0), Some((|ys: &[T; L]| all_hard(ys), |x: T, y: T| bce_logits_hard(x, y))), x, y, w, None, scale, grad, per_elem),
             Pointwise::BceLogits => pointwise_block(|x, y, p| Pointwise::BceLogits.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
             Pointwise::Bce => pointwise_block(|x, y, p| Pointwise::Bce.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
             Pointwise::Huber { delta } => pointwise_block(|x, y, p| Pointwise::Huber { delta }.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
