@@ -556,15 +556,10 @@ multiversion! {
         // e_t below T's normal range (p_t < ~1e-57 in f32), or o / e_t
         // overflowing: the loss is large and max - x_t + log(sum) exact
         // enough. NaN lands here too and stays NaN.
-        let tiny = T::from_f64(if T::MANTISSA_DIGITS < 53 {
-            f32::MIN_POSITIVE as f64
-        } else {
-            f64::MIN_POSITIVE
-        });
         let mut ok = [true; L];
         let mut lb = [0f64; L];
         for j in 0..L {
-            ok[j] = et[j] >= tiny && lt[j] < T::INF;
+            ok[j] = et[j] >= T::MIN_POSITIVE && lt[j] < T::INF;
             lb[j] = lt[j].to_f64();
         }
         if ok.iter().any(|&b| !b) {

@@ -321,11 +321,7 @@ pub(crate) fn store_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &mut [T]) -> (
 /// A block whose exp(shift_b - ms) underflows is recomputed from `x`.
 #[inline(always)]
 pub(crate) fn scale_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &[T], ms: T, s: f64, c: f64) {
-    let tiny = if T::MANTISSA_DIGITS < 53 {
-        f32::MIN_POSITIVE as f64
-    } else {
-        f64::MIN_POSITIVE
-    };
+    let tiny = T::MIN_POSITIVE.to_f64();
     for (b, (xb, yb)) in xr.chunks(BLOCK).zip(yr.chunks_mut(BLOCK)).enumerate() {
         let ratio = if shifts[b] == ms {
             1.0

@@ -27,6 +27,8 @@ pub trait Float:
     const NAN: Self;
     /// Bits of precision (24 or 53).
     const MANTISSA_DIGITS: u32;
+    /// The smallest positive normal value.
+    const MIN_POSITIVE: Self;
 
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
@@ -86,6 +88,7 @@ impl Float for f32 {
     const NEG_INF: Self = f32::NEG_INFINITY;
     const NAN: Self = f32::NAN;
     const MANTISSA_DIGITS: u32 = 24;
+    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
 
     #[inline(always)]
     fn to_f64(self) -> f64 {
@@ -161,6 +164,7 @@ impl Float for f64 {
     const NEG_INF: Self = f64::NEG_INFINITY;
     const NAN: Self = f64::NAN;
     const MANTISSA_DIGITS: u32 = 53;
+    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
 
     #[inline(always)]
     fn to_f64(self) -> f64 {
