@@ -15,7 +15,8 @@
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
 use crate::simd::math::{
-    abs, exp_nonpos, expm1, ln_corr, log1p, max, min, ndtr, norm_pdf, tanh, tanh_deriv,
+    abs, exp_nonpos, expm1, gauss_tail_pdf, ln_corr, log1p, max, min, ndtr, ndtr_from_tail, tanh,
+    tanh_deriv,
 };
 use crate::simd::{Float, LANES as L};
 
@@ -141,10 +142,11 @@ fn gelu<T: Float>(x: T) -> T {
     sel(x == T::NEG_INF, T::ZERO, x * ndtr(x))
 }
 
-/// Phi(x) + x phi(x); the limits at +-inf.
+/// Phi(x) + x phi(x) (in f32 from one exp); the limits at +-inf.
 #[inline(always)]
 fn gelu_deriv<T: Float>(x: T) -> T {
-    let d = ndtr(x) + x * norm_pdf(x);
+    let (tail, pdf) = gauss_tail_pdf(x);
+    let d = ndtr_from_tail(x, tail) + x * pdf;
     sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
 }
 
