@@ -15,8 +15,8 @@
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
 use crate::simd::math::{
-    abs, exp_nonpos, expm1, gauss_tail_pdf, ln_corr, log1p, max, min, ndtr, ndtr_from_tail, tanh,
-    tanh_deriv,
+    abs, exp_nonpos, expm1, gauss_tail_pdf, ln_corr, log1p_unit, max, min, ndtr, ndtr_from_tail,
+    tanh, tanh_deriv,
 };
 use crate::simd::{Float, LANES as L};
 
@@ -93,7 +93,7 @@ fn sigmoid<T: Float>(x: T) -> T {
 /// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)).
 #[inline(always)]
 fn log_sigmoid<T: Float>(x: T) -> T {
-    min(x, T::ZERO) - log1p(exp_nonpos(-abs(x)))
+    min(x, T::ZERO) - log1p_unit(exp_nonpos(-abs(x)))
 }
 
 #[inline(always)]
@@ -220,7 +220,7 @@ fn mish_deriv<T: Float>(x: T) -> T {
 #[inline(always)]
 fn softplus<T: Float>(x: T, beta: T, threshold: T) -> T {
     let bx = x * beta;
-    let y = (max(bx, T::ZERO) + log1p(exp_nonpos(-abs(bx)))) / beta;
+    let y = (max(bx, T::ZERO) + log1p_unit(exp_nonpos(-abs(bx)))) / beta;
     sel(bx > threshold, x, y)
 }
 
@@ -353,6 +353,14 @@ macro_rules! with_act {
             Act::Mish => {
                 let $f = |x: T| mish(x);
                 let $d = |x: T| mish_deriv(x);
+                $body
+            }
+            // beta = 1 (the default) on its own: the same bits without a
+            // multiply and a division per element.
+            Act::Softplus { beta, threshold } if beta == 1.0 => {
+                let th: T = c(threshold);
+                let $f = move |x: T| softplus(x, T::ONE, th);
+                let $d = move |x: T| softplus_deriv(x, T::ONE, th);
                 $body
             }
             Act::Softplus { beta, threshold } => {

@@ -16,7 +16,7 @@ use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
 use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
-use crate::simd::math::{abs, exp_nonpos, ln, ln_corr, log1p, max};
+use crate::simd::math::{abs, exp_nonpos, ln, ln_corr, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, lane_barrier, Float, LANES as L};
 
@@ -1036,11 +1036,16 @@ fn bce_logits_hard<T: Float>(x: T, y: T) -> (T, T) {
     let one = y == T::ONE;
     let z = if one { T::ZERO - x } else { x };
     let e = exp_nonpos(T::ZERO - abs(x));
-    // log1p(e) as log(u) plus the rounding of u = 1 + e (e <= 1: u is finite
-    // and >= 1), sharing 1 / u with the sigmoid.
     let u = T::ONE + e;
     let r = T::ONE / u;
-    let sp = ln_corr(u, (e - (u - T::ONE)) * r);
+    // f32: log1p_unit (one division, no exponent split). f64: log(u) plus
+    // the rounding of u = 1 + e (e <= 1: u is finite and >= 1), sharing 1 / u
+    // with the sigmoid.
+    let sp = if T::MANTISSA_DIGITS < 53 {
+        log1p_unit(e)
+    } else {
+        ln_corr(u, (e - (u - T::ONE)) * r)
+    };
     let sig = if z >= T::ZERO { r } else { e * r };
     (max(z, T::ZERO) + sp, if one { T::ZERO - sig } else { sig })
 }

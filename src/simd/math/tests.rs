@@ -111,6 +111,14 @@ fn log1p_f32_within_3ulp_dense_sweep() {
 }
 
 #[test]
+fn log1p_unit_f32_within_2ulp_dense_sweep() {
+    let w = worst32("log1p_unit", 0.0, 1.0, false, log1p_unit::<f32>, f64::ln_1p);
+    assert!(w <= 2.0, "{w}");
+    assert!(log1p_unit(f32::NAN).is_nan());
+    assert_eq!(log1p_unit(0.0f32), 0.0);
+}
+
+#[test]
 fn ln_f32_within_3ulp_dense_sweep_including_subnormals() {
     let w = worst32("ln", 0.0, f32::MAX, false, ln::<f32>, f64::ln);
     assert!(w <= 3.0, "{w}");
