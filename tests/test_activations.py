@@ -170,6 +170,23 @@ def test_backward_matches_mpmath_derivative(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_celu_with_negative_alpha_matches_reference(dtype):
+    # x / alpha >= 0 where x <= 0: the exponential grows instead of decaying
+    # (the backward used to clamp it and return 1 there).
+    x = np.concatenate([np.linspace(-20, 20, 801), [0.0, -0.0, -1e-30]]).astype(dtype)
+    a = mp.mpf(-0.5)
+    want = _ref_values(lambda v: v if v > 0 else a * mp.expm1(v / a), x, dtype)
+    rtol, atol = TOL[dtype]
+    _check_close(lk.celu(x, alpha=-0.5), want, rtol, atol, "celu alpha < 0")
+    g = np.linspace(-2, 2, x.size).astype(dtype)
+    dwant = [
+        float(mp.mpf(gv) * (1 if v > 0 else mp.exp(mp.mpf(v) / a)))
+        for gv, v in zip(g.astype(float), x.astype(float), strict=True)
+    ]
+    _check_close(lk.celu_backward(g, x, alpha=-0.5), dwant, rtol, atol, "celu_backward alpha < 0")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gelu_tanh_and_logit_against_references(dtype):
     x = np.linspace(-5, 5, 1001).astype(dtype)
     k = mp.sqrt(2 / mp.pi)

@@ -15,8 +15,8 @@
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
 use crate::simd::math::{
-    abs, exp_nonpos, expm1, gauss_tail_pdf, ln_corr, log1p_unit, max, min, ndtr, ndtr_from_tail,
-    tanh, tanh_deriv,
+    abs, exp_nonpos, expm1, expm1_nonpos, gauss_tail_pdf, ln_corr, log1p_unit, max, min, ndtr,
+    ndtr_from_tail, tanh, tanh_deriv,
 };
 use crate::simd::{Float, LANES as L};
 
@@ -130,10 +130,11 @@ fn logit_deriv<T: Float>(p: T, eps: Option<f64>) -> T {
     }
 }
 
-/// x > 0 ? x : alpha * expm1(x * k) (elu, celu with k = 1/alpha, selu).
+/// x > 0 ? x : alpha * expm1(x * k) (elu; celu with k = 1/alpha > 0): the
+/// expm1 argument is <= 0 wherever it is used.
 #[inline(always)]
 fn elu<T: Float>(x: T, alpha: T, k: T) -> T {
-    sel(x > T::ZERO, x, alpha * expm1(x * k))
+    sel(x > T::ZERO, x, alpha * expm1_nonpos(x * k))
 }
 
 /// x * Phi(x); the limit 0 at -inf.
@@ -323,15 +324,23 @@ macro_rules! with_act {
                 let $d = move |x: T| sel(x > T::ZERO, T::ONE, a * exp_nonpos(x));
                 $body
             }
-            Act::Celu { alpha } => {
+            Act::Celu { alpha } if alpha > 0.0 => {
                 let (a, k): (T, T) = (c(alpha), c(1.0 / alpha));
                 let $f = move |x: T| elu(x, a, k);
                 let $d = move |x: T| sel(x > T::ZERO, T::ONE, exp_nonpos(x * k));
                 $body
             }
+            // A negative alpha: x / alpha >= 0 where x <= 0, so the general
+            // expm1 and exp.
+            Act::Celu { alpha } => {
+                let (a, k): (T, T) = (c(alpha), c(1.0 / alpha));
+                let $f = move |x: T| sel(x > T::ZERO, x, a * expm1(x * k));
+                let $d = move |x: T| sel(x > T::ZERO, T::ONE, T::exp(x * k));
+                $body
+            }
             Act::Selu => {
                 let (s, sa): (T, T) = (c(SELU_SCALE), c(SELU_SCALE * SELU_ALPHA));
-                let $f = move |x: T| sel(x > T::ZERO, s * x, sa * expm1(x));
+                let $f = move |x: T| sel(x > T::ZERO, s * x, sa * expm1_nonpos(x));
                 let $d = move |x: T| sel(x > T::ZERO, s, sa * exp_nonpos(x));
                 $body
             }

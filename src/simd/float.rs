@@ -70,6 +70,13 @@ pub trait Float:
     /// below the normal range to 0: for sums where the max contributes 1.
     fn exp_flush(x: Self) -> Self;
 
+    /// `exp(x) - 1` for `x <= 0` (larger `x` is clamped to 0), NaN kept: one
+    /// reduction `x = n ln 2 + r`, `q = expm1(r)` from exp's polynomial before
+    /// its `+ 1`, then `2^n q + (2^n - 1)` in one fused multiply-add (`2^n - 1`
+    /// is exact while it matters). No cancellation near 0 (n = 0 there), and
+    /// no second path for small `x`.
+    fn expm1_nonpos(x: Self) -> Self;
+
     /// Fused multiply-add `a * b + c` with one rounding (hardware FMA on the
     /// AVX2/AVX-512/NEON builds; correctly rounded everywhere, so every build
     /// gives the same bits).
@@ -138,6 +145,15 @@ impl Float for f32 {
         } else {
             e
         }
+    }
+    #[inline(always)]
+    fn expm1_nonpos(x: Self) -> Self {
+        // Below -87 the result is -1 in f32, and 2^n stays normal (n >= -126).
+        let x = if x > 0.0 { 0.0 } else { x };
+        let x = if x < -87.0 { -87.0 } else { x };
+        let (q, n) = expm1_f32_poly(x, -0.0);
+        let s = f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23));
+        q.mul_add(s, s - 1.0)
     }
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
@@ -214,6 +230,15 @@ impl Float for f64 {
         }
     }
     #[inline(always)]
+    fn expm1_nonpos(x: Self) -> Self {
+        // Below -709 the result is -1 in f64, and 2^n stays normal.
+        let x = if x > 0.0 { 0.0 } else { x };
+        let x = if x < -709.0 { -709.0 } else { x };
+        let (q, n) = expm1_f64_poly(x, -0.0);
+        let s = f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52));
+        q.mul_add(s, s - 1.0)
+    }
+    #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
     }
@@ -254,6 +279,13 @@ pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
 /// [`exp_f32_core`] after its range checks: `x` in [-104, 89] or NaN.
 #[inline(always)]
 fn exp_f32_poly(x: f32, lo: f32) -> (f32, i32) {
+    let (q, n) = expm1_f32_poly(x, lo);
+    (q + 1.0, n)
+}
+
+/// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
+#[inline(always)]
+fn expm1_f32_poly(x: f32, lo: f32) -> (f32, i32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -268,9 +300,9 @@ fn exp_f32_poly(x: f32, lo: f32) -> (f32, i32) {
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
     p = p.mul_add(r, 0.5);
-    let p = p.mul_add(r * r, r) + 1.0;
+    let q = p.mul_add(r * r, r);
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    (p, ni)
+    (q, ni)
 }
 
 /// exp(hi + lo) in f32, scaling by 2^n in two steps so subnormal results
@@ -300,6 +332,13 @@ pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
 /// [`exp_f64_core`] after its range checks: `x` in [-746, 710] or NaN.
 #[inline(always)]
 fn exp_f64_poly(x: f64, lo: f64) -> (f64, i64) {
+    let (q, n) = expm1_f64_poly(x, lo);
+    (q + 1.0, n)
+}
+
+/// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
+#[inline(always)]
+fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_457_519_531_25e-1;
     const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
@@ -320,9 +359,9 @@ fn exp_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     p = p.mul_add(r, 1.0 / 24.0);
     p = p.mul_add(r, 1.0 / 6.0);
     p = p.mul_add(r, 0.5);
-    let p = p.mul_add(r * r, r) + 1.0;
+    let q = p.mul_add(r * r, r);
     let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
-    (p, ni)
+    (q, ni)
 }
 
 /// exp(hi + lo) in f64 with two-step scaling. Max error 2 ulp.

@@ -95,6 +95,33 @@ fn expm1_f32_within_8ulp_dense_sweep() {
 }
 
 #[test]
+fn expm1_nonpos_f32_within_2ulp_dense_sweep() {
+    let w = worst32(
+        "expm1_nonpos",
+        0.0,
+        88.0,
+        false,
+        |x| expm1_nonpos(-x),
+        |x| (-x).exp_m1(),
+    );
+    assert!(w <= 2.0, "{w}");
+    assert_eq!(expm1_nonpos(f32::NEG_INFINITY), -1.0);
+    assert!(expm1_nonpos(f32::NAN).is_nan());
+    assert_eq!(expm1_nonpos(1.0f32), 0.0);
+    assert_eq!(expm1_nonpos(-1e-40f32), -1e-40);
+}
+
+#[test]
+fn expm1_nonpos_f64_within_3ulp_sampled() {
+    for (lo, hi) in [(-1.0, 0.0), (-800.0, 0.0), (-1e-6, 0.0), (-1e-300, 0.0)] {
+        let w = worst64(lo, hi, expm1_nonpos::<f64>, f64::exp_m1);
+        assert!(w <= 3.0, "[{lo}, {hi}]: {w}");
+    }
+    assert_eq!(expm1_nonpos(f64::NEG_INFINITY), -1.0);
+    assert!(expm1_nonpos(f64::NAN).is_nan());
+}
+
+#[test]
 fn expm1_f64_within_8ulp_sampled() {
     for (lo, hi) in [(-1.0, 1.0), (-40.0, 700.0), (-1e-6, 1e-6)] {
         let w = worst64(lo, hi, expm1::<f64>, f64::exp_m1);
