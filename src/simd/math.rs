@@ -151,6 +151,14 @@ const LOG_F64: [f64; 10] = [
     2.0 / 3.0,
 ];
 
+/// `2 atanh(s) = 2s + s z P(z)`, `z = s^2`, `P` the series' terms `2/(2k+1)`
+/// from `coef` (highest first, ending in 2/3).
+#[inline(always)]
+fn two_atanh<T: Float>(s: T, coef: &[f64]) -> T {
+    let z = s * s;
+    (s + s) + s * z * poly(z, coef)
+}
+
 /// `log(u) + corr` for a small correction `corr`: `u = m 2^k`,
 /// `log(m) = 2 atanh((m-1)/(m+1))` by its series (truncation below 1e-17 in
 /// f64, 3e-9 in f32), `k ln 2` in two parts. log(0) = -inf, log(+inf) = +inf,
@@ -165,13 +173,11 @@ pub fn ln_corr<T: Float>(u: T, corr: T) -> T {
     let (m, k) = T::frexp_sqrt2(u);
     let f = m - T::ONE;
     let s = f / (m + T::ONE);
-    let z = s * s;
-    let p = if is_f32::<T>() {
-        poly(z, &LOG_F32)
+    let lm = if is_f32::<T>() {
+        two_atanh(s, &LOG_F32)
     } else {
-        poly(z, &LOG_F64)
+        two_atanh(s, &LOG_F64)
     };
-    let lm = (s + s) + s * z * p;
     let r = k * ln2_hi + (lm + (k * ln2_lo + corr));
     let r = if u == T::ZERO { T::NEG_INF } else { r };
     let r = if u == T::INF { T::INF } else { r };
@@ -202,18 +208,6 @@ pub fn log1p<T: Float>(y: T) -> T {
     ln_corr(u, corr)
 }
 
-// 2/(2k+1), k = 7..1: log1p(e) = 2 atanh(s) = 2s + s z P(z), z = s^2 <= 1/9
-// (truncation below 1.4e-9 relative).
-const LOG1P_UNIT_F32: [f64; 7] = [
-    2.0 / 15.0,
-    2.0 / 13.0,
-    2.0 / 11.0,
-    2.0 / 9.0,
-    2.0 / 7.0,
-    2.0 / 5.0,
-    2.0 / 3.0,
-];
-
 /// `log(1 + e)` for `e` in [0, 1] (NaN kept): the softplus term
 /// `log1p(exp(-|x|))`. f32: `2 atanh(e / (2 + e))` by its series, one
 /// division and no exponent split (`2 + e` and the quotient each round once,
@@ -224,9 +218,9 @@ pub fn log1p_unit<T: Float>(e: T) -> T {
     if !is_f32::<T>() {
         return log1p(e);
     }
-    let s = e / (c::<T>(2.0) + e);
-    let z = s * s;
-    (s + s) + s * z * poly(z, &LOG1P_UNIT_F32)
+    // s <= 1/3, z <= 1/9: the terms of LOG_F64 up to 2/15 (truncation below
+    // 1.4e-9 relative).
+    two_atanh(e / (c::<T>(2.0) + e), &LOG_F64[3..])
 }
 
 /// Eigen's rational minimax approximation of tanh for f32 (`ptanh_float`):
