@@ -170,6 +170,30 @@ def test_backward_matches_mpmath_derivative(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("beta", "threshold"), [(2.0, 10.0), (0.5, 20.0), (1.0, 5.0)])
+def test_softplus_with_beta_and_threshold_matches_reference(beta, threshold, dtype):
+    # beta a power of two, so beta * x is exact in the dtype (PyTorch rounds
+    # it, and so does logitkit).
+    x = _grid(dtype)
+    b = mp.mpf(beta)
+
+    def f(v):
+        return v if b * v > threshold else mp.log1p(mp.exp(b * v)) / b
+
+    rtol, atol = TOL[dtype]
+    atol = max(atol, np.finfo(dtype).tiny)
+    got = lk.softplus(x, beta=beta, threshold=threshold)
+    _check_close(got, _ref_values(f, x, dtype), rtol, atol, "softplus")
+    g = np.linspace(-2, 2, x.size).astype(dtype)
+    want = [
+        float(mp.mpf(gv) * (1 if b * mp.mpf(v) > threshold else _sig(b * mp.mpf(v))))
+        for gv, v in zip(g.astype(float), x.astype(float), strict=True)
+    ]
+    got = lk.softplus_backward(g, x, beta=beta, threshold=threshold)
+    _check_close(got, want, rtol, atol, "softplus_backward")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_celu_with_negative_alpha_matches_reference(dtype):
     # x / alpha >= 0 where x <= 0: the exponential grows instead of decaying
     # (the backward used to clamp it and return 1 there).
