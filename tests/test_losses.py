@@ -307,6 +307,9 @@ POINTWISE = [
     ("kl_div", {"log_target": True}),
     ("sigmoid_focal_loss", {}),
     ("sigmoid_focal_loss", {"alpha": -1.0, "gamma": 1.5}),
+    ("sigmoid_focal_loss", {"gamma": 0.0}),
+    ("sigmoid_focal_loss", {"gamma": 1.0}),
+    ("sigmoid_focal_loss", {"gamma": 0.5}),
 ]
 
 

@@ -16,7 +16,7 @@ use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
 use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
-use crate::simd::math::{abs, exp_nonpos, ln, ln_corr, log1p, log1p_unit, max};
+use crate::simd::math::{abs, exp_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, lane_barrier, Float, LANES as L};
 
@@ -825,9 +825,9 @@ fn sign(d: f64) -> f64 {
 /// log(1 + exp(-|x|)) and sigmoid(x), stable for any x.
 #[inline(always)]
 fn softplus_neg_abs_sigmoid(x: f64) -> (f64, f64) {
-    // The SIMD layer's exp / log1p (<= 3 ulp) vectorise; libm's would not.
+    // The SIMD layer's exp / log1p_unit (<= 2 ulp) vectorise; libm's would not.
     let e = <f64 as Float>::exp(-x.abs());
-    let sp = crate::simd::math::log1p(e);
+    let sp = log1p_unit(e);
     let s = if x >= 0.0 {
         1.0 / (1.0 + e)
     } else {
@@ -866,8 +866,9 @@ impl Pointwise {
                 }
             }
             Pointwise::Bce => {
-                let lp = x.ln().max(-100.0);
-                let lq = (-x).ln_1p().max(-100.0);
+                // The SIMD layer's ln / log1p vectorise (libm's are calls).
+                let lp = ln(x).max(-100.0);
+                let lq = log1p(-x).max(-100.0);
                 let l = -(times(y, lp) + times(1.0 - y, lq));
                 (l, (x - y) / ((1.0 - x) * x).max(1e-12))
             }
@@ -887,31 +888,37 @@ impl Pointwise {
             }
             Pointwise::KlDiv { log_target } => {
                 if log_target {
-                    let ey = y.exp();
+                    let ey = <f64 as Float>::exp(y);
                     (times(ey, y - x), -ey)
-                } else if y > 0.0 {
-                    (y * (y.ln() - x), -y)
                 } else {
-                    (0.0, -y)
+                    // ln(y) computed for every lane (a select, so the loop
+                    // vectorises); 0 * log 0 is 0.
+                    let l = y * (ln(y) - x);
+                    (if y > 0.0 { l } else { 0.0 }, -y)
                 }
             }
             Pointwise::Focal { alpha, gamma } => {
                 let (sp, p) = softplus_neg_abs_sigmoid(x);
                 let ce = x.max(0.0) - times(y, x) + sp;
                 let pt = p * y + (1.0 - p) * (1.0 - y);
-                let u = 1.0 - pt;
-                let m = if gamma == 0.0 {
-                    1.0
+                let u = (1.0 - pt).max(0.0);
+                // m = u^gamma and m' = gamma u^(gamma - 1): exact products for
+                // gamma 0, 1, 2 (2 is the default), else exp(gamma ln u). No
+                // libm pow, which is a call per element and kept the loop
+                // scalar.
+                let mg = <f64 as Float>::exp(gamma * ln(u));
+                let (m, mp) = if gamma == 2.0 {
+                    (u * u, 2.0 * u)
+                } else if gamma == 1.0 {
+                    (u, 1.0)
+                } else if gamma == 0.0 {
+                    (1.0, 0.0)
                 } else {
-                    u.max(0.0).powf(gamma)
+                    (mg, if u > 0.0 { gamma * mg / u } else { 0.0 })
                 };
                 // d(1 - pt)/dx = -p (1 - p) (2y - 1)
                 let du = -p * (1.0 - p) * (2.0 * y - 1.0);
-                let dm = if gamma == 0.0 || u <= 0.0 {
-                    0.0
-                } else {
-                    gamma * u.powf(gamma - 1.0) * du
-                };
+                let dm = if u > 0.0 { mp * du } else { 0.0 };
                 let at = if alpha >= 0.0 {
                     alpha * y + (1.0 - alpha) * (1.0 - y)
                 } else {
@@ -1036,16 +1043,8 @@ fn bce_logits_hard<T: Float>(x: T, y: T) -> (T, T) {
     let one = y == T::ONE;
     let z = if one { T::ZERO - x } else { x };
     let e = exp_nonpos(T::ZERO - abs(x));
-    let u = T::ONE + e;
-    let r = T::ONE / u;
-    // f32: log1p_unit (one division, no exponent split). f64: log(u) plus
-    // the rounding of u = 1 + e (e <= 1: u is finite and >= 1), sharing 1 / u
-    // with the sigmoid.
-    let sp = if T::MANTISSA_DIGITS < 53 {
-        log1p_unit(e)
-    } else {
-        ln_corr(u, (e - (u - T::ONE)) * r)
-    };
+    let r = T::ONE / (T::ONE + e);
+    let sp = log1p_unit(e);
     let sig = if z >= T::ZERO { r } else { e * r };
     (max(z, T::ZERO) + sp, if one { T::ZERO - sig } else { sig })
 }
@@ -1084,6 +1083,8 @@ multiversion! {
             Pointwise::Huber { delta } => pointwise_block(|x, y, p| Pointwise::Huber { delta }.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
             Pointwise::SmoothL1 { beta } => pointwise_block(|x, y, p| Pointwise::SmoothL1 { beta }.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
             Pointwise::KlDiv { log_target } => pointwise_block(|x, y, p| Pointwise::KlDiv { log_target }.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
+            // The default gamma on its own: the general power's exp and ln fold away.
+            Pointwise::Focal { alpha, gamma: 2.0 } => pointwise_block(|x, y, p| Pointwise::Focal { alpha, gamma: 2.0 }.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
             Pointwise::Focal { alpha, gamma } => pointwise_block(|x, y, p| Pointwise::Focal { alpha, gamma }.eval(x, y, p), x, y, w, pw, scale, grad, per_elem),
         }
     }

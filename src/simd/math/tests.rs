@@ -146,6 +146,16 @@ fn log1p_unit_f32_within_2ulp_dense_sweep() {
 }
 
 #[test]
+fn log1p_unit_f64_within_2ulp_sampled() {
+    for (lo, hi) in [(0.0, 1.0), (0.0, 1e-3), (1e-300, 1e-290)] {
+        let w = worst64(lo, hi, log1p_unit::<f64>, f64::ln_1p);
+        assert!(w <= 2.0, "[{lo}, {hi}]: {w}");
+    }
+    assert!(log1p_unit(f64::NAN).is_nan());
+    assert_eq!(log1p_unit(1.0f64), std::f64::consts::LN_2);
+}
+
+#[test]
 fn ln_f32_within_3ulp_dense_sweep_including_subnormals() {
     let w = worst32("ln", 0.0, f32::MAX, false, ln::<f32>, f64::ln);
     assert!(w <= 3.0, "{w}");
