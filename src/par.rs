@@ -11,6 +11,36 @@ use std::sync::{Arc, Mutex};
 /// one function call, not a pool wake-up.
 pub const SERIAL_ELEMS: usize = 1 << 17;
 
+/// The same for a call with an exp, log or division per element. A pool
+/// wake-up costs ~15 us on the 2-core VM (relu, whose work is a copy, went
+/// 5.7 -> 21 us at 64 000 elements with 2 threads), and a heavy call spends
+/// ~0.5 ns per element, so splitting pays once the part beyond the first
+/// task (`TASK_ELEMS`) takes longer than that: from ~60 000 elements, which
+/// takes in the common 64x1000 (softmax 34 -> 24 us, gelu 49 -> 42 us,
+/// cross-entropy + grad 36 -> 31 us with 2 threads).
+pub const SERIAL_ELEMS_HEAVY: usize = 60_000;
+
+/// How much arithmetic a call does per element, which sets the size below
+/// which it runs on the calling thread. The tasks, and so the results, are
+/// the same either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// About a copy (relu, clamps, mse, softmax's backward).
+    Light,
+    /// An exp, log or division per element.
+    Heavy,
+}
+
+impl Cost {
+    /// Elements below which a call of this cost stays serial.
+    pub fn serial_elems(self) -> usize {
+        match self {
+            Cost::Light => SERIAL_ELEMS,
+            Cost::Heavy => SERIAL_ELEMS_HEAVY,
+        }
+    }
+}
+
 /// Elements above which a call releases the GIL (cheap next to the work, and
 /// it lets other Python threads run their own calls meanwhile).
 pub const GIL_RELEASE_ELEMS: usize = 1 << 14;

@@ -16,6 +16,7 @@ use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
 use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
 use super::SHORT_ROW;
 use crate::multiversion;
+use crate::par::Cost;
 use crate::simd::math::{abs, exp_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, lane_barrier, Float, LANES as L};
@@ -32,9 +33,12 @@ pub enum Input<'a, T> {
 /// Runs `f(r0, r1, x_rows, grad_rows, loss_rows)` over fixed blocks of rows
 /// and returns the sum of the blocks' results, combined in block order.
 /// `grad` (if any) has `rows * n` elements; `per_row` (if any) has `rows`.
+/// `cost` sets the size below which the blocks run on the calling thread.
+#[allow(clippy::too_many_arguments)]
 pub fn blocked_sum<T: Float>(
     rows: usize,
     n: usize,
+    cost: Cost,
     x: Input<'_, T>,
     grad: Option<&mut [T]>,
     per_row: Option<&mut [T]>,
@@ -57,7 +61,7 @@ pub fn blocked_sum<T: Float>(
     let gp = grad.map(|g| Ptr(g.as_mut_ptr()));
     let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
     let pp = Ptr(partial.as_mut_ptr());
-    run_tasks(rows, n, |b, r0, r1| {
+    run_tasks(rows, n, cost, |b, r0, r1| {
         // SAFETY: block b alone owns rows r0..r1 of grad and per_row and
         // entry b of partial.
         let g = gp
@@ -837,6 +841,20 @@ fn softplus_neg_abs_sigmoid(x: f64) -> (f64, f64) {
 }
 
 impl Pointwise {
+    /// Light for the losses of differences (a few flops per element); the
+    /// others take an exp or log per element.
+    pub fn cost(self) -> Cost {
+        match self {
+            Pointwise::Mse
+            | Pointwise::L1
+            | Pointwise::Huber { .. }
+            | Pointwise::SmoothL1 { .. } => Cost::Light,
+            _ => Cost::Heavy,
+        }
+    }
+}
+
+impl Pointwise {
     /// `(loss, dloss/dx)` at one element; `pw` is the pos_weight (BceLogits).
     #[inline(always)]
     pub fn eval(self, x: f64, y: f64, pw: f64) -> (f64, f64) {
@@ -1104,7 +1122,7 @@ pub fn pointwise<T: Float>(
     per_elem: Option<&mut [T]>,
 ) -> f64 {
     let len = y.len();
-    blocked_sum(len, 1, x, grad, per_elem, |r0, r1, xs, g, l| {
+    blocked_sum(len, 1, op.cost(), x, grad, per_elem, |r0, r1, xs, g, l| {
         pointwise_rows(
             op,
             xs,
@@ -1143,9 +1161,15 @@ pub fn row_loss<T: Float>(
     if n == 0 {
         return 0.0;
     }
+    // nll_loss reads one element per row; the others an exp per element.
+    let cost = match targets {
+        Targets::Nll(_) => Cost::Light,
+        _ => Cost::Heavy,
+    };
     blocked_sum(
         rows,
         n,
+        cost,
         x,
         grad,
         per_row,

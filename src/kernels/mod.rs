@@ -7,6 +7,7 @@ pub mod losses;
 pub mod optim;
 pub mod softmax;
 
+use crate::par::Cost;
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{Float, LANES as L};
 use elementwise::{run_tasks, Ptr};
@@ -47,6 +48,10 @@ pub trait RowOp<T: Float>: Sync {
     /// a reduction).
     fn masked_fill(&self) -> T {
         T::NAN
+    }
+    /// Arithmetic per element (an exp or log unless overridden).
+    fn cost(&self) -> Cost {
+        Cost::Heavy
     }
 }
 
@@ -109,7 +114,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
     if inner == 1 && n >= SHORT_ROW {
-        run_tasks(outer, n, |_, r0, r1| {
+        run_tasks(outer, n, op.cost(), |_, r0, r1| {
             let (len, off) = ((r1 - r0) * n, r0 * n);
             // An input that is the output is copied before the output is borrowed.
             let mut copies: [Vec<T>; 2] = [Vec::new(), Vec::new()];
@@ -139,7 +144,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
         } else {
             outer * col_blocks
         };
-        run_tasks(units, n * L, |_, u0, u1| {
+        run_tasks(units, n * L, op.cost(), |_, u0, u1| {
             let mut scratch = vec![T::ZERO; n * L * (nin + 1)];
             for u in u0..u1 {
                 if inner == 1 && mask.is_none() {

@@ -11,6 +11,7 @@
 
 use super::RowOp;
 use crate::multiversion;
+use crate::par::Cost;
 use crate::simd::math::ln;
 use crate::simd::{hmax, hsum, lane_barrier, Float, LANES as L};
 
@@ -669,6 +670,10 @@ impl<T: Float> RowOp<T> for SoftmaxBackward {
     }
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         softmax_backward_cols(ins[0], ins[1], out)
+    }
+    /// A dot product and a multiply per element.
+    fn cost(&self) -> Cost {
+        Cost::Light
     }
 }
 
