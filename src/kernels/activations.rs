@@ -158,7 +158,7 @@ fn gelu<T: Float>(x: T) -> T {
     sel(x == T::NEG_INF, T::ZERO, x * ndtr(x))
 }
 
-/// Phi(x) + x phi(x) (in f32 from one exp); the limits at +-inf.
+/// Phi(x) + x phi(x) (both from one exp); the limits at +-inf.
 #[inline(always)]
 fn gelu_deriv<T: Float>(x: T) -> T {
     let (tail, pdf) = gauss_tail_pdf(x);

@@ -231,9 +231,9 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn expm1_nonpos(x: Self) -> Self {
-        // Below -709 the result is -1 in f64, and 2^n stays normal.
+        // Below -708 the result is -1 in f64, and 2^n stays normal (n >= -1021).
         let x = if x > 0.0 { 0.0 } else { x };
-        let x = if x < -709.0 { -709.0 } else { x };
+        let x = if x < -708.0 { -708.0 } else { x };
         let (q, n) = expm1_f64_poly(x, -0.0);
         let s = f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52));
         q.mul_add(s, s - 1.0)
