@@ -63,6 +63,14 @@ pub trait Float:
     /// the caller's to clamp (no overflow checks here).
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self;
 
+    /// [`Float::exp_biased_nonpos`] for `hi` known to lie in
+    /// `(EXP_BIASED_MIN, 0]` (or NaN), where its range checks never fire: the
+    /// same bits, without them.
+    fn exp_biased_in_range(hi: Self, lo: Self) -> Self;
+
+    /// The bound (excluded) above which [`Float::exp_biased_in_range`] takes `hi`.
+    const EXP_BIASED_MIN: f64;
+
     /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased_nonpos`]'s bias.
     const EXP_UNBIAS: f64;
 
@@ -118,6 +126,12 @@ impl Float for f32 {
         exp_f32(hi, lo)
     }
     const EXP_UNBIAS: f64 = f64::from_bits((1023 - 64) << 52); // 2^-64
+    const EXP_BIASED_MIN: f64 = -104.0;
+    #[inline(always)]
+    fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
+        let (p, n) = exp_f32_poly(hi, lo);
+        p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23))
+    }
     #[inline(always)]
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
         // exp_f32_core's range checks for hi <= 0 (NaN kept, as there).
@@ -203,6 +217,12 @@ impl Float for f64 {
         exp_f64(hi, lo)
     }
     const EXP_UNBIAS: f64 = f64::from_bits(511 << 52); // 2^-512
+    const EXP_BIASED_MIN: f64 = -746.0;
+    #[inline(always)]
+    fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
+        let (p, n) = exp_f64_poly(hi, lo);
+        p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52))
+    }
     #[inline(always)]
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
         let lo = if hi > -746.0 { lo } else { 0.0 };
