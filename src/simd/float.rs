@@ -61,7 +61,21 @@ pub trait Float:
     /// holding `2^-EXP_BIAS` rounds a subnormal result once; times
     /// `2^-EXP_BIAS` it is `exp_corr(hi, lo)` bit for bit. Positive `hi` is
     /// the caller's to clamp (no overflow checks here).
-    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self;
+    #[inline(always)]
+    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
+        // exp_corr's range checks for hi <= 0 (NaN kept: comparisons with it
+        // are false), then the unchecked exp.
+        let min = Self::from_f64(Self::EXP_BIASED_MIN);
+        let lo = if hi > min { lo } else { Self::ZERO };
+        let small = hi < min;
+        let x = if small { min } else { hi };
+        let e = Self::exp_biased_in_range(x, lo);
+        if small {
+            Self::ZERO
+        } else {
+            e
+        }
+    }
 
     /// [`Float::exp_biased_nonpos`] for `hi` known to lie in
     /// `(EXP_BIASED_MIN, 0]` (or NaN), where its range checks never fire: the
@@ -131,20 +145,6 @@ impl Float for f32 {
     fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
         let (p, n) = exp_f32_poly(hi, lo);
         p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23))
-    }
-    #[inline(always)]
-    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
-        // exp_f32_core's range checks for hi <= 0 (NaN kept, as there).
-        let lo = if hi > -104.0 { lo } else { 0.0 };
-        let small = hi < -104.0;
-        let x = if small { -104.0 } else { hi };
-        let (p, n) = exp_f32_poly(x, lo);
-        let e = p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23));
-        if small {
-            0.0
-        } else {
-            e
-        }
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
@@ -222,19 +222,6 @@ impl Float for f64 {
     fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
         let (p, n) = exp_f64_poly(hi, lo);
         p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52))
-    }
-    #[inline(always)]
-    fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
-        let lo = if hi > -746.0 { lo } else { 0.0 };
-        let small = hi < -746.0;
-        let x = if small { -746.0 } else { hi };
-        let (p, n) = exp_f64_poly(x, lo);
-        let e = p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52));
-        if small {
-            0.0
-        } else {
-            e
-        }
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {

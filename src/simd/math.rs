@@ -6,7 +6,7 @@
 //!
 //! Accuracy (checked in `cargo test`, f32 over a dense sweep, f64 sampled):
 //! `expm1` <= 8 ulp (`expm1_nonpos` <= 2), `ln` / `log1p` <= 3 ulp, `tanh`
-//! <= 8 ulp, `ndtr` and `norm_pdf` <= 8 ulp relative (f32) / 2e-15 relative
+//! <= 8 ulp, `ndtr` and the normal pdf <= 8 ulp relative (f32) / 2e-15 relative
 //! (f64), on the whole range where the result is a normal number. The f64 erfc fits were made with
 //! `mpmath.chebyfit`, the f32 one by weighted least squares against mpmath
 //! (see the comment above each table).
@@ -411,12 +411,6 @@ pub fn ndtr_from_tail<T: Float>(x: T, tail: T) -> T {
 #[inline(always)]
 pub fn ndtr<T: Float>(x: T) -> T {
     ndtr_from_tail(x, gauss_tail_pdf(x).0)
-}
-
-/// The standard normal pdf `exp(-x^2/2) / sqrt(2 pi)`, `x^2/2` split exactly.
-#[inline(always)]
-pub fn norm_pdf<T: Float>(x: T) -> T {
-    gauss_tail_pdf(x).1
 }
 
 #[cfg(test)]

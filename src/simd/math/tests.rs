@@ -230,6 +230,11 @@ fn erfc_ref(z: f64) -> f64 {
     }
 }
 
+/// The standard normal pdf, as gelu's backward gets it.
+fn norm_pdf<T: Float>(x: T) -> T {
+    gauss_tail_pdf(x).1
+}
+
 fn ndtr_ref(x: f64) -> f64 {
     // erfc_ref's exp(-z*z) loses z^2 ulp to the rounding of z; redo that
     // factor with x^2 split exactly (z = x / sqrt 2).
