@@ -19,6 +19,8 @@ pub use float::Float;
 /// AVX2 registers; the same number is used for f64 so results never depend on
 /// the instruction set.
 pub const LANES: usize = 16;
+// `hsum` and the transposes are written for 16 lanes.
+const _: () = assert!(LANES == 16);
 
 /// Ends one iteration of a loop over lane arrays. LLVM's loop vectoriser
 /// would otherwise vectorise the loop *across* chunks with strided gathers and
@@ -51,15 +53,13 @@ pub fn hmax<T: Float>(v: [T; LANES]) -> T {
 /// Horizontal sum of f64 lanes with a fixed pairwise order.
 #[inline(always)]
 pub fn hsum(v: [f64; LANES]) -> f64 {
-    let mut w = v;
-    let mut half = LANES / 2;
-    while half > 0 {
-        for i in 0..half {
-            w[i] += w[i + half];
-        }
-        half /= 2;
-    }
-    w[0]
+    // One fresh array per level (not one array updated in place, which LLVM
+    // compiled to scalar stores and wide reloads that stall store
+    // forwarding): the same pairwise order, as register halves.
+    let a: [f64; 8] = std::array::from_fn(|i| v[i] + v[i + 8]);
+    let b: [f64; 4] = std::array::from_fn(|i| a[i] + a[i + 4]);
+    let c: [f64; 2] = std::array::from_fn(|i| b[i] + b[i + 2]);
+    c[0] + c[1]
 }
 
 /// Compiles `fn name<T: Float>(args)` for each instruction set and dispatches
