@@ -64,9 +64,10 @@ pub trait Float:
     #[inline(always)]
     fn exp_biased_nonpos(hi: Self, lo: Self) -> Self {
         // exp_corr's range checks for hi <= 0 (NaN kept: comparisons with it
-        // are false), then the unchecked exp.
+        // are false), then the unchecked exp. `lo` is not cleared below the
+        // range (a NaN `lo` from `-inf - m`, say): such a result is replaced
+        // by 0 anyway.
         let min = Self::from_f64(Self::EXP_BIASED_MIN);
-        let lo = if hi > min { lo } else { Self::ZERO };
         let small = hi < min;
         let x = if small { min } else { hi };
         let e = Self::exp_biased_in_range(x, lo);
@@ -271,7 +272,7 @@ impl Float for f64 {
 }
 
 /// exp(hi + lo) in f32 as `(p, n)` with the value `p * 2^n`: Cody-Waite
-/// reduction by ln 2, Cephes' degree-6 minimax polynomial, FMA throughout.
+/// reduction by ln 2, a degree-6 minimax polynomial (`expm1_f32_poly`), FMA.
 /// `hi` is clamped to [-104, 89] (NaN kept); `n` is in [-150, 128].
 #[inline(always)]
 pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
@@ -301,11 +302,13 @@ fn expm1_f32_poly(x: f32, lo: f32) -> (f32, i32) {
     let n = t - MAGIC;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r) + lo;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
+    // q = r + r^2 P(r), P of degree 4: a minimax fit of (expm1(r) - r) / r^2
+    // on |r| <= 0.35 (reweighted least squares, mpmath reference; |error of
+    // q| <= 8.5e-9, 2.6e-8 relative, with the coefficients rounded to f32).
+    let mut p = 1.394_211e-3_f32;
+    p = p.mul_add(r, 8.363_769e-3);
+    p = p.mul_add(r, 4.166_636_2e-2);
+    p = p.mul_add(r, 1.666_657_3e-1);
     p = p.mul_add(r, 0.5);
     let q = p.mul_add(r * r, r);
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
@@ -324,8 +327,8 @@ pub fn exp_f32(hi: f32, lo: f32) -> f32 {
     p * s1 * s2
 }
 
-/// exp(hi + lo) in f64 as `(p, n)`: Cody-Waite reduction by ln 2, the
-/// degree-13 Taylor polynomial on |r| <= 0.35 (truncation < 5e-18), FMA.
+/// exp(hi + lo) in f64 as `(p, n)`: Cody-Waite reduction by ln 2, a
+/// degree-11 near-minimax polynomial on |r| <= 0.35 (`expm1_f64_poly`), FMA.
 /// `hi` is clamped to [-746, 710] (NaN kept).
 #[inline(always)]
 pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
@@ -354,18 +357,20 @@ fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     let n = t - MAGIC;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r) + lo;
-    let mut p: f64 = 1.0 / 6_227_020_800.0; // 1/13!
-    p = p.mul_add(r, 1.0 / 479_001_600.0);
-    p = p.mul_add(r, 1.0 / 39_916_800.0);
-    p = p.mul_add(r, 1.0 / 3_628_800.0);
-    p = p.mul_add(r, 1.0 / 362_880.0);
-    p = p.mul_add(r, 1.0 / 40_320.0);
-    p = p.mul_add(r, 1.0 / 5_040.0);
-    p = p.mul_add(r, 1.0 / 720.0);
-    p = p.mul_add(r, 1.0 / 120.0);
-    p = p.mul_add(r, 1.0 / 24.0);
-    p = p.mul_add(r, 1.0 / 6.0);
-    p = p.mul_add(r, 0.5);
+    // q = r + r^2 P(r), P of degree 9: mpmath.chebyfit of (expm1(r) - r) / r^2
+    // on |r| <= 0.35 at 50 digits; |error of q| <= 4.8e-17 relative with the
+    // coefficients rounded to f64. Two multiply-adds fewer than the degree-13
+    // Taylor polynomial it replaces (5e-18); exp stays within 2 ulp.
+    let mut p: f64 = 2.5101335854788522e-08;
+    p = p.mul_add(r, 2.7621324269313687e-07);
+    p = p.mul_add(r, 2.7557266442353424e-06);
+    p = p.mul_add(r, 2.4801518672268355e-05);
+    p = p.mul_add(r, 0.00019841269864364933);
+    p = p.mul_add(r, 0.0013888888918918907);
+    p = p.mul_add(r, 0.008333333333329796);
+    p = p.mul_add(r, 0.04166666666662068);
+    p = p.mul_add(r, 0.16666666666666669);
+    p = p.mul_add(r, 0.5000000000000001);
     let q = p.mul_add(r * r, r);
     let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
     (q, ni)
