@@ -517,29 +517,25 @@ multiversion! {
     /// `max - x_t + log(o + e_t)` when `e_t` underflows), the gradient
     /// `e * w_t * scale / (o + e_t)` and, at the target, `-o / (o + e_t) *
     /// w_t * scale`: nothing cancels when p_t -> 1, so neither needs f64
-    /// terms. `wt[j]` is row j's target weight (0 for an ignored or padding
-    /// row, which gets a zero gradient and loss); returns the lane losses.
+    /// terms. `tf[j]` is row j's target class (as T) and `wt[j]` its weight
+    /// (0 for an ignored or padding row, which gets a zero gradient and
+    /// loss); returns the lane losses. The targets are picked out and
+    /// written by selects in the passes over the classes, not by loads and
+    /// stores per lane.
     pub fn ce_index_cols<T: Float>(
         xg: &[T],
-        tl: &[usize; L],
+        tf: &[T; L],
         wt: &[f64; L],
         scale: f64,
         g: Option<&mut [T]>,
     ) -> [f64; L] {
         let ms = max_cols(xg);
-        let mut tf = [T::ZERO; L];
-        for j in 0..L {
-            tf[j] = T::from_f64(tl[j] as f64);
-        }
         let mut g = g;
+        let xt = pick_cols(xg, tf);
         let others = match g.as_deref_mut() {
-            Some(g) => store_others::<T, true>(xg, g, &ms, &tf),
-            None => store_others::<T, false>(xg, &mut [], &ms, &tf),
+            Some(g) => store_others::<T, true>(xg, g, &ms, tf),
+            None => store_others::<T, false>(xg, &mut [], &ms, tf),
         };
-        let mut xt = [T::ZERO; L];
-        for j in 0..L {
-            xt[j] = xg[tl[j] * L + j];
-        }
         // The per-lane terms in T (a quarter of the f64 vectors on AVX2): o / e_t
         // and 1 / (o + e_t) to 1/2 ulp, log1p to 3.
         let unbias = T::EXP_UNBIAS;
@@ -587,26 +583,27 @@ multiversion! {
                 c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale * inv[j].to_f64() / unbias) };
             }
             let ub = T::from_f64(unbias);
+            // (p_t - 1) w_t = -o / (o + e_t) w_t, stored at the lane's target
+            // (rows of weight 0 have none: class -1).
+            let mut gt = [T::ZERO; L];
+            let mut tg = [T::ZERO; L];
+            for j in 0..L {
+                gt[j] = T::from_f64((0.0 - (ot[j] * inv[j]).to_f64() * wt[j]) * scale);
+                tg[j] = if wt[j] != 0.0 { tf[j] } else { -T::ONE };
+            }
             // c == 0 marks an ignored or padding row (a NaN there must not
             // survive as 0 * NaN); a select on c itself, same type as the
             // data, stays vectorised where a test of `wt` was branched per lane.
+            let mut kf = T::ZERO;
             for o in g.chunks_exact_mut(L) {
                 for i in 0..L {
                     let v = o[i] * c[i] * ub;
-                    o[i] = if c[i] == T::ZERO { T::ZERO } else { v };
+                    let v = if c[i] == T::ZERO { T::ZERO } else { v };
+                    let t = gt[i];
+                    o[i] = if kf == tg[i] { t } else { v };
                 }
+                kf = kf + T::ONE;
                 crate::simd::lane_barrier();
-            }
-            // (p_t - 1) w_t = -o / (o + e_t) w_t, then stored at each lane's
-            // target.
-            let mut gt = [T::ZERO; L];
-            for j in 0..L {
-                gt[j] = T::from_f64((0.0 - (ot[j] * inv[j]).to_f64() * wt[j]) * scale);
-            }
-            for j in 0..L {
-                if wt[j] != 0.0 {
-                    g[tl[j] * L + j] = gt[j];
-                }
             }
         }
         loss
@@ -663,6 +660,25 @@ fn store_others<T: Float, const STORE: bool>(
     acc
 }
 
+/// Each lane's entry at its class `tf` (as T) from `L` interleaved rows: a
+/// select per vector.
+#[inline(always)]
+fn pick_cols<T: Float>(x: &[T], tf: &[T; L]) -> [T; L] {
+    let mut xt = [T::ZERO; L];
+    let mut kf = T::ZERO;
+    for a in x.chunks_exact(L) {
+        for i in 0..L {
+            // Both read first: a select of values (a select of the two
+            // addresses, then a load, was what `if .. { a[i] }` compiled to).
+            let (v, old) = (a[i], xt[i]);
+            xt[i] = if kf == tf[i] { v } else { old };
+        }
+        kf = kf + T::ONE;
+        lane_barrier();
+    }
+    xt
+}
+
 multiversion! {
     /// Cross-entropy with class indices and no label smoothing over rows shorter
     /// than `SHORT_ROW`: `L` rows at a time through [`ce_index_cols`] (gather,
@@ -684,20 +700,33 @@ multiversion! {
         let mut total = 0f64;
         for r0 in (0..rows).step_by(L) {
             let w = (rows - r0).min(L);
-            let mut tl = [0usize; L];
+            let mut tf = [T::ZERO; L];
             let mut wt = [0f64; L];
-            for j in 0..w {
-                let tg = t[r0 + j];
-                if tg != p.ignore_index {
-                    tl[j] = tg as usize;
-                    wt[j] = p.weight.map_or(1.0, |wv| wv[tl[j]].to_f64());
+            match (w, p.weight) {
+                // A full group without weights: lane-wise selects.
+                (L, None) => {
+                    let tt = &t[r0..r0 + L];
+                    for j in 0..L {
+                        let keep = tt[j] != p.ignore_index;
+                        tf[j] = if keep { T::from_f64(tt[j] as f64) } else { T::ZERO };
+                        wt[j] = if keep { 1.0 } else { 0.0 };
+                    }
+                }
+                _ => {
+                    for j in 0..w {
+                        let tg = t[r0 + j];
+                        if tg != p.ignore_index {
+                            tf[j] = T::from_f64(tg as f64);
+                            wt[j] = p.weight.map_or(1.0, |wv| wv[tg as usize].to_f64());
+                        }
+                    }
                 }
             }
             // Padding lanes repeat the last row; their weight is 0.
             rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut xg);
             let loss = ce_index_cols(
                 &xg,
-                &tl,
+                &tf,
                 &wt,
                 p.scale,
                 grad.is_some().then_some(&mut gg[..]),
