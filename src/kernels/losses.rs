@@ -602,7 +602,7 @@ multiversion! {
                     let t = gt[i];
                     o[i] = if kf == tg[i] { t } else { v };
                 }
-                kf = kf + T::ONE;
+                kf += T::ONE;
                 crate::simd::lane_barrier();
             }
         }
@@ -673,7 +673,7 @@ fn pick_cols<T: Float>(x: &[T], tf: &[T; L]) -> [T; L] {
             let (v, old) = (a[i], xt[i]);
             xt[i] = if kf == tf[i] { v } else { old };
         }
-        kf = kf + T::ONE;
+        kf += T::ONE;
         lane_barrier();
     }
     xt
