@@ -1,0 +1,105 @@
+"""A/B timing of two builds of logitkit, run alternately (not a pytest file).
+
+On a shared, noisy machine a table made today is not comparable with one
+made yesterday; two builds timed in alternation, each in its own process,
+are. Build the old revision into a second virtual environment, e.g.
+
+    git worktree add /tmp/old REV
+    (cd /tmp/old && python -m venv /tmp/oldvenv &&
+     VIRTUAL_ENV=/tmp/oldvenv /tmp/oldvenv/bin/pip install maturin numpy &&
+     VIRTUAL_ENV=/tmp/oldvenv /tmp/oldvenv/bin/maturin develop --release)
+
+then
+
+    python benches/ab.py /tmp/oldvenv/bin/python .venv/bin/python \\
+        --threads 1 --shape 262144 10 --ops softmax,log_softmax,ce_grad
+
+Each round runs both interpreters (the order alternating), each timing every
+op `--samples` times; the table gives the median over rounds of each
+process's median, and new / old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+WORKER = r"""
+import sys, time, json
+import numpy as np
+import logitkit as lk
+
+threads, rows, cols, dtype, ops, samples = sys.argv[1:7]
+lk.set_num_threads(int(threads))
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((int(rows), int(cols))) * 3).astype(dtype)
+g = rng.standard_normal(x.shape).astype(dtype)
+t = rng.integers(0, int(cols), int(rows))
+y = np.zeros_like(x)
+
+
+def op(name):
+    if name == "copy":
+        return lambda: np.copyto(y, x)
+    if name == "ce_grad":
+        return lambda: lk.cross_entropy(x, t, return_grad=True, grad_out=y)
+    if name == "ce":
+        return lambda: lk.cross_entropy(x, t)
+    if name.endswith("_backward"):
+        f = getattr(lk, name)
+        return lambda: f(g, x, out=y)
+    if name == "logsumexp":
+        return lambda: lk.logsumexp(x)
+    f = getattr(lk, name)
+    return lambda: f(x, out=y)
+
+
+fs = {n: op(n) for n in ["copy"] + ops.split(",")}
+for f in fs.values():
+    f()
+ts = {n: [] for n in fs}
+for _ in range(int(samples)):
+    for n, f in fs.items():
+        t0 = time.perf_counter()
+        f()
+        ts[n].append(time.perf_counter() - t0)
+print(json.dumps({n: sorted(v)[len(v) // 2] for n, v in ts.items()}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old", help="python of the environment with the old build")
+    ap.add_argument("new", help="python of the environment with the new build")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shape", type=int, nargs=2, default=[4096, 1000])
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--ops", default="softmax,log_softmax,ce_grad")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--samples", type=int, default=40)
+    a = ap.parse_args()
+    args = [str(a.threads), str(a.shape[0]), str(a.shape[1]), a.dtype, a.ops, str(a.samples)]
+    res: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+    for i in range(a.rounds):
+        order = [("old", a.old), ("new", a.new)]
+        if i % 2:
+            order.reverse()
+        for tag, py in order:
+            out = subprocess.run(
+                [py, "-c", WORKER, *args], capture_output=True, text=True, check=True
+            ).stdout
+            res[tag].append(json.loads(out.strip().splitlines()[-1]))
+    shape = f"{a.shape[0]}x{a.shape[1]}"
+    print(f"{shape} {a.dtype}, {a.threads} thread(s), {a.rounds} alternating rounds")
+    print(f"{'op':14s} {'old':>10s} {'new':>10s}  new/old")
+    for k in res["old"][0]:
+        o = statistics.median(r[k] for r in res["old"]) * 1e6
+        n = statistics.median(r[k] for r in res["new"]) * 1e6
+        print(f"{k:14s} {o:8.1f}us {n:8.1f}us  {n / o:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
