@@ -35,19 +35,19 @@ pub fn lane_barrier() {
 /// Horizontal max of a lane array with a fixed pairwise order (NaN ignored).
 #[inline(always)]
 pub fn hmax<T: Float>(v: [T; LANES]) -> T {
-    let mut w = v;
-    let mut half = LANES / 2;
-    while half > 0 {
-        for i in 0..half {
-            w[i] = if w[i + half] > w[i] {
-                w[i + half]
-            } else {
-                w[i]
-            };
+    // One fresh array per level, as in `hsum`.
+    #[inline(always)]
+    fn max2<T: Float>(a: T, b: T) -> T {
+        if b > a {
+            b
+        } else {
+            a
         }
-        half /= 2;
     }
-    w[0]
+    let a: [T; 8] = std::array::from_fn(|i| max2(v[i], v[i + 8]));
+    let b: [T; 4] = std::array::from_fn(|i| max2(a[i], a[i + 4]));
+    let c: [T; 2] = std::array::from_fn(|i| max2(b[i], b[i + 2]));
+    max2(c[0], c[1])
 }
 
 /// Horizontal sum of f64 lanes with a fixed pairwise order.
