@@ -620,7 +620,7 @@ multiversion! {
                     o[i] = if kf == tg[i] { t } else { v };
                 }
                 kf += T::ONE;
-                crate::simd::lane_barrier();
+                lane_barrier();
             }
         }
         loss
@@ -898,9 +898,7 @@ impl Pointwise {
             _ => Cost::Heavy,
         }
     }
-}
 
-impl Pointwise {
     /// `(loss, dloss/dx)` at one element; `pw` is the pos_weight (BceLogits).
     #[inline(always)]
     pub fn eval(self, x: f64, y: f64, pw: f64) -> (f64, f64) {
@@ -1091,7 +1089,7 @@ where
                 flush(o, j, n, &bl);
             }
         }
-        crate::simd::lane_barrier();
+        lane_barrier();
         j += L;
     }
     hsum(acc)

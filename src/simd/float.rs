@@ -98,7 +98,23 @@ pub trait Float:
     /// its `+ 1`, then `2^n q + (2^n - 1)` in one fused multiply-add (`2^n - 1`
     /// is exact while it matters). No cancellation near 0 (n = 0 there), and
     /// no second path for small `x`.
-    fn expm1_nonpos(x: Self) -> Self;
+    #[inline(always)]
+    fn expm1_nonpos(x: Self) -> Self {
+        // Below EXPM1_NONPOS_MIN the result rounds to -1, and 2^n stays normal.
+        let x = if x > Self::ZERO { Self::ZERO } else { x };
+        let min = Self::from_f64(Self::EXPM1_NONPOS_MIN);
+        let x = if x < min { min } else { x };
+        let (q, s) = Self::expm1_scaled(x);
+        Self::fma(q, s, s - Self::ONE)
+    }
+
+    /// `(expm1(r), 2^n)` with `x = n ln 2 + r`, for `x` in
+    /// `[EXPM1_NONPOS_MIN, 0]` (or NaN): the parts of [`Float::expm1_nonpos`].
+    fn expm1_scaled(x: Self) -> (Self, Self);
+
+    /// Where [`Float::expm1_nonpos`] clamps: its result is -1 below, and
+    /// `2^n` is normal above (f32: -87, n >= -126; f64: -708, n >= -1021).
+    const EXPM1_NONPOS_MIN: f64;
 
     /// Fused multiply-add `a * b + c` with one rounding (hardware FMA on the
     /// AVX2/AVX-512/NEON builds; correctly rounded everywhere, so every build
@@ -161,14 +177,14 @@ impl Float for f32 {
             e
         }
     }
+    const EXPM1_NONPOS_MIN: f64 = -87.0;
     #[inline(always)]
-    fn expm1_nonpos(x: Self) -> Self {
-        // Below -87 the result is -1 in f32, and 2^n stays normal (n >= -126).
-        let x = if x > 0.0 { 0.0 } else { x };
-        let x = if x < -87.0 { -87.0 } else { x };
+    fn expm1_scaled(x: Self) -> (Self, Self) {
         let (q, n) = expm1_f32_poly(x, -0.0);
-        let s = f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23));
-        q.mul_add(s, s - 1.0)
+        (
+            q,
+            f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23)),
+        )
     }
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
@@ -237,14 +253,14 @@ impl Float for f64 {
             e
         }
     }
+    const EXPM1_NONPOS_MIN: f64 = -708.0;
     #[inline(always)]
-    fn expm1_nonpos(x: Self) -> Self {
-        // Below -708 the result is -1 in f64, and 2^n stays normal (n >= -1021).
-        let x = if x > 0.0 { 0.0 } else { x };
-        let x = if x < -708.0 { -708.0 } else { x };
+    fn expm1_scaled(x: Self) -> (Self, Self) {
         let (q, n) = expm1_f64_poly(x, -0.0);
-        let s = f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52));
-        q.mul_add(s, s - 1.0)
+        (
+            q,
+            f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52)),
+        )
     }
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
