@@ -484,12 +484,18 @@ multiversion! {
                     while j < nf {
                         let a = ld(src(g.get().add(off), j, nf, &mut bg));
                         let zz = ld(src(z.get().add(off), j, nf, &mut bz));
-                        let mut s = ld(src(acc.get(), j, nf, &mut bs));
+                        let s0 = ld(src(acc.get(), j, nf, &mut bs));
                         let mut o = [T::ZERO; L];
                         for i in 0..L {
                             let v = a[i] * d(zz[i]);
                             o[i] = if zz[i].is_nan_() { zz[i] } else { v };
-                            s[i] += o[i].to_f64();
+                        }
+                        // A fresh array, not `s0` updated in place (which LLVM
+                        // kept on the stack: a store-forwarding stall per lane
+                        // array, half the kernel's time).
+                        let mut s = [0f64; L];
+                        for i in 0..L {
+                            s[i] = s0[i] + o[i].to_f64();
                         }
                         st(dst(y.get().add(off), j, nf, &mut by), o);
                         flush(y.get().add(off), j, nf, &by);

@@ -40,7 +40,7 @@ fn raise_max<T: Float>(b: &[T], mut vm: [T; L], m: &mut T, acc: &mut [f64; L]) -
         }
         lane_barrier();
     }
-    let bm = hmax(vm);
+    let bm = hmax(std::hint::black_box(vm));
     if bm > *m {
         if *m != T::NEG_INF {
             let f = (m.to_f64() - bm.to_f64()).exp();
