@@ -13,7 +13,7 @@ use super::RowOp;
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::ln;
-use crate::simd::{hmax, hsum, lane_barrier, Float, LANES as L};
+use crate::simd::{before_widening, hmax, hsum, lane_barrier, Float, LANES as L};
 
 /// Elements per block of the online pass: 16 vectors.
 pub(crate) const BLOCK: usize = 16 * L;
@@ -64,20 +64,6 @@ fn online_block<T: Float>(b: &[T], m: &mut T, acc: &mut [f64; L]) {
     let ms = raise_max(b, [T::NEG_INF; L], m, acc);
     // Summed in f64, so log_softmax keeps exp(-20) next to the max's 1.
     sum_exp(b, [ms; L], acc);
-}
-
-/// f32 values about to be widened to f64 go through `black_box` (a store
-/// and reloads): otherwise LLVM computes them at the width of the widening
-/// conversion's input, half a register (logsumexp 4096x1000, 1 thread: 0.88
-/// with AVX-512, 0.85 with AVX2). f64 values need no widening and pass as
-/// they are.
-#[inline(always)]
-fn before_widening<T: Float, const N: usize>(v: [T; N]) -> [T; N] {
-    if T::MANTISSA_DIGITS < 53 {
-        std::hint::black_box(v)
-    } else {
-        v
-    }
 }
 
 /// Adds `exp(x - ms)` (flushed below the normal range) lane-wise to `acc` in
