@@ -87,43 +87,44 @@ pub struct BadIndex {
     pub value: i64,
 }
 
-/// Validates class indices and returns the mean normaliser: the sum (in
-/// order, f64) of the weights of the non-ignored targets (their count when
-/// unweighted).
-pub fn index_weight_sum<T: Float>(
-    t: &[i64],
-    n: usize,
-    weight: Option<&[T]>,
-    ignore_index: i64,
-) -> Result<f64, BadIndex> {
-    // A negative index is a huge u64: one comparison covers both ends.
-    let bad = |v: i64| v != ignore_index && v as u64 >= n as u64;
-    // Checked without branches (vectorised; the loop with an early return
-    // and an f64 sum chained through every element took ~4 cycles per
-    // row), the position found by a second scan only when there is one.
-    let any_bad = t
-        .chunks(4096)
-        .any(|c| c.iter().fold(false, |a, &v| a | bad(v)));
-    if any_bad {
-        let pos = t.iter().position(|&v| bad(v)).unwrap_or(0);
-        return Err(BadIndex { pos, value: t[pos] });
-    }
-    Ok(match weight {
-        // The count is exact in f64: the same value as summing ones.
-        None => t
-            .iter()
-            .map(|&v| usize::from(v != ignore_index))
-            .sum::<usize>() as f64,
-        Some(ws) => {
-            let mut w = 0f64;
-            for &v in t {
-                if v != ignore_index {
-                    w += ws[v as usize].to_f64();
-                }
-            }
-            w
+multiversion! {
+    /// Validates class indices and returns the mean normaliser: the sum (in
+    /// order, f64) of the weights of the non-ignored targets (their count when
+    /// unweighted).
+    ///
+    /// One version per instruction set: the baseline build has no 64-bit
+    /// unsigned comparison and checked ~2.4 cycles per index (5 % of
+    /// 262144x10 cross-entropy at 1 thread).
+    pub fn index_weight_sum<T: Float>(t: &[i64], n: usize, weight: Option<&[T]>, ignore_index: i64) -> Result<f64, BadIndex> {
+        // A negative index is a huge u64: one comparison covers both ends.
+        let bad = |v: i64| v != ignore_index && v as u64 >= n as u64;
+        // Checked without branches (vectorised; the loop with an early return
+        // and an f64 sum chained through every element took ~4 cycles per
+        // row), the position found by a second scan only when there is one.
+        let any_bad = t
+            .chunks(4096)
+            .any(|c| c.iter().fold(false, |a, &v| a | bad(v)));
+        if any_bad {
+            let pos = t.iter().position(|&v| bad(v)).unwrap_or(0);
+            return Err(BadIndex { pos, value: t[pos] });
         }
-    })
+        Ok(match weight {
+            // The count is exact in f64: the same value as summing ones.
+            None => t
+                .iter()
+                .map(|&v| usize::from(v != ignore_index))
+                .sum::<usize>() as f64,
+            Some(ws) => {
+                let mut w = 0f64;
+                for &v in t {
+                    if v != ignore_index {
+                        w += ws[v as usize].to_f64();
+                    }
+                }
+                w
+            }
+        })
+    }
 }
 
 /// Position of the first NaN, if any.
