@@ -721,7 +721,7 @@ fn pick_cols<T: Float>(x: &[T], tf: &[T; L]) -> [T; L] {
     for a in x.chunks_exact(L) {
         for i in 0..L {
             let v = a[i];
-            xt[i] = xt[i] + if kf == tf[i] { v } else { -T::ZERO };
+            xt[i] += if kf == tf[i] { v } else { -T::ZERO };
         }
         kf += T::ONE;
         lane_barrier();
