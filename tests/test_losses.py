@@ -514,6 +514,31 @@ def test_bad_weight_smoothing_reduction_nan_probs():
         lk.binary_cross_entropy_with_logits(x, x, weight=np.ones(5))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bad_input_positions_past_the_first_scan_chunk(dtype):
+    # The checks scan chunks of 4096 elements; a bad element in a later
+    # chunk, or the last one, is still reported at its own position.
+    rows, n = 3000, 5
+    x = np.zeros((rows, n), dtype)
+    for r, c in [(2000, 3), (rows - 1, n - 1), (819, 1)]:
+        y = np.full((rows, n), 1 / n, dtype)
+        y[r, c] = np.nan
+        with pytest.raises(ValueError, match=rf"target\[{r}, {c}\] is NaN"):
+            lk.cross_entropy(x, y)
+        p = np.full(rows * n, 0.5, dtype)
+        p[r * n + c] = 1.5
+        with pytest.raises(ValueError, match=rf"probs\[{r * n + c}\] = 1.5 is not a probability"):
+            lk.binary_cross_entropy(p, np.zeros_like(p))
+        t = np.zeros(rows * 2, np.int64)
+        t[r * 2 + 1] = n
+        with pytest.raises(ValueError, match=rf"target\[{r * 2 + 1}\] = {n} is not a class index"):
+            lk.cross_entropy(np.zeros((rows * 2, n), dtype), t)
+    w = np.ones(5000, dtype)
+    w[4999] = -2.0
+    with pytest.raises(ValueError, match=r"weight\[4999\] = -2.0 is not a non-negative weight"):
+        lk.cross_entropy(np.zeros((2, 5000), dtype), [0, 1], weight=w)
+
+
 def test_bad_grad_out():
     x = np.zeros((4, 3), np.float32)
     t = [0, 1, 2, 0]
