@@ -141,7 +141,7 @@ DREF = {
     "softsign": lambda x: 1 / (1 + abs(x)) ** 2,
     "hard_sigmoid": lambda x: _step(-3 < x < 3, mp.mpf(1) / 6, 0),
     "hard_tanh": lambda x: _step(-2 < x < 0.5, 1, 0),
-    "hard_swish": lambda x: _step(x < -3, 0, _step(x <= 3, x / 3 + mp.mpf(0.5), 1)),
+    "hard_swish": lambda x: _step(x <= -3, 0, _step(x < 3, x / 3 + mp.mpf(0.5), 1)),
 }
 
 
@@ -279,9 +279,27 @@ KINK_GRADS = [
     ("celu", {"alpha": 2.0}, 0.0, 1.0),
     ("hard_tanh", {}, 1.0, 0.0),
     ("hard_sigmoid", {}, 3.0, 0.0),
-    ("hard_swish", {}, -3.0, -0.5),
-    ("hard_swish", {}, 3.0, 1.5),
+    # PyTorch 2.x: 0 at -3 and 1 at 3 (1.x gave -0.5 and 1.5).
+    ("hard_swish", {}, -3.0, 0.0),
+    ("hard_swish", {}, 3.0, 1.0),
+    ("hard_swish", {}, np.nextafter(-3.0, 0.0), np.nextafter(-3.0, 0.0) / 3 + 0.5),
+    ("hard_swish", {}, np.nextafter(3.0, 0.0), np.nextafter(3.0, 0.0) / 3 + 0.5),
 ]
+
+
+def test_hard_swish_is_x_from_3_on_without_overflow():
+    for dt in (np.float32, np.float64):
+        big = np.array([3.0, 7.5, np.finfo(dt).max / 2, np.finfo(dt).max], dt)
+        np.testing.assert_array_equal(lk.hard_swish(big), big)
+
+
+def test_logit_backward_is_nan_outside_0_1_without_eps():
+    for dt in (np.float32, np.float64):
+        p = np.array([-0.1, 1.1, 0.5], dt)
+        g = lk.logit_backward(np.ones(3, dt), p)
+        assert np.isnan(g[0]) and np.isnan(g[1]) and g[2] == 4.0
+        # With eps, PyTorch's gradient outside [eps, 1 - eps] is 0.
+        np.testing.assert_array_equal(lk.logit_backward(np.ones(3, dt), p, eps=0.01)[:2], 0)
 
 
 @pytest.mark.parametrize(("name", "params", "x", "want"), KINK_GRADS)

@@ -696,3 +696,53 @@ def test_bce_with_logits_hard_labels_match_float64_reference(dtype):
         ok = np.isfinite(want_l)
         assert np.all(np.abs(loss[ok] - want_l[ok]) <= tol * np.abs(want_l[ok]) + tiny)
         assert np.all(np.abs(g - want_g) <= tol * np.abs(want_g) + tiny)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_label_smoothing_gradient_is_finite_when_the_target_logit_is_minus_inf(dtype):
+    eps, n = 0.1, 3
+    x = np.array([[-np.inf, 0.0, 1.0]], dtype)
+    loss, g = lk.cross_entropy(x, np.array([0]), label_smoothing=eps, return_grad=True)
+    assert loss == np.inf
+    p = np.array([0.0, 1.0, np.e]) / (1.0 + np.e)
+    want = p - (eps / n + (1 - eps) * np.array([1.0, 0.0, 0.0]))
+    np.testing.assert_allclose(g[0], want, rtol=2e-6)
+    # x_t - max overflows (f32: -1.8e38 - 1.8e38): p_t is 0 all the same.
+    big = np.float32(1.8e38) if dtype == np.float32 else 1.7e308
+    loss, g = lk.cross_entropy(
+        np.array([[-big, big]], dtype), np.array([0]), label_smoothing=0.5, return_grad=True
+    )
+    np.testing.assert_allclose(g[0], [-0.75, 0.75], rtol=1e-6)
+
+
+def test_bce_with_logits_soft_targets_at_infinite_logits_give_the_limits():
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf])
+    y = np.array([0.25, 0.75, 1.0, 0.0])
+    loss, g = lk.binary_cross_entropy_with_logits(x, y, reduction="none", return_grad=True)
+    np.testing.assert_array_equal(loss, [np.inf, np.inf, 0.0, 0.0])
+    np.testing.assert_array_equal(g, [0.75, -0.75, 0.0, 0.0])
+    lw = lk.binary_cross_entropy_with_logits(
+        x[:2], y[:2], pos_weight=np.array([2.0]), reduction="none"
+    )
+    np.testing.assert_array_equal(lw, [np.inf, np.inf])
+
+
+def test_ignore_index_and_uint64_targets_out_of_int64_range_are_value_errors():
+    x = np.zeros((2, 3))
+    for bad in (2**63, -(2**70)):
+        with pytest.raises(ValueError, match="ignore_index = .* does not fit in a 64-bit integer"):
+            lk.cross_entropy(x, [0, 1], ignore_index=bad)
+        with pytest.raises(ValueError, match="ignore_index"):
+            lk.nll_loss(x, [0, 1], ignore_index=bad)
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        lk.cross_entropy(x, [0, 1], ignore_index=1.5)
+    with pytest.raises(
+        ValueError, match=r"target\[1\] = 18446744073709551615 is not a class index"
+    ):
+        lk.cross_entropy(x, np.array([0, 2**64 - 1], np.uint64), ignore_index=-1)
+    assert lk.cross_entropy(x, np.array([0, 1], np.uint64)) == pytest.approx(np.log(3))
+
+
+def test_binary_cross_entropy_rejects_targets_outside_0_1():
+    with pytest.raises(ValueError, match=r"target\[1\] = 3.0 is not a probability in \[0, 1\]"):
+        lk.binary_cross_entropy(np.array([0.5, 0.5]), np.array([0.0, 3.0]))

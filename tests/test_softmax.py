@@ -462,3 +462,18 @@ def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
     lk.softmax_backward(g, on_y, axis, out=on_y)
     assert np.array_equal(on_grad, want_g)
     assert np.array_equal(on_y, want_g)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_masked_entries_keep_their_value_when_the_unmasked_ones_are_all_minus_inf(axis):
+    x = np.full((3, 20), -np.inf)
+    keep = np.ones((3, 20), bool)
+    keep[:, ::3] = False
+    if axis == 0:
+        x, keep = x.T.copy(), keep.T.copy()
+    sm = lk.softmax(x, axis=axis, where=keep)
+    ls = lk.log_softmax(x, axis=axis, where=keep)
+    # Unmasked: an all -inf row is NaN (as without a mask); masked: 0 / -inf.
+    assert np.all(sm[~keep] == 0) and np.all(np.isnan(sm[keep]))
+    assert np.all(ls[~keep] == -np.inf) and np.all(np.isnan(ls[keep]))
+    np.testing.assert_array_equal(lk.logsumexp(x, axis=axis, where=keep), -np.inf)

@@ -141,7 +141,8 @@ fn logit_deriv<T: Float>(p: T, eps: Option<f64>) -> T {
     let d = T::ONE / (p * (T::ONE - p));
     match eps {
         Some(e) => sel(p < c(e) || p > c(1.0 - e), T::ZERO, d),
-        None => d,
+        // Outside [0, 1] logit is NaN, and so is its gradient (PyTorch).
+        None => sel(p < T::ZERO || p > T::ONE, T::NAN, d),
     }
 }
 
@@ -269,18 +270,20 @@ fn inside<T: Float>(x: T, lo: T, hi: T) -> T {
     sel(x > lo && x < hi, T::ONE, T::ZERO)
 }
 
-/// x * relu6(x + 3) / 6, with the limit 0 at -inf.
+/// x * relu6(x + 3) / 6, with the limit 0 at -inf; x itself from 3 on
+/// (where `x * 6 / 6` would overflow for x above max / 6).
 #[inline(always)]
 fn hard_swish<T: Float>(x: T) -> T {
     let y = x * clamp(x + c(3.0), T::ZERO, c(6.0)) / c(6.0);
-    sel(x <= c(-3.0), T::ZERO, y)
+    sel(x <= c(-3.0), T::ZERO, sel(x >= c(3.0), x, y))
 }
 
-/// PyTorch's hardswish_backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above.
+/// PyTorch's hardswish_backward (2.x): 0 up to -3, x/3 + 1/2 strictly
+/// between -3 and 3, 1 from 3 on.
 #[inline(always)]
 fn hard_swish_deriv<T: Float>(x: T) -> T {
     let mid = x / c(3.0) + c(0.5);
-    sel(x < c(-3.0), T::ZERO, sel(x <= c(3.0), mid, T::ONE))
+    sel(x <= c(-3.0), T::ZERO, sel(x < c(3.0), mid, T::ONE))
 }
 
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;

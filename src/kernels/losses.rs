@@ -537,6 +537,10 @@ multiversion! {
                         // The target entry p_t * a - (1 - eps) w_t - k w_t cancels
                         // when p_t -> 1: recompute it in f64 from x_t - max - log(sum).
                         let (h, l) = T::diff(xt, ms);
+                        // x_t - max = -inf (x_t = -inf, or the difference
+                        // overflows): p_t = 0, not exp(NaN) from TwoSum's
+                        // error term.
+                        let l = if h == T::NEG_INF { T::ZERO } else { l };
                         let pt = ((h.to_f64() - ls) + l.to_f64()).exp();
                         g[ti] = T::from_f64((pt * a - (1.0 - eps) * wt - k * wt) * p.scale);
                     }
@@ -969,14 +973,18 @@ impl Pointwise {
             }
             Pointwise::BceLogits => {
                 let (sp, s) = softplus_neg_abs_sigmoid(x);
+                // max(x, 0) - y x, and with pos_weight (1 - y) x + (1 + (pw
+                // - 1) y) softplus(-x), as (1 - y) max(x, 0) - pw y min(x,
+                // 0) + ..: at x = +-inf the limit (0 or +inf), not inf - inf.
                 if pw == 1.0 {
-                    (x.max(0.0) - times(y, x) + sp, s - y)
-                } else {
-                    // (1 - y) x + (1 + (pw - 1) y) softplus(-x)
-                    let lw = 1.0 + (pw - 1.0) * y;
-                    let spn = sp + (-x).max(0.0);
                     (
-                        times(1.0 - y, x) + times(lw, spn),
+                        times(1.0 - y, x.max(0.0)) - times(y, x.min(0.0)) + sp,
+                        s - y,
+                    )
+                } else {
+                    let lw = 1.0 + (pw - 1.0) * y;
+                    (
+                        times(1.0 - y, x.max(0.0)) - times(pw * y, x.min(0.0)) + times(lw, sp),
                         (1.0 - y) - lw * (1.0 - s),
                     )
                 }

@@ -206,6 +206,15 @@ fn rows_task<T: Float, Op: RowOp<T>>(
             ins_row[1] = &g[r * n..(r + 1) * n];
         }
         op.rows(&ins_row[..ins.len()], o, n);
+        if per_row == n {
+            // Masked entries are the masked value even where the rest of
+            // the row is NaN (all its unmasked entries -inf, say).
+            for (v, &keep) in o.iter_mut().zip(mr) {
+                if keep == 0 {
+                    *v = op.masked_fill();
+                }
+            }
+        }
     }
 }
 
@@ -273,7 +282,9 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
             *dst.get().add(o * inner + c) = v;
         } else {
             for k in 0..n {
-                let v = if full_masked {
+                // A masked entry is the masked value (see `rows_task`).
+                let masked = mask.is_some_and(|m| m[base[j] + k * inner] == 0);
+                let v = if full_masked || masked {
                     op.masked_fill()
                 } else {
                     res[k * L + j]

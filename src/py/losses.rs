@@ -192,6 +192,28 @@ enum ClassLoss {
     Nll,
 }
 
+/// `ignore_index` as an int64 (-100 when not given): a ValueError naming it
+/// when the integer does not fit, a TypeError when it is not an integer.
+fn ignore_index_arg(v: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+    let Some(v) = v else { return Ok(-100) };
+    if v.is_none() {
+        return Ok(-100);
+    }
+    match v.extract::<i64>() {
+        Ok(i) => Ok(i),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(v.py()) => {
+            Err(PyValueError::new_err(format!(
+                "ignore_index = {} does not fit in a 64-bit integer",
+                v.repr()?
+            )))
+        }
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "ignore_index must be an integer, got {}",
+            v.get_type().name()?
+        ))),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn class_typed<T: Elem>(
     py: Python<'_>,
@@ -356,6 +378,22 @@ fn class_loss<'py>(
                     shape_str(&tshape)
                 )));
             }
+            if tkind == b'u' && t.dtype().itemsize() == 8 {
+                // uint64 beyond int64's range would wrap to a negative index.
+                let flat = t.call_method0("ravel")?;
+                let big = numpy(py)?.call_method1(
+                    "flatnonzero",
+                    (flat.call_method1("__gt__", (i64::MAX as u64,))?,),
+                )?;
+                if big.len()? > 0 {
+                    let pos: usize = big.get_item(0)?.extract()?;
+                    let value: u64 = flat.get_item(pos)?.extract()?;
+                    return Err(PyValueError::new_err(format!(
+                        "{} = {value} is not a class index for {n} classes",
+                        pos_str("target", &tshape, pos)
+                    )));
+                }
+            }
             let i64t = numpy(py)?
                 .call_method1("ascontiguousarray", (&t, "int64"))?
                 .cast_into::<PyUntypedArray>()?;
@@ -492,7 +530,7 @@ fn class_loss<'py>(
 /// >>> cross_entropy([[2.0, 0.0, -1.0]], [0])
 /// 0.16984602...
 #[pyfunction]
-#[pyo3(signature = (logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction="mean", return_grad=false, grad_out=None), text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction='mean', return_grad=False, grad_out=None)")]
+#[pyo3(signature = (logits, target, *, axis=-1, weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", return_grad=false, grad_out=None), text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction='mean', return_grad=False, grad_out=None)")]
 #[allow(clippy::too_many_arguments)]
 fn cross_entropy<'py>(
     py: Python<'py>,
@@ -500,7 +538,7 @@ fn cross_entropy<'py>(
     target: &Bound<'py, PyAny>,
     axis: isize,
     weight: Option<&Bound<'py, PyAny>>,
-    ignore_index: i64,
+    ignore_index: Option<&Bound<'py, PyAny>>,
     label_smoothing: f64,
     reduction: &str,
     return_grad: bool,
@@ -514,7 +552,7 @@ fn cross_entropy<'py>(
         target,
         axis,
         weight,
-        ignore_index,
+        ignore_index_arg(ignore_index)?,
         label_smoothing,
         reduction,
         return_grad,
@@ -531,7 +569,7 @@ fn cross_entropy<'py>(
 /// >>> nll_loss([[-0.1, -2.3]], [1])
 /// 2.3
 #[pyfunction]
-#[pyo3(signature = (log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean", return_grad=false, grad_out=None), text_signature = "(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction='mean', return_grad=False, grad_out=None)")]
+#[pyo3(signature = (log_probs, target, *, axis=-1, weight=None, ignore_index=None, reduction="mean", return_grad=false, grad_out=None), text_signature = "(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction='mean', return_grad=False, grad_out=None)")]
 #[allow(clippy::too_many_arguments)]
 fn nll_loss<'py>(
     py: Python<'py>,
@@ -539,7 +577,7 @@ fn nll_loss<'py>(
     target: &Bound<'py, PyAny>,
     axis: isize,
     weight: Option<&Bound<'py, PyAny>>,
-    ignore_index: i64,
+    ignore_index: Option<&Bound<'py, PyAny>>,
     reduction: &str,
     return_grad: bool,
     grad_out: Option<&Bound<'py, PyAny>>,
@@ -552,7 +590,7 @@ fn nll_loss<'py>(
         target,
         axis,
         weight,
-        ignore_index,
+        ignore_index_arg(ignore_index)?,
         0.0,
         reduction,
         return_grad,
@@ -594,6 +632,14 @@ fn pointwise_typed<T: Elem>(
                 "{} = {:?} is not a probability in [0, 1]",
                 pos_str(input_name, shape, i),
                 xs[i].to_f64()
+            )));
+        }
+        // As PyTorch, which requires targets in [0, 1] here too.
+        if let Some(i) = first_not_prob(ys) {
+            return Err(PyValueError::new_err(format!(
+                "{} = {:?} is not a probability in [0, 1]",
+                pos_str("target", shape, i),
+                ys[i].to_f64()
             )));
         }
     }
