@@ -126,7 +126,10 @@ def _run(*args, cwd):
         (["train", "short.csv", "--target", "label"], "line 3 has 2 fields"),
         (["train", "train.npz", "--target", "nope"], "no array 'nope'"),
         (["train", "mismatch.npz", "--target", "y"], "X has 300 rows but 'y' has 10"),
-        (["train", "train.npz", "--target", "cont"], "does not look like class labels"),
+        (["train", "train.npz", "--target", "cont"], "class labels (use --regression"),
+        (["train", "cont.csv", "--target", "label"], "not class labels (use --regression"),
+        (["train", "nanlab.csv", "--target", "label"], "missing label in 'label' at row 3"),
+        (["train", "onlytarget.csv", "--target", "label"], "no feature columns besides"),
         (["predict", "nomodel.npz", "train.csv"], "nomodel.npz: no such file"),
         (["predict", "train.csv", "train.csv"], "not a logitkit model file"),
         (["train", "train.csv", "--target", "label", "--epochs", "0"], "--epochs must be >= 1"),
@@ -139,9 +142,32 @@ def test_bad_input_gives_one_error_line_and_no_model(data, args, msg):
     _csv(data / "nan.csv", Xn, ["a"] * 300)
     (data / "short.csv").write_text("f0,f1,label\n1,2,a\n3,b\n")
     np.savez(data / "mismatch.npz", X=X, y=np.arange(10))
+    # 60 distinct floats: too few rows for the distinct-value count to tell.
+    _csv(data / "cont.csv", X[:60], [f"{v:.6f}" for v in X[:60, 0]])
+    _csv(data / "nanlab.csv", X[:6], ["a", "b", "nan", "a", "b", "a"])
+    (data / "onlytarget.csv").write_text("label\n0\n1\n0\n1\n")
     r = _run(*args, "-o", "out.npz", cwd=data) if args[0] == "train" else _run(*args, cwd=data)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert msg in r.stderr
     assert not os.path.exists(data / "out.npz")
     assert not [p for p in os.listdir(data) if p.endswith(".tmp")]
+
+
+def test_csv_with_a_byte_order_mark_reads_the_first_column_name(data):
+    # Excel's "CSV UTF-8" starts with a byte-order mark; the target is the
+    # first column here, so the mark would otherwise become part of its name.
+    rng = np.random.default_rng(2)
+    rows = [f"{'ab'[i % 2]},{rng.normal():.4f},{rng.normal():.4f}" for i in range(40)]
+    (data / "bom.csv").write_text("\ufefflabel,f0,f1\n" + "\n".join(rows) + "\n", "utf-8")
+    r = _run("train", "bom.csv", "--target", "label", "--epochs", "1", "-o", "m.npz", cwd=data)
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(data / "m.npz")
+
+
+def test_output_in_a_missing_directory_is_an_error_before_training(data):
+    r = _run("train", "train.csv", "--target", "label", "-o", "nodir/m.npz", cwd=data)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "nodir/m.npz: directory" in r.stderr and "does not exist" in r.stderr
+    assert "Trained" not in r.stdout

@@ -116,3 +116,25 @@ def test_regressor_fits_and_scores():
 def test_unsupported_solver_is_a_clear_error():
     with pytest.raises(ValueError, match="solver='lbfgs' is not supported"):
         lk.MLPClassifier(solver="lbfgs").fit([[0.0], [1.0]], [0, 1])
+
+
+def test_partial_fit_rejects_other_classes_on_a_later_call():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), np.arange(20) % 2
+    c = lk.MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    c.partial_fit(X, y, classes=[0, 1])
+    c.partial_fit(X, y, classes=[1, 0])  # the same set
+    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+        c.partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_best_loss_is_none_with_early_stopping_as_in_scikit_learn():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), np.arange(60) % 2
+    c = lk.MLPClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=5, random_state=0)
+    assert c.fit(X, y).best_loss_ is None
+    c = lk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    assert np.isfinite(c.fit(X, y).best_loss_)
+    c = lk.MLPClassifier(hidden_layer_sizes=(4,), early_stopping=True, random_state=0)
+    c.partial_fit(X, y, classes=[0, 1])
+    assert np.isfinite(c.best_loss_)

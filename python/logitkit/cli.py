@@ -131,7 +131,9 @@ def _read_table(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray |
     if not path.endswith(".csv"):
         raise UserError(f"{path}: expected a .csv or .npz file")
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of
+        # the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read ({e})") from None
@@ -154,6 +156,8 @@ def _read_table(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray |
         t = header.index(target)
         y = np.array([v.strip() for v in cols[t]])
         feat.remove(t)
+    if not feat:
+        raise UserError(f"{path}: no feature columns besides the target {target!r}")
     X = np.empty((len(body), len(feat)), np.float64)
     for j, c in enumerate(feat):
         try:
@@ -186,6 +190,41 @@ def _as_features(X: np.ndarray, path: str, names: list[str] | None = None) -> np
     return X
 
 
+def _check_output_dir(path: str | None) -> None:
+    """A user error, before any work, when ``path``'s directory does not exist."""
+    if path in (None, "-"):
+        return
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise UserError(f"{path}: directory {d} does not exist")
+
+
+def _check_labels(y: np.ndarray, path: str, target: str) -> None:
+    """Class labels are strings or integers: a missing label, or a column of
+    numbers that are not all integers (a continuous target), is a user error."""
+    if y.dtype.kind == "f":
+        vals = y.astype(np.float64)
+    elif y.dtype.kind in "US":
+        low = np.char.lower(y.astype(str))
+        missing = np.flatnonzero((low == "") | (low == "nan") | (low == "na"))
+        if len(missing):
+            i = missing[0]
+            raise UserError(f"{path}: missing label in {target!r} at row {i + 1} ({str(y[i])!r})")
+        try:
+            vals = y.astype(np.float64)
+        except ValueError:
+            return  # text labels
+    else:
+        return  # integer or boolean labels
+    bad = np.flatnonzero(~np.isfinite(vals) | (vals != np.round(vals)))
+    if len(bad):
+        i = bad[0]
+        raise UserError(
+            f"{path}: {target!r} holds numbers that are not integers ({str(y[i])!r} at row"
+            f" {i + 1}): not class labels (use --regression for a numeric target)"
+        )
+
+
 def _train(args: argparse.Namespace) -> int:
     import logitkit as lk
 
@@ -193,10 +232,13 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     if any(h < 1 for h in args.hidden):
         raise UserError(f"--hidden sizes must be >= 1, got {args.hidden}")
+    _check_output_dir(args.output)
     X, y, names = _read_table(args.data, args.target)
     assert y is not None
     if len(y) != len(X):
         raise UserError(f"{args.data}: X has {len(X)} rows but {args.target!r} has {len(y)}")
+    if not args.regression:
+        _check_labels(y, args.data, args.target)
     mean, std = X.mean(axis=0), X.std(axis=0)
     std[std == 0] = 1.0
     Xs = ((X - mean) / std).astype(np.float32)
@@ -216,7 +258,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         classes, target = np.unique(y, return_inverse=True)
         if len(classes) < 2:
-            raise UserError(f"{args.target!r} has only one class ({classes[0]!r})")
+            raise UserError(f"{args.target!r} has only one class ({str(classes[0])!r})")
         if len(classes) > max(100, len(y) // 2):
             raise UserError(
                 f"{args.target!r} has {len(classes)} distinct values for {len(y)} rows:"
@@ -250,6 +292,8 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .nn import MLP
 
+    _check_output_dir(args.output)
+
     try:
         model = MLP.load(args.model)
     except FileNotFoundError:
@@ -261,7 +305,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"{args.model}: was not written by 'logitkit train' (no feature metadata)")
     tgt = None
     if args.data.endswith(".csv") and os.path.exists(args.data):
-        with open(args.data, newline="") as f:
+        with open(args.data, newline="", encoding="utf-8-sig") as f:
             header = [h.strip() for h in next(csv.reader(f), [])]
         tgt = meta["target"] if meta["target"] in header else None
     X, y, names = _read_table(args.data, tgt)

@@ -56,8 +56,11 @@ class _SklearnStopping(Callback):
                 improved = True
         else:
             loss = est.loss_curve_[-1]
-            improved = loss < est.best_loss_ - est.tol
-            est.best_loss_ = min(est.best_loss_, loss)
+            # None with early_stopping=True (partial_fit runs without a
+            # validation split).
+            best = math.inf if est.best_loss_ is None else est.best_loss_
+            improved = loss < best - est.tol
+            est.best_loss_ = min(best, loss)
         est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
         if est._no_improvement_count > est.n_iter_no_change:
             if est.learning_rate == "adaptive" and model.optimizer.lr > 1e-6:
@@ -207,7 +210,9 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ = []
         self.n_iter_ = 0
         self.t_ = 0
-        self.best_loss_ = math.inf
+        # As scikit-learn: the best training loss is tracked only without
+        # early stopping (which tracks the validation score instead).
+        self.best_loss_ = None if self.early_stopping else math.inf
         self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_ = []
@@ -416,6 +421,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             Y = self._encode(y, reset=True, classes=classes)
             self._new_model(X.shape[1], max(len(self.classes_), 2))
         else:
+            if incremental and classes is not None:
+                given = np.unique(np.asarray(classes))
+                if not np.array_equal(given, self.classes_):
+                    # scikit-learn's own message for this.
+                    raise ValueError(
+                        f"classes={given.tolist()} is not the same as on last call to"
+                        f" partial_fit, was: {self.classes_.tolist()}"
+                    )
             Y = self._encode(y, reset=False)
         self._y_raw = y
         epochs = 1 if incremental else int(self.max_iter)
