@@ -196,6 +196,23 @@ def test_resume_from_checkpoint_matches_uninterrupted_training_bit_for_bit(
     c.fit(Xtr, ytr, epochs=2, batch_size=50, verbose=0)
     assert np.array_equal(a.weights_flat, c.weights_flat)
     assert np.array_equal(a.biases_flat, c.biases_flat)
+
+
+def test_resume_with_a_validation_split_drawn_from_the_fit_seed(tmp_path, digits):
+    # The split of a fit given seed=3 (not the model's seed 1) is drawn
+    # again from 3 when the loaded model resumes without a seed.
+    Xtr, _, ytr, _ = digits
+    kw = dict(batch_size=50, validation_split=0.2, verbose=0)
+    a = nn.MLP([64, 32, 10], seed=1)
+    ha = a.fit(Xtr, ytr, epochs=4, seed=3, **kw)
+    b = nn.MLP([64, 32, 10], seed=1)
+    b.fit(Xtr, ytr, epochs=2, seed=3, **kw)
+    b.save(tmp_path / "ckpt.npz")
+    c = nn.MLP.load(tmp_path / "ckpt.npz")
+    hc = c.fit(Xtr, ytr, epochs=2, **kw)
+    assert np.array_equal(a.weights_flat, c.weights_flat)
+    assert np.array_equal(a.biases_flat, c.biases_flat)
+    assert ha.history["val_loss"][2:] == hc.history["val_loss"]
     assert not np.array_equal(b.weights_flat, c.weights_flat)
 
 

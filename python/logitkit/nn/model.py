@@ -165,6 +165,9 @@ class MLP:
         self.epochs_trained = 0
         self.metadata: dict[str, Any] = {}
         self._rng: np.random.Generator | None = None
+        # The seed of the last fit that was given one: a later fit without a
+        # seed (a resumed run) draws the same validation split from it.
+        self._fit_seed: int | None = None
         self._ws: OrderedDict[int, _Workspace] = OrderedDict()
         self.reset_parameters(seed)
 
@@ -508,7 +511,9 @@ class MLP:
         without validation data) and restores the best weights.
         clip_grad_norm: rescales the gradient to this global L2 norm when above.
         sample_weight: per-row weights; class_weight: per-class weights
-        (length ``n_outputs``). seed: shuffling seed (default: the model's).
+        (length ``n_outputs``). seed: shuffling and validation-split seed
+        (default: the last fit's seed, else the model's); a given seed restarts
+        the shuffling, so resume a loaded model with ``fit`` without one.
         verbose: 0 silent, 1 a progress bar (tqdm when installed).
         Returns a ``History``.
         """
@@ -535,7 +540,9 @@ class MLP:
             xv = self._check_X(validation_data[0], "validation X")
             val = (xv, self._check_y(validation_data[1], len(xv), "validation y"), None)
         elif validation_split > 0:
-            perm = np.random.default_rng(self.seed if seed is None else seed).permutation(len(x))
+            split_seed = seed if seed is not None else self._fit_seed
+            perm = np.random.default_rng(self.seed if split_seed is None else split_seed)
+            perm = perm.permutation(len(x))
             nv = max(1, int(round(len(x) * validation_split)))
             if nv >= len(x):
                 raise ValueError("validation_split leaves no training rows")
@@ -569,6 +576,8 @@ class MLP:
             self.schedule.attach(opt)
         if seed is not None or self._rng is None:
             self._rng = np.random.default_rng(self.seed if seed is None else seed)
+        if seed is not None:
+            self._fit_seed = int(seed)
 
         cbs = list(callbacks)
         if early_stopping is not False and early_stopping is not None:
@@ -669,6 +678,7 @@ class MLP:
             "epochs_trained": self.epochs_trained,
             "metadata": self.metadata,
             "rng": None if self._rng is None else self._rng.bit_generator.state,
+            "fit_seed": self._fit_seed,
             "schedule": None,
             "optimizer": None,
         }
@@ -720,6 +730,7 @@ class MLP:
         if meta["rng"] is not None:
             m._rng = np.random.default_rng()
             m._rng.bit_generator.state = meta["rng"]
+        m._fit_seed = meta.get("fit_seed")
         if meta["optimizer"] is not None:
             opt = make_optimizer(meta["optimizer"])
             opt.bind(m._groups())
