@@ -746,3 +746,17 @@ def test_ignore_index_and_uint64_targets_out_of_int64_range_are_value_errors():
 def test_binary_cross_entropy_rejects_targets_outside_0_1():
     with pytest.raises(ValueError, match=r"target\[1\] = 3.0 is not a probability in \[0, 1\]"):
         lk.binary_cross_entropy(np.array([0.5, 0.5]), np.array([0.0, 3.0]))
+
+
+def test_kl_div_propagates_nan_input_and_rejects_negative_targets_as_nan():
+    x = np.array([-1.0, np.nan, np.nan, -np.inf, 0.3])
+    y = np.array([-0.5, 0.0, 0.5, 0.0, 0.0])
+    loss = lk.kl_div(x, y, reduction="none")
+    # NaN input and a negative target give NaN; a zero target gives 0 even
+    # at a -inf input (documented; PyTorch gives NaN there).
+    assert np.isnan(loss[:3]).all()
+    np.testing.assert_array_equal(loss[3:], 0.0)
+    lt = lk.kl_div(
+        np.array([np.nan, 1.0]), np.array([-np.inf, -np.inf]), log_target=True, reduction="none"
+    )
+    assert np.isnan(lt[0]) and lt[1] == 0.0

@@ -314,3 +314,10 @@ def test_initialisations_have_their_documented_scale(init, w_std, bias_zero):
     # The same seed gives the same weights; another seed other weights.
     assert np.array_equal(W, nn.MLP([400, 200, 10], init=init, seed=0).layers[0].W)
     assert not np.array_equal(W, nn.MLP([400, 200, 10], init=init, seed=1).layers[0].W)
+
+
+def test_save_into_a_missing_directory_names_the_path(tmp_path):
+    m = nn.MLP([3, 2], seed=0)
+    with pytest.raises(FileNotFoundError, match="nodir"):
+        m.save(tmp_path / "nodir" / "m.npz")
+    assert not list(tmp_path.iterdir())

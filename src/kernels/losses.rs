@@ -990,14 +990,19 @@ impl Pointwise {
                 }
             }
             Pointwise::KlDiv { log_target } => {
+                // A zero target contributes 0 whatever the input (0 log 0 is
+                // 0, and so is 0 * -inf) except a NaN input, which propagates;
+                // a negative target is NaN (its log), as in PyTorch.
                 if log_target {
                     let ey = <f64 as Float>::exp(y);
-                    (times(ey, y - x), -ey)
+                    let l = times(ey, y - x);
+                    (if x.is_nan() { x } else { l }, -ey)
                 } else {
                     // ln(y) computed for every lane (a select, so the loop
-                    // vectorises); 0 * log 0 is 0.
+                    // vectorises).
                     let l = y * (ln(y) - x);
-                    (if y > 0.0 { l } else { 0.0 }, -y)
+                    let zero = if x.is_nan() { x } else { 0.0 };
+                    (if y == 0.0 { zero } else { l }, -y)
                 }
             }
             Pointwise::Focal { alpha, gamma } => {

@@ -694,6 +694,8 @@ class MLP:
             arrays.update({f"opt.{k}": v for k, v in oarr.items()})
         blob = np.array(json.dumps(meta, default=_json_default))
         d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise FileNotFoundError(f"{path!r}: directory {d!r} does not exist")
         fd, tmp = tempfile.mkstemp(prefix=".logitkit-", suffix=".tmp", dir=d)
         try:
             with os.fdopen(fd, "wb") as f:
