@@ -760,3 +760,16 @@ def test_kl_div_propagates_nan_input_and_rejects_negative_targets_as_nan():
         np.array([np.nan, 1.0]), np.array([-np.inf, -np.inf]), log_target=True, reduction="none"
     )
     assert np.isnan(lt[0]) and lt[1] == 0.0
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 1.5, 2.0])
+def test_sigmoid_focal_loss_at_infinite_logits_is_the_finite_limit(gamma):
+    y = np.array([1.0, 0.0, 0.0, 1.0])
+    inf = np.array([np.inf, -np.inf, np.inf, -np.inf])
+    loss, g = lk.sigmoid_focal_loss(inf, y, gamma=gamma, reduction="none", return_grad=True)
+    np.testing.assert_array_equal(loss, [0.0, 0.0, np.inf, np.inf])
+    _, g_big = lk.sigmoid_focal_loss(
+        np.sign(inf) * 1e300, y, gamma=gamma, reduction="none", return_grad=True
+    )
+    np.testing.assert_allclose(g, g_big, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(g, [0.0, 0.0, 0.75, -0.25], rtol=1e-12)

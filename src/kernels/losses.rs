@@ -1007,7 +1007,8 @@ impl Pointwise {
             }
             Pointwise::Focal { alpha, gamma } => {
                 let (sp, p) = softplus_neg_abs_sigmoid(x);
-                let ce = x.max(0.0) - times(y, x) + sp;
+                // BCE with logits as in its own arm: the limit at x = +-inf.
+                let ce = times(1.0 - y, x.max(0.0)) - times(y, x.min(0.0)) + sp;
                 let pt = p * y + (1.0 - p) * (1.0 - y);
                 let u = (1.0 - pt).max(0.0);
                 // m = u^gamma and m' = gamma u^(gamma - 1): exact products for
@@ -1032,7 +1033,8 @@ impl Pointwise {
                 } else {
                     1.0
                 };
-                (at * ce * m, at * ((p - y) * m + times(ce, dm)))
+                // times(dm, ce): dm is 0 where ce is +inf (|x| = inf).
+                (at * ce * m, at * ((p - y) * m + times(dm, ce)))
             }
         }
     }
