@@ -206,7 +206,7 @@ def _check_labels(y: np.ndarray, path: str, target: str) -> None:
         vals = y.astype(np.float64)
     elif y.dtype.kind in "US":
         low = np.char.lower(y.astype(str))
-        missing = np.flatnonzero((low == "") | (low == "nan") | (low == "na"))
+        missing = np.flatnonzero((low == "") | (low == "nan"))
         if len(missing):
             i = missing[0]
             raise UserError(f"{path}: missing label in {target!r} at row {i + 1} ({str(y[i])!r})")
