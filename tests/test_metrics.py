@@ -62,5 +62,38 @@ def test_metrics_bad_input():
         lk.one_hot([-1], 3)
     with pytest.raises(ValueError, match=r"pred\[0\] = 3 is not a class index for 2"):
         lk.confusion_matrix([0], [3], num_classes=2)
-    with pytest.raises(ValueError, match="k must be positive"):
+    with pytest.raises(ValueError, match="k must be >= 1"):
         lk.top_k_accuracy(np.zeros((2, 3)), [0, 1], 0)
+    for bad in (None, 1.5, True, "2"):
+        with pytest.raises(TypeError, match="k must be an integer"):
+            lk.top_k_accuracy(np.zeros((2, 3)), [0, 1], bad)
+        with pytest.raises(TypeError, match="num_classes must be an integer"):
+            lk.one_hot([1], bad)
+        if bad is not None:  # None: inferred from the labels
+            with pytest.raises(TypeError, match="num_classes must be an integer"):
+                lk.confusion_matrix([0, 1], [1, 1], bad)
+    with pytest.raises(ValueError, match="num_classes must be >= 0"):
+        lk.confusion_matrix(np.array([], int), np.array([], int), -1)
+    with pytest.raises(ValueError, match=r"labels\[0\] = 9223372036854775808 is not a class"):
+        lk.one_hot(np.array([2**63], np.uint64), 3)
+    with pytest.raises(ValueError, match=r"target has shape \(2, 2\), but pred has shape \(4,\)"):
+        lk.confusion_matrix(np.zeros((2, 2), int), np.zeros(4, int))
+
+
+def test_metrics_accept_empty_lists():
+    assert lk.one_hot([], 3).shape == (0, 3)
+    assert lk.accuracy(np.zeros((0, 3)), []) == 0.0
+    assert lk.top_k_accuracy(np.zeros((0, 3)), [], 2) == 0.0
+    assert lk.confusion_matrix([], []).shape == (0, 0)
+
+
+def test_top_1_accuracy_is_accuracy_with_ties_and_nan():
+    s = np.array([[0.0, 0.0, 0.0], [1, 1, 0], [2, 5, 5], [np.nan, 1, 2]])
+    for t in ([2, 1, 2, 0], [0, 0, 1, 1]):
+        assert lk.top_k_accuracy(s, t, 1) == lk.accuracy(s, t)
+    # Ties ranked by class index: class 2 of a constant row is third.
+    assert [lk.top_k_accuracy(s[:1], [2], k) for k in (1, 2, 3)] == [0.0, 0.0, 1.0]
+    # NaN ranks highest, as in np.argmax: a NaN target score is first.
+    assert lk.top_k_accuracy(s[3:], [0], 1) == 1.0
+    assert lk.top_k_accuracy(s[3:], [2], 1) == 0.0
+    assert lk.top_k_accuracy(s[3:], [2], 2) == 1.0

@@ -321,3 +321,38 @@ def test_save_into_a_missing_directory_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nodir"):
         m.save(tmp_path / "nodir" / "m.npz")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_reused_early_stopping_does_not_restore_an_earlier_fits_weights(digits):
+    Xtr, Xte, ytr, yte = digits
+    es = nn.EarlyStopping(patience=2, min_delta=0.0)
+    a = nn.MLP([64, 16, 10], seed=0)
+    a.fit(Xtr, ytr, epochs=6, validation_data=(Xte, yte), early_stopping=es, verbose=0)
+    b = nn.MLP([64, 16, 10], seed=5)
+    before = b.weights_flat.copy()
+    b.fit(Xtr, ytr, epochs=0, early_stopping=es, verbose=0)
+    np.testing.assert_array_equal(b.weights_flat, before)
+    c = nn.MLP([64, 7, 10], seed=5)  # another shape: must not even try
+    c.fit(Xtr, ytr, epochs=0, early_stopping=es, verbose=0)
+
+
+def test_fit_validates_epochs_batch_size_and_validation_data(digits):
+    Xtr, Xte, ytr, yte = digits
+    m = nn.MLP([64, 8, 10], seed=0)
+    for bad in (None, 1.5, "3", True):
+        with pytest.raises(TypeError, match="epochs must be an integer"):
+            m.fit(Xtr, ytr, epochs=bad, verbose=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        m.fit(Xtr, ytr, epochs=1, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data must be \(X, y\)"):
+        m.fit(Xtr, ytr, epochs=1, validation_data=(Xte,), verbose=0)
+    with pytest.raises(ValueError, match="validation sample_weight has shape"):
+        m.fit(Xtr, ytr, epochs=1, validation_data=(Xte, yte, np.ones(3)), verbose=0)
+    # Validation weights are used: zero weight on all but one row changes val_loss.
+    w = np.zeros(len(Xte))
+    w[0] = 1.0
+    h1 = nn.MLP([64, 8, 10], seed=0).fit(Xtr, ytr, epochs=1, validation_data=(Xte, yte), verbose=0)
+    h2 = nn.MLP([64, 8, 10], seed=0).fit(
+        Xtr, ytr, epochs=1, validation_data=(Xte, yte, w), verbose=0
+    )
+    assert h1.history["val_loss"] != h2.history["val_loss"]

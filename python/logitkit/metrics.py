@@ -11,9 +11,26 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 def _labels(x: ArrayLike, name: str) -> NDArray[np.int64]:
     a = np.asarray(x)
+    if a.size == 0 and a.dtype.kind == "f":
+        # An empty list is float64 to NumPy; it holds no non-integer label.
+        return a.astype(np.int64)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer class indices, got dtype {a.dtype}")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        # Reported with its value, not the negative int64 it would wrap to.
+        pos = np.unravel_index(int(np.argmax(a > np.iinfo(np.int64).max)), a.shape)
+        idx = ", ".join(map(str, pos))
+        raise ValueError(f"{name}[{idx}] = {int(a[pos])} is not a class index")
     return a.astype(np.int64, copy=False)
+
+
+def _int_arg(v: Any, name: str, low: int) -> int:
+    """An integer argument (Python or NumPy integer, not bool) >= ``low``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+    if v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return int(v)
 
 
 def _check_range(a: NDArray[np.int64], num_classes: int, name: str) -> None:
@@ -34,8 +51,7 @@ def one_hot(labels: ArrayLike, num_classes: int, dtype: DTypeLike = np.float32) 
            [1., 0., 0.]], dtype=float32)
     """
     a = _labels(labels, "labels")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be non-negative, got {num_classes}")
+    num_classes = _int_arg(num_classes, "num_classes", 0)
     _check_range(a, num_classes, "labels")
     out = np.zeros(a.shape + (num_classes,), dtype=dtype)
     np.put_along_axis(out, a[..., None], 1, axis=-1)
@@ -69,21 +85,28 @@ def accuracy(scores: ArrayLike, target: ArrayLike) -> float:
 
 
 def top_k_accuracy(scores: ArrayLike, target: ArrayLike, k: int) -> float:
-    """Fraction of rows whose ``target`` is among the ``k`` highest scores
-    (a target tied with the k-th score counts as a hit).
+    """Fraction of rows whose ``target`` is among the ``k`` highest scores,
+    ranked as ``accuracy``'s argmax ranks them (ties: the lower class index
+    first; NaN above every number, as in ``np.argmax``), so ``k=1`` is
+    ``accuracy``. (scikit-learn's ``top_k_accuracy_score`` breaks ties the
+    other way and rejects NaN.)
 
     >>> top_k_accuracy([[0.1, 2.0, 1.0], [3.0, 0.0, 1.0]], [2, 1], k=2)
     0.5
     """
     s, t = _scores_target(scores, target)
-    if not 1 <= k:
-        raise ValueError(f"k must be positive, got {k}")
+    k = _int_arg(k, "k", 1)
     if t.size == 0:
         return 0.0
     ts = np.take_along_axis(s, t[..., None], axis=-1)
-    # rank of the target = number of strictly larger scores
-    higher = np.count_nonzero(s > ts, axis=-1)
-    return float(np.mean(higher < k))
+    # The target's rank: classes scoring higher, and classes tied with it at
+    # a lower index.
+    lower_index = np.arange(s.shape[-1]) < t[..., None]
+    s_nan, t_nan = np.isnan(s), np.isnan(ts)
+    above = (s > ts) | (s_nan & ~t_nan)
+    tied = (s == ts) | (s_nan & t_nan)
+    rank = np.count_nonzero(above | (tied & lower_index), axis=-1)
+    return float(np.mean(rank < k))
 
 
 def confusion_matrix(
@@ -96,11 +119,14 @@ def confusion_matrix(
     array([[1, 0],
            [1, 1]])
     """
-    t = _labels(target, "target").ravel()
-    p = _labels(pred, "pred").ravel()
+    t = _labels(target, "target")
+    p = _labels(pred, "pred")
     if t.shape != p.shape:
-        raise ValueError(f"target has {t.size} labels, but pred has {p.size}")
-    if num_classes is None:
+        raise ValueError(f"target has shape {t.shape}, but pred has shape {p.shape}")
+    t, p = t.ravel(), p.ravel()
+    if num_classes is not None:
+        num_classes = _int_arg(num_classes, "num_classes", 0)
+    else:
         num_classes = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
         if (t < 0).any() or (p < 0).any():
             num_classes = max(num_classes, 1)

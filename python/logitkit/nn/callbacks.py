@@ -85,6 +85,8 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, model):
         self.best, self.best_epoch, self._wait, self.stopped_epoch = math.inf, -1, 0, None
+        # A reused callback must not restore an earlier fit's weights.
+        self._best_params = None
 
     def _value(self, logs: dict[str, float]) -> float:
         key = self.monitor if self.monitor in logs else "loss"

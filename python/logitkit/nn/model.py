@@ -489,7 +489,7 @@ class MLP:
         optimizer: Optimizer | str | None = None,
         schedule: Schedule | str | None = None,
         validation_split: float = 0.0,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, ...] | None = None,
         early_stopping: bool | int | EarlyStopping = False,
         callbacks: Sequence[Callback] = (),
         clip_grad_norm: float | None = None,
@@ -505,6 +505,7 @@ class MLP:
         or None to keep the current one (Adam(1e-3) the first time). Its state
         is kept between calls, so ``fit`` twice equals one longer ``fit``.
         schedule: ``StepLR``/``CosineLR``/``ReduceLROnPlateau`` (stepped per epoch).
+        validation_data: ``(X, y)`` or ``(X, y, sample_weight)``.
         validation_split: fraction held out (by ``seed``) when no
         ``validation_data`` is given. early_stopping: True (patience 10), a
         patience, or an ``EarlyStopping``; it monitors ``val_loss`` (``loss``
@@ -517,10 +518,11 @@ class MLP:
         verbose: 0 silent, 1 a progress bar (tqdm when installed).
         Returns a ``History``.
         """
-        if int(epochs) < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for name, v, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+            if v < low:
+                raise ValueError(f"{name} must be >= {low}, got {v}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
@@ -537,8 +539,14 @@ class MLP:
             raise ValueError("X has no rows")
         val = None
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (X, y) or (X, y, sample_weight)")
             xv = self._check_X(validation_data[0], "validation X")
-            val = (xv, self._check_y(validation_data[1], len(xv), "validation y"), None)
+            yv = self._check_y(validation_data[1], len(xv), "validation y")
+            wv = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                wv = self._check_weights(validation_data[2], len(xv), "validation sample_weight")
+            val = (xv, yv, wv)
         elif validation_split > 0:
             split_seed = seed if seed is not None else self._fit_seed
             perm = np.random.default_rng(self.seed if split_seed is None else split_seed)
