@@ -45,6 +45,11 @@ impl Cost {
 /// it lets other Python threads run their own calls meanwhile).
 pub const GIL_RELEASE_ELEMS: usize = 1 << 14;
 
+/// The most threads `set_num_threads` accepts (and `LOGITKIT_NUM_THREADS`
+/// is clamped to): far more than any machine's cores, far fewer than the
+/// count at which creating the pool itself hangs a process.
+pub const MAX_THREADS: usize = 1024;
+
 /// Target elements per parallel task (about 128 KiB of f32).
 pub const TASK_ELEMS: usize = 1 << 15;
 
@@ -64,7 +69,7 @@ fn default_threads() -> usize {
     if let Ok(v) = std::env::var("LOGITKIT_NUM_THREADS") {
         if let Ok(n) = v.trim().parse::<usize>() {
             if n > 0 {
-                return n;
+                return n.min(MAX_THREADS);
             }
         }
     }

@@ -495,3 +495,9 @@ def test_read_only_out_rejected():
     o.flags.writeable = False
     with pytest.raises(ValueError, match="out is read-only"):
         lk.tanh(np.ones(3), out=o)
+
+
+def test_bias_act_backward_rejects_bias_grad_out_inside_out():
+    g = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(ValueError, match="out and bias_grad_out must not overlap"):
+        lk.bias_act_backward(g, np.ones((3, 4)), "identity", out=g, bias_grad_out=g[0])

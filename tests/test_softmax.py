@@ -477,3 +477,24 @@ def test_masked_entries_keep_their_value_when_the_unmasked_ones_are_all_minus_in
     assert np.all(sm[~keep] == 0) and np.all(np.isnan(sm[keep]))
     assert np.all(ls[~keep] == -np.inf) and np.all(np.isnan(ls[keep]))
     np.testing.assert_array_equal(lk.logsumexp(x, axis=axis, where=keep), -np.inf)
+
+
+def test_set_num_threads_rejects_counts_that_would_hang_the_pool():
+    before = lk.get_num_threads()
+    for bad in (10**6, 2**70, 1025, -3):
+        with pytest.raises(ValueError, match="n must be a number of threads from 1 to 1024"):
+            lk.set_num_threads(bad)
+    for bad in (True, 1.5, "2", None):
+        with pytest.raises(TypeError, match="n must be an integer"):
+            lk.set_num_threads(bad)
+    assert lk.get_num_threads() == before
+
+
+def test_env_thread_count_is_clamped():
+    import subprocess
+    import sys
+
+    code = "import logitkit as lk; print(lk.get_num_threads())"
+    env = dict(os.environ, LOGITKIT_NUM_THREADS="100000")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "1024"

@@ -679,6 +679,15 @@ fn bias_act_backward<'py>(
     let user_bg = bias_grad_out
         .map(|o| check_out(o, &shape[1..], dt_name, "bias_grad_out"))
         .transpose()?;
+    // The bias gradient is copied out after the kernel: into memory of `out`
+    // it would overwrite the result returned.
+    if let (Some(a), Some(b)) = (&user_out, &user_bg) {
+        if overlaps(byte_range(a), byte_range(b)) {
+            return Err(PyValueError::new_err(
+                "out and bias_grad_out must not overlap",
+            ));
+        }
+    }
     let ins: Vec<&Bound<'_, PyUntypedArray>> = p.arrs.iter().collect();
     let direct = user_out
         .as_ref()

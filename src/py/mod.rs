@@ -7,7 +7,7 @@ mod losses;
 mod optim;
 mod rows;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use rows::{row_call, RowKind};
 
@@ -145,13 +145,33 @@ fn log_softmax_backward<'py>(
 /// bit-identical for any thread count. The default is the environment
 /// variable LOGITKIT_NUM_THREADS, else the number of available CPUs.
 #[pyfunction]
-fn set_num_threads(n: i64) -> PyResult<()> {
-    if n < 1 {
-        return Err(PyValueError::new_err(format!(
-            "n must be a positive number of threads, got {n}"
-        )));
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    let max = crate::par::MAX_THREADS;
+    let bad = || {
+        Ok::<_, PyErr>(PyValueError::new_err(format!(
+            "n must be a number of threads from 1 to {max}, got {}",
+            n.repr()?
+        )))
+    };
+    if n.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err("n must be an integer, got bool"));
     }
-    crate::par::set_num_threads(n as usize);
+    let v = match n.extract::<i64>() {
+        Ok(v) => v,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(n.py()) => {
+            return Err(bad()?)
+        }
+        Err(_) => {
+            return Err(PyTypeError::new_err(format!(
+                "n must be an integer, got {}",
+                n.get_type().name()?
+            )))
+        }
+    };
+    if v < 1 || v > max as i64 {
+        return Err(bad()?);
+    }
+    crate::par::set_num_threads(v as usize);
     Ok(())
 }
 
