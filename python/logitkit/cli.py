@@ -157,7 +157,8 @@ def _read_table(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray |
         y = np.array([v.strip() for v in cols[t]])
         feat.remove(t)
     if not feat:
-        raise UserError(f"{path}: no feature columns besides the target {target!r}")
+        besides = f" besides the target {target!r}" if target is not None else ""
+        raise UserError(f"{path}: no feature columns{besides}")
     X = np.empty((len(body), len(feat)), np.float64)
     for j, c in enumerate(feat):
         try:
