@@ -1,9 +1,22 @@
-"""Slow-path argument conversion, called by the compiled module only for inputs
-that are not already float32/float64 ndarrays."""
+"""Argument conversion: the slow path the compiled module calls for inputs
+that are not already float32/float64 ndarrays, and the integer-argument check
+of the Python layers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+
+def int_arg(v: Any, name: str, low: int) -> int:
+    """An integer argument (Python or NumPy integer, not bool) >= ``low``:
+    a TypeError or ValueError naming it otherwise."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+    if v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return int(v)
 
 
 def as_float_array(x: object, name: str) -> tuple[np.ndarray, bool]:

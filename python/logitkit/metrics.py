@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from ._convert import int_arg
+
 
 def _labels(x: ArrayLike, name: str) -> NDArray[np.int64]:
     a = np.asarray(x)
@@ -22,15 +24,6 @@ def _labels(x: ArrayLike, name: str) -> NDArray[np.int64]:
         idx = ", ".join(map(str, pos))
         raise ValueError(f"{name}[{idx}] = {int(a[pos])} is not a class index")
     return a.astype(np.int64, copy=False)
-
-
-def _int_arg(v: Any, name: str, low: int) -> int:
-    """An integer argument (Python or NumPy integer, not bool) >= ``low``."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
-    if v < low:
-        raise ValueError(f"{name} must be >= {low}, got {v}")
-    return int(v)
 
 
 def _check_range(a: NDArray[np.int64], num_classes: int, name: str) -> None:
@@ -51,7 +44,7 @@ def one_hot(labels: ArrayLike, num_classes: int, dtype: DTypeLike = np.float32) 
            [1., 0., 0.]], dtype=float32)
     """
     a = _labels(labels, "labels")
-    num_classes = _int_arg(num_classes, "num_classes", 0)
+    num_classes = int_arg(num_classes, "num_classes", 0)
     _check_range(a, num_classes, "labels")
     out = np.zeros(a.shape + (num_classes,), dtype=dtype)
     np.put_along_axis(out, a[..., None], 1, axis=-1)
@@ -95,7 +88,7 @@ def top_k_accuracy(scores: ArrayLike, target: ArrayLike, k: int) -> float:
     0.5
     """
     s, t = _scores_target(scores, target)
-    k = _int_arg(k, "k", 1)
+    k = int_arg(k, "k", 1)
     if t.size == 0:
         return 0.0
     ts = np.take_along_axis(s, t[..., None], axis=-1)
@@ -125,7 +118,7 @@ def confusion_matrix(
         raise ValueError(f"target has shape {t.shape}, but pred has shape {p.shape}")
     t, p = t.ravel(), p.ravel()
     if num_classes is not None:
-        num_classes = _int_arg(num_classes, "num_classes", 0)
+        num_classes = int_arg(num_classes, "num_classes", 0)
     else:
         num_classes = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
         if (t < 0).any() or (p < 0).any():

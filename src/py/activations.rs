@@ -592,9 +592,7 @@ fn bias_act<'py>(
         .map(|o| check_out(o, &shape, dt_name, "preact_out"))
         .transpose()?;
     if let (Some(a), Some(b)) = (&user_out, &user_z) {
-        if overlaps(byte_range(a), byte_range(b)) {
-            return Err(PyValueError::new_err("out and preact_out must not overlap"));
-        }
+        check_disjoint(a, b, ("out", "preact_out"))?;
     }
     let (hh, bb) = (&p.arrs[0], &p.arrs[1]);
     let direct_y = user_out
@@ -682,11 +680,7 @@ fn bias_act_backward<'py>(
     // The bias gradient is copied out after the kernel: into memory of `out`
     // it would overwrite the result returned.
     if let (Some(a), Some(b)) = (&user_out, &user_bg) {
-        if overlaps(byte_range(a), byte_range(b)) {
-            return Err(PyValueError::new_err(
-                "out and bias_grad_out must not overlap",
-            ));
-        }
+        check_disjoint(a, b, ("out", "bias_grad_out"))?;
     }
     let ins: Vec<&Bound<'_, PyUntypedArray>> = p.arrs.iter().collect();
     let direct = user_out

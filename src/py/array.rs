@@ -425,3 +425,32 @@ pub unsafe fn mask_bytes<'a>(a: &'a Bound<'_, PyUntypedArray>) -> &'a [u8] {
     }
     std::slice::from_raw_parts((*a.as_array_ptr()).fields.data as *const u8, len)
 }
+
+/// `v` as an i64: `Ok(None)` when it is an integer outside i64's range (for
+/// the caller's ValueError), a TypeError naming `name` when it is not an
+/// integer.
+pub fn i64_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<i64>> {
+    match v.extract::<i64>() {
+        Ok(i) => Ok(Some(i)),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(v.py()) => Ok(None),
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{name} must be an integer, got {}",
+            v.get_type().name()?
+        ))),
+    }
+}
+
+/// A ValueError when two output arrays share memory.
+pub fn check_disjoint(
+    a: &Bound<'_, PyUntypedArray>,
+    b: &Bound<'_, PyUntypedArray>,
+    names: (&str, &str),
+) -> PyResult<()> {
+    if overlaps(byte_range(a), byte_range(b)) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{} and {} must not overlap",
+            names.0, names.1
+        )));
+    }
+    Ok(())
+}

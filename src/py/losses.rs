@@ -195,23 +195,15 @@ enum ClassLoss {
 /// `ignore_index` as an int64 (-100 when not given): a ValueError naming it
 /// when the integer does not fit, a TypeError when it is not an integer.
 fn ignore_index_arg(v: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
-    let Some(v) = v else { return Ok(-100) };
-    if v.is_none() {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(-100);
-    }
-    match v.extract::<i64>() {
-        Ok(i) => Ok(i),
-        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(v.py()) => {
-            Err(PyValueError::new_err(format!(
-                "ignore_index = {} does not fit in a 64-bit integer",
-                v.repr()?
-            )))
-        }
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "ignore_index must be an integer, got {}",
-            v.get_type().name()?
-        ))),
-    }
+    };
+    i64_arg(v, "ignore_index")?.ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "ignore_index = {} does not fit in a 64-bit integer",
+            v.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+        ))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -378,21 +370,21 @@ fn class_loss<'py>(
                     shape_str(&tshape)
                 )));
             }
-            if tkind == b'u' && t.dtype().itemsize() == 8 {
-                // uint64 beyond int64's range would wrap to a negative index.
+            // uint64 beyond int64's range would wrap to a negative index:
+            // one reduction (no temporary) finds whether there is any.
+            if tkind == b'u'
+                && t.dtype().itemsize() == 8
+                && t.len() > 0
+                && t.call_method0("max")?.extract::<u64>()? > i64::MAX as u64
+            {
                 let flat = t.call_method0("ravel")?;
-                let big = numpy(py)?.call_method1(
-                    "flatnonzero",
-                    (flat.call_method1("__gt__", (i64::MAX as u64,))?,),
-                )?;
-                if big.len()? > 0 {
-                    let pos: usize = big.get_item(0)?.extract()?;
-                    let value: u64 = flat.get_item(pos)?.extract()?;
-                    return Err(PyValueError::new_err(format!(
-                        "{} = {value} is not a class index for {n} classes",
-                        pos_str("target", &tshape, pos)
-                    )));
-                }
+                let above = flat.call_method1("__gt__", (i64::MAX as u64,))?;
+                let pos: usize = above.call_method0("argmax")?.extract()?;
+                let value: u64 = flat.get_item(pos)?.extract()?;
+                return Err(PyValueError::new_err(format!(
+                    "{} = {value} is not a class index for {n} classes",
+                    pos_str("target", &tshape, pos)
+                )));
             }
             let i64t = numpy(py)?
                 .call_method1("ascontiguousarray", (&t, "int64"))?
@@ -627,20 +619,15 @@ fn pointwise_typed<T: Elem>(
     let xs = unsafe { slice_of::<T>(x) };
     let ys = unsafe { slice_of::<T>(y) };
     if op == Pointwise::Bce {
-        if let Some(i) = first_not_prob(xs) {
-            return Err(PyValueError::new_err(format!(
-                "{} = {:?} is not a probability in [0, 1]",
-                pos_str(input_name, shape, i),
-                xs[i].to_f64()
-            )));
-        }
-        // As PyTorch, which requires targets in [0, 1] here too.
-        if let Some(i) = first_not_prob(ys) {
-            return Err(PyValueError::new_err(format!(
-                "{} = {:?} is not a probability in [0, 1]",
-                pos_str("target", shape, i),
-                ys[i].to_f64()
-            )));
+        // The targets too, as PyTorch requires.
+        for (a, name) in [(xs, input_name), (ys, "target")] {
+            if let Some(i) = first_not_prob(a) {
+                return Err(PyValueError::new_err(format!(
+                    "{} = {:?} is not a probability in [0, 1]",
+                    pos_str(name, shape, i),
+                    a[i].to_f64()
+                )));
+            }
         }
     }
     let ws = w.map(|a| unsafe { slice_of::<T>(a) });

@@ -156,22 +156,10 @@ fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
     if n.is_instance_of::<pyo3::types::PyBool>() {
         return Err(PyTypeError::new_err("n must be an integer, got bool"));
     }
-    let v = match n.extract::<i64>() {
-        Ok(v) => v,
-        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(n.py()) => {
-            return Err(bad()?)
-        }
-        Err(_) => {
-            return Err(PyTypeError::new_err(format!(
-                "n must be an integer, got {}",
-                n.get_type().name()?
-            )))
-        }
-    };
-    if v < 1 || v > max as i64 {
-        return Err(bad()?);
+    match array::i64_arg(n, "n")? {
+        Some(v) if (1..=max as i64).contains(&v) => crate::par::set_num_threads(v as usize),
+        _ => return Err(bad()?),
     }
-    crate::par::set_num_threads(v as usize);
     Ok(())
 }
 

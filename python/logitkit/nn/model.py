@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._convert import int_arg
 from . import _ops
 from .callbacks import Callback, EarlyStopping, History
 from .optim import (
@@ -518,11 +519,8 @@ class MLP:
         verbose: 0 silent, 1 a progress bar (tqdm when installed).
         Returns a ``History``.
         """
-        for name, v, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1)):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
-            if v < low:
-                raise ValueError(f"{name} must be >= {low}, got {v}")
+        int_arg(epochs, "epochs", 0)
+        int_arg(batch_size, "batch_size", 1)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
@@ -548,9 +546,8 @@ class MLP:
                 wv = self._check_weights(validation_data[2], len(xv), "validation sample_weight")
             val = (xv, yv, wv)
         elif validation_split > 0:
-            split_seed = seed if seed is not None else self._fit_seed
-            perm = np.random.default_rng(self.seed if split_seed is None else split_seed)
-            perm = perm.permutation(len(x))
+            split_seed = next((s for s in (seed, self._fit_seed, self.seed) if s is not None), None)
+            perm = np.random.default_rng(split_seed).permutation(len(x))
             nv = max(1, int(round(len(x) * validation_split)))
             if nv >= len(x):
                 raise ValueError("validation_split leaves no training rows")
