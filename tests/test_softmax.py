@@ -498,3 +498,52 @@ def test_env_thread_count_is_clamped():
     env = dict(os.environ, LOGITKIT_NUM_THREADS="100000")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "1024"
+
+
+# Every scalar keyword of the public functions, given a value of the wrong type,
+# raises TypeError naming the argument (in the message, or in the note
+# "while processing '<name>'" that PyO3 adds; pytest's match sees both).
+_X = np.linspace(-2, 2, 12).reshape(3, 4).astype(np.float32)
+_P = np.full((3, 4), 0.25, np.float32)
+_T = np.array([0, 1, 3])
+_WRONG_SCALARS = [
+    (lk.softmax, (_X,), {"axis": 1.5}, "axis"),
+    (lk.log_softmax, (_X,), {"axis": "last"}, "axis"),
+    (lk.logsumexp, (_X,), {"keepdims": "yes"}, "keepdims"),
+    (lk.softmax_backward, (_X, _P), {"axis": [1]}, "axis"),
+    (lk.gelu, (_X,), {"approximate": 1}, "approximate"),
+    (lk.gelu, (_X,), {"approximate": None}, "approximate"),
+    (lk.leaky_relu, (_X,), {"negative_slope": "a"}, "negative_slope"),
+    (lk.elu, (_X,), {"alpha": None}, "alpha"),
+    (lk.celu_backward, (_X, _X), {"alpha": "1"}, "alpha"),
+    (lk.softplus, (_X,), {"beta": "x"}, "beta"),
+    (lk.softplus, (_X,), {"threshold": None}, "threshold"),
+    (lk.hard_tanh, (_X,), {"min_val": None}, "min_val"),
+    (lk.hard_tanh_backward, (_X, _X), {"max_val": "1"}, "max_val"),
+    (lk.logit, (_P,), {"eps": "small"}, "eps"),
+    (lk.bias_act, (_X, np.zeros(4, np.float32)), {"activation": None}, "activation"),
+    (lk.cross_entropy, (_X, _T), {"reduction": None}, "reduction"),
+    (lk.cross_entropy, (_X, _T), {"label_smoothing": "a"}, "label_smoothing"),
+    (lk.cross_entropy, (_X, _T), {"return_grad": "yes"}, "return_grad"),
+    (lk.cross_entropy, (_X, _T), {"axis": 0.5}, "axis"),
+    (lk.cross_entropy, (_X, _T), {"ignore_index": 1.5}, "ignore_index"),
+    (lk.nll_loss, (_X, _T), {"reduction": 0}, "reduction"),
+    (lk.mse_loss, (_X, _X), {"return_grad": 1}, "return_grad"),
+    (lk.huber_loss, (_X, _X), {"delta": "a"}, "delta"),
+    (lk.smooth_l1_loss, (_X, _X), {"beta": None}, "beta"),
+    (lk.kl_div, (_X, _P), {"log_target": 3}, "log_target"),
+    (lk.sigmoid_focal_loss, (_X, _P), {"alpha": None}, "alpha"),
+    (lk.sigmoid_focal_loss, (_X, _P), {"gamma": "2"}, "gamma"),
+    (lk.one_hot, (_T,), {"num_classes": None}, "num_classes"),
+    (lk.top_k_accuracy, (_X, _T), {"k": 1.5}, "k"),
+]
+
+
+@pytest.mark.parametrize(
+    ("f", "args", "kwargs", "name"),
+    _WRONG_SCALARS,
+    ids=[f"{f.__name__}-{n}" for f, _, _, n in _WRONG_SCALARS],
+)
+def test_wrongly_typed_scalar_arguments_are_named(f, args, kwargs, name):
+    with pytest.raises(TypeError, match=rf"\b{name}\b"):
+        f(*args, **kwargs)
