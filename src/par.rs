@@ -65,17 +65,48 @@ static STATE: Mutex<PoolState> = Mutex::new(PoolState {
     pool: None,
 });
 
-fn default_threads() -> usize {
-    if let Ok(v) = std::env::var("LOGITKIT_NUM_THREADS") {
-        if let Ok(n) = v.trim().parse::<usize>() {
-            if n > 0 {
-                return n.min(MAX_THREADS);
-            }
-        }
-    }
+fn cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// `LOGITKIT_NUM_THREADS` if it is a thread count from 1 to [`MAX_THREADS`]
+/// (clamped to it above), else the CPU count; with why the variable, when
+/// set, was not followed as given.
+fn threads_from_env() -> (usize, Option<String>) {
+    // Unset or empty: the CPU count.
+    let v = std::env::var("LOGITKIT_NUM_THREADS").unwrap_or_default();
+    if v.trim().is_empty() {
+        return (cpus(), None);
+    }
+    match v.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_THREADS as u64).contains(&n) => (n as usize, None),
+        Ok(n) if n > MAX_THREADS as u64 => (
+            MAX_THREADS,
+            Some(format!(
+                "LOGITKIT_NUM_THREADS={v:?} is above {MAX_THREADS}; using {MAX_THREADS}"
+            )),
+        ),
+        _ => {
+            let n = cpus();
+            let msg = format!(
+                "LOGITKIT_NUM_THREADS={v:?} is not a thread count from 1 to {MAX_THREADS}; \
+                 using {n} (the CPU count)"
+            );
+            (n, Some(msg))
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    threads_from_env().0
+}
+
+/// Why the `LOGITKIT_NUM_THREADS` environment variable is not followed as
+/// given, if it is set and is not.
+pub fn env_warning() -> Option<String> {
+    threads_from_env().1
 }
 
 fn lock() -> std::sync::MutexGuard<'static, PoolState> {

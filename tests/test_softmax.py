@@ -490,14 +490,49 @@ def test_set_num_threads_rejects_counts_that_would_hang_the_pool():
     assert lk.get_num_threads() == before
 
 
-def test_env_thread_count_is_clamped():
-    import subprocess
-    import sys
+def _import_with(**env) -> tuple[str, str]:
+    """(stdout, stderr) of importing logitkit under `env`: its threads and SIMD level."""
+    code = "import logitkit as lk; print(lk.get_num_threads(), lk.simd_level())"
+    e = {k: v for k, v in os.environ.items() if not k.startswith("LOGITKIT_")}
+    e.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip(), out.stderr
 
-    code = "import logitkit as lk; print(lk.get_num_threads())"
-    env = dict(os.environ, LOGITKIT_NUM_THREADS="100000")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "1024"
+
+def test_env_thread_count_is_clamped_with_a_warning():
+    out, err = _import_with(LOGITKIT_NUM_THREADS="100000")
+    assert out.split()[0] == "1024"
+    assert 'RuntimeWarning: LOGITKIT_NUM_THREADS="100000" is above 1024; using 1024' in err
+
+
+@pytest.mark.parametrize("value", ["four", "0", "-2", "1.5"])
+def test_bad_env_thread_count_warns_and_uses_the_cpus(value):
+    cpus = _import_with()[0].split()[0]
+    out, err = _import_with(LOGITKIT_NUM_THREADS=value)
+    assert out.split()[0] == cpus
+    assert f"RuntimeWarning: LOGITKIT_NUM_THREADS={value!r}".replace("'", '"') in err
+    assert f"using {cpus} (the CPU count)" in err
+
+
+def test_bad_or_unsupported_env_simd_level_warns_and_uses_the_best():
+    best = _import_with()[0].split()[1]
+    out, err = _import_with(LOGITKIT_SIMD="avx3")
+    assert out.split()[1] == best
+    assert 'LOGITKIT_SIMD="avx3" is not one of auto, scalar, avx2, avx512, neon' in err
+    other = "avx512" if best == "neon" else "neon"  # a level this CPU cannot run
+    out, err = _import_with(LOGITKIT_SIMD=other)
+    assert out.split()[1] == best
+    assert f'LOGITKIT_SIMD="{other}": this CPU cannot run {other}; using {best}' in err
+    # Valid settings, and empty ones (the defaults), import silently.
+    for env in (
+        {"LOGITKIT_SIMD": "scalar", "LOGITKIT_NUM_THREADS": "3"},
+        {"LOGITKIT_SIMD": "auto"},
+        {"LOGITKIT_SIMD": "", "LOGITKIT_NUM_THREADS": " "},
+    ):
+        out, err = _import_with(**env)
+        assert "Warning" not in err
 
 
 # Every scalar keyword of the public functions, given a value of the wrong type,

@@ -179,6 +179,19 @@ fn simd_level() -> &'static str {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::simd::set_level_from_env();
+    // A mistyped or unsupported setting is not silently replaced: the
+    // import warns (once per process, like any import-time warning).
+    let py = m.py();
+    let warnings = [crate::simd::env_warning(), crate::par::env_warning()];
+    for msg in warnings.into_iter().flatten() {
+        let msg = std::ffi::CString::new(msg).unwrap_or_default();
+        PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyRuntimeWarning>(),
+            &msg,
+            1,
+        )?;
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(softmax, m)?)?;
     m.add_function(wrap_pyfunction!(log_softmax, m)?)?;

@@ -53,17 +53,22 @@ fn best() -> Level {
     }
 }
 
-/// Parses a `LOGITKIT_SIMD` value and clamps it to what the CPU supports.
-pub fn parse_level(name: &str) -> Option<Level> {
-    let best = best();
-    let wanted = match name.trim().to_ascii_lowercase().as_str() {
-        "" | "auto" | "native" => return Some(best),
+/// The level a `LOGITKIT_SIMD` value asks for (`auto` is the best this CPU
+/// runs), or `None` for an unknown value.
+fn requested_level(name: &str) -> Option<Level> {
+    Some(match name.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" | "native" => best(),
         "scalar" | "none" | "baseline" => Level::Scalar,
         "avx2" => Level::Avx2,
         "avx512" => Level::Avx512,
         "neon" => Level::Neon,
         _ => return None,
-    };
+    })
+}
+
+/// `wanted` if this CPU can run it, else the best level it can.
+fn clamp(wanted: Level) -> Level {
+    let best = best();
     // Never run code the CPU cannot execute: fall back to the best available.
     let ok = matches!(
         (wanted, best),
@@ -72,7 +77,34 @@ pub fn parse_level(name: &str) -> Option<Level> {
             | (Level::Avx512, Level::Avx512)
             | (Level::Neon, Level::Neon)
     );
-    Some(if ok { wanted } else { best })
+    if ok {
+        wanted
+    } else {
+        best
+    }
+}
+
+/// Parses a `LOGITKIT_SIMD` value and clamps it to what the CPU supports.
+pub fn parse_level(name: &str) -> Option<Level> {
+    requested_level(name).map(clamp)
+}
+
+/// Why the `LOGITKIT_SIMD` environment variable is not followed as given
+/// (an unknown value, or a level this CPU cannot run), if it is set and is
+/// not.
+pub fn env_warning() -> Option<String> {
+    let v = std::env::var("LOGITKIT_SIMD").ok()?;
+    let best = name(best());
+    match requested_level(&v) {
+        None => Some(format!(
+            "LOGITKIT_SIMD={v:?} is not one of auto, scalar, avx2, avx512, neon; using {best}"
+        )),
+        Some(w) if clamp(w) != w => Some(format!(
+            "LOGITKIT_SIMD={v:?}: this CPU cannot run {}; using {best}",
+            name(w)
+        )),
+        Some(_) => None,
+    }
 }
 
 /// Reads `LOGITKIT_SIMD` (unknown values mean `auto`) and stores the level.
@@ -97,9 +129,8 @@ pub fn level() -> Level {
     }
 }
 
-/// Human-readable name of the active level.
-pub fn level_name() -> &'static str {
-    match level() {
+fn name(l: Level) -> &'static str {
+    match l {
         Level::Scalar => "scalar",
         Level::Avx2 => "avx2",
         Level::Avx512 => "avx512",
@@ -107,14 +138,12 @@ pub fn level_name() -> &'static str {
     }
 }
 
+/// Human-readable name of the active level.
+pub fn level_name() -> &'static str {
+    name(level())
+}
+
 /// Forces a level (tests and benchmarks); clamps to what the CPU supports.
 pub fn set_level(l: Level) {
-    let name = match l {
-        Level::Scalar => "scalar",
-        Level::Avx2 => "avx2",
-        Level::Avx512 => "avx512",
-        Level::Neon => "neon",
-    };
-    let lvl = parse_level(name).unwrap_or(Level::Scalar);
-    LEVEL.store(lvl as u8, Ordering::Relaxed);
+    LEVEL.store(clamp(l) as u8, Ordering::Relaxed);
 }

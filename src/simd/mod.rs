@@ -12,7 +12,9 @@ mod float;
 pub mod math;
 pub mod transpose;
 
-pub use dispatch::{level, level_name, parse_level, set_level, set_level_from_env, Level};
+pub use dispatch::{
+    env_warning, level, level_name, parse_level, set_level, set_level_from_env, Level,
+};
 pub use float::Float;
 
 /// Lanes per vector in every kernel: 16 f32 fill one AVX-512 register or two
