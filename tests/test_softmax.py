@@ -582,3 +582,32 @@ _WRONG_SCALARS = [
 def test_wrongly_typed_scalar_arguments_are_named(f, args, kwargs, name):
     with pytest.raises(TypeError, match=rf"\b{name}\b"):
         f(*args, **kwargs)
+
+
+def test_masked_arrays_are_refused_unless_nothing_is_masked():
+    data = np.arange(6.0).reshape(2, 3)
+    x = np.ma.masked_array(data, mask=[[0, 0, 1], [0, 0, 0]])
+    for f in (lk.softmax, lk.log_softmax, lk.logsumexp, lk.relu, lk.sigmoid):
+        with pytest.raises(TypeError, match=r"x is a masked array .* where=~x\.mask"):
+            f(x)
+    with pytest.raises(TypeError, match=r"target is a masked array .* ignore_index"):
+        lk.cross_entropy(np.zeros((2, 3)), np.ma.masked_array([0, 1], mask=[1, 0]))
+    with pytest.raises(TypeError, match=r"target is a masked array .*target\.filled"):
+        lk.binary_cross_entropy(
+            np.full(3, 0.5), np.ma.masked_array([0.0, 1.0, 1.0], mask=[0, 1, 0])
+        )
+    # The suggested replacement gives the masked softmax.
+    np.testing.assert_array_equal(lk.softmax(x.data, where=~x.mask)[0, 2], 0.0)
+    # No masked entry: the data is used, and an ndarray comes back.
+    y = lk.softmax(np.ma.masked_array(data))
+    assert type(y) is np.ndarray
+    np.testing.assert_array_equal(y, lk.softmax(data))
+    ce = lk.cross_entropy(data, np.ma.masked_array([0, 2], mask=[0, 0]))
+    assert ce == lk.cross_entropy(data, np.array([0, 2]))
+
+
+def test_ndarray_subclasses_are_computed_as_arrays(tmp_path):
+    m = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=(4, 5))
+    m[:] = np.arange(20, dtype=np.float32).reshape(4, 5)
+    np.testing.assert_array_equal(lk.softmax(m), lk.softmax(np.asarray(m)))
+    np.testing.assert_array_equal(lk.log_softmax(m, axis=0), lk.log_softmax(np.asarray(m), axis=0))

@@ -19,12 +19,28 @@ def int_arg(v: Any, name: str, low: int) -> int:
     return int(v)
 
 
+def as_array(x: object, name: str, hint: str = "") -> np.ndarray:
+    """``np.asarray(x)``, refusing a masked array with masked entries (whose
+    mask ``np.asarray`` would drop: a silently wrong result); ``hint`` says
+    what to pass instead."""
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmask(x) is not np.ma.nomask and x.mask.any():
+        raise TypeError(
+            f"{name} is a masked array with masked entries, and logitkit would ignore "
+            f"its mask: pass an ndarray, such as {name}.filled(value){hint}"
+        )
+    return np.asarray(x)
+
+
 def as_float_array(x: object, name: str) -> tuple[np.ndarray, bool]:
     """Return ``(array, half)``: ``array`` is a native-endian float32/float64
     ndarray; ``half`` says the result should be float16 (computed in float32).
 
     Integer and bool inputs are promoted as ``np.exp`` would promote them.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        # The softmax family's input is x, and it takes a mask.
+        hint = " (softmax, log_softmax and logsumexp take x.data with where=~x.mask)"
+        x = as_array(x, name, hint if name == "x" else "")
     try:
         a = np.asarray(x)
     except Exception as e:  # ragged lists, objects without __array__, ...

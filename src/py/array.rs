@@ -119,19 +119,23 @@ pub fn float_arg<'py>(
     x: &Bound<'py, PyAny>,
     name: &str,
 ) -> PyResult<FloatArg<'py>> {
-    if let Ok(a) = x.cast::<PyArrayDyn<f32>>() {
-        return Ok(FloatArg {
-            arr: a.as_untyped().clone(),
-            dt: Dt::F32,
-            half: false,
-        });
-    }
-    if let Ok(a) = x.cast::<PyArrayDyn<f64>>() {
-        return Ok(FloatArg {
-            arr: a.as_untyped().clone(),
-            dt: Dt::F64,
-            half: false,
-        });
+    // Subclasses (masked arrays, whose mask must not be dropped silently;
+    // memmaps, matrices) take the Python path.
+    if x.is_exact_instance_of::<PyUntypedArray>() {
+        if let Ok(a) = x.cast::<PyArrayDyn<f32>>() {
+            return Ok(FloatArg {
+                arr: a.as_untyped().clone(),
+                dt: Dt::F32,
+                half: false,
+            });
+        }
+        if let Ok(a) = x.cast::<PyArrayDyn<f64>>() {
+            return Ok(FloatArg {
+                arr: a.as_untyped().clone(),
+                dt: Dt::F64,
+                half: false,
+            });
+        }
     }
     let conv = py.import("logitkit._convert")?.getattr("as_float_array")?;
     let res = conv.call1((x, name))?;

@@ -347,9 +347,20 @@ fn class_loss<'py>(
     let x = in_order(&x, Order::C)?;
     let calc_shape = x.shape().to_vec();
 
-    let t = numpy(py)?
-        .call_method1("asarray", (target,))?
-        .cast_into::<PyUntypedArray>()?;
+    let t = if target.is_exact_instance_of::<PyUntypedArray>() {
+        target.cast::<PyUntypedArray>()?.clone()
+    } else {
+        // Lists, tensors, subclasses (a masked array's mask must not be
+        // dropped silently).
+        py.import("logitkit._convert")?
+            .getattr("as_array")?
+            .call1((
+                target,
+                "target",
+                " (filled with ignore_index, such rows are skipped)",
+            ))?
+            .cast_into::<PyUntypedArray>()?
+    };
     let tkind = t.dtype().kind();
     let t_shape = t.shape().to_vec();
     let tgt = match tkind {
