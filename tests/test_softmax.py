@@ -611,3 +611,25 @@ def test_ndarray_subclasses_are_computed_as_arrays(tmp_path):
     m[:] = np.arange(20, dtype=np.float32).reshape(4, 5)
     np.testing.assert_array_equal(lk.softmax(m), lk.softmax(np.asarray(m)))
     np.testing.assert_array_equal(lk.log_softmax(m, axis=0), lk.log_softmax(np.asarray(m), axis=0))
+
+
+def test_masked_arrays_in_metrics_and_nn_are_refused():
+    from logitkit.nn import MLP
+
+    scores = np.eye(3, dtype=np.float32)
+    masked_t = np.ma.masked_array([0, 1, 2], mask=[0, 1, 0])
+    with pytest.raises(TypeError, match="target is a masked array"):
+        lk.accuracy(scores, masked_t)
+    with pytest.raises(TypeError, match="scores is a masked array"):
+        lk.accuracy(np.ma.masked_array(scores, mask=np.eye(3)), [0, 1, 2])
+    with pytest.raises(TypeError, match="labels is a masked array"):
+        lk.one_hot(masked_t, 3)
+    assert lk.accuracy(np.ma.masked_array(scores), np.ma.masked_array([0, 1, 2])) == 1.0
+    m = MLP([3, 4, 3], seed=0)
+    X = np.ma.masked_array(scores, mask=np.eye(3))
+    with pytest.raises(TypeError, match="X is a masked array"):
+        m.fit(X, [0, 1, 2], epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="y is a masked array"):
+        m.fit(scores, masked_t, epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="X is a masked array"):
+        m.predict(X)

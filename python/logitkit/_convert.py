@@ -19,16 +19,23 @@ def int_arg(v: Any, name: str, low: int) -> int:
     return int(v)
 
 
-def as_array(x: object, name: str, hint: str = "") -> np.ndarray:
-    """``np.asarray(x)``, refusing a masked array with masked entries (whose
-    mask ``np.asarray`` would drop: a silently wrong result); ``hint`` says
-    what to pass instead."""
-    if isinstance(x, np.ma.MaskedArray) and np.ma.getmask(x) is not np.ma.nomask and x.mask.any():
+def unmask(x: Any, name: str, hint: str = "") -> Any:
+    """``x``, or the data of a masked array with nothing masked; a masked
+    array with masked entries is refused (``np.asarray`` would drop its mask:
+    a silently wrong result), ``hint`` saying what to pass instead."""
+    if not isinstance(x, np.ma.MaskedArray):
+        return x
+    if np.ma.getmask(x) is not np.ma.nomask and x.mask.any():
         raise TypeError(
             f"{name} is a masked array with masked entries, and logitkit would ignore "
             f"its mask: pass an ndarray, such as {name}.filled(value){hint}"
         )
-    return np.asarray(x)
+    return x.data
+
+
+def as_array(x: object, name: str, hint: str = "") -> np.ndarray:
+    """``np.asarray(x)`` after ``unmask``."""
+    return np.asarray(unmask(x, name, hint))
 
 
 def as_float_array(x: object, name: str) -> tuple[np.ndarray, bool]:
@@ -37,10 +44,9 @@ def as_float_array(x: object, name: str) -> tuple[np.ndarray, bool]:
 
     Integer and bool inputs are promoted as ``np.exp`` would promote them.
     """
-    if isinstance(x, np.ma.MaskedArray):
-        # The softmax family's input is x, and it takes a mask.
-        hint = " (softmax, log_softmax and logsumexp take x.data with where=~x.mask)"
-        x = as_array(x, name, hint if name == "x" else "")
+    # The softmax family's input is x, and it takes a mask.
+    hint = " (softmax, log_softmax and logsumexp take x.data with where=~x.mask)"
+    x = unmask(x, name, hint if name == "x" else "")
     try:
         a = np.asarray(x)
     except Exception as e:  # ragged lists, objects without __array__, ...

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from ._convert import int_arg
+from ._convert import int_arg, unmask
 
 
 def _labels(x: ArrayLike, name: str) -> NDArray[np.int64]:
-    a = np.asarray(x)
+    a = np.asarray(unmask(x, name))
     if a.size == 0 and a.dtype.kind == "f":
         # An empty list is float64 to NumPy; it holds no non-integer label.
         return a.astype(np.int64)
@@ -52,7 +52,7 @@ def one_hot(labels: ArrayLike, num_classes: int, dtype: DTypeLike = np.float32) 
 
 
 def _scores_target(scores: ArrayLike, target: ArrayLike) -> tuple[NDArray[Any], NDArray[np.int64]]:
-    s = np.asarray(scores)
+    s = np.asarray(unmask(scores, "scores"))
     if s.ndim < 1:
         raise ValueError("scores must have a class axis (the last one)")
     t = _labels(target, "target")

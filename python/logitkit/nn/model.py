@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .._convert import int_arg
+from .._convert import int_arg, unmask
 from . import _ops
 from .callbacks import Callback, EarlyStopping, History
 from .optim import (
@@ -267,6 +267,7 @@ class MLP:
     # ------------------------------------------------------------ validation
 
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
+        X = unmask(X, name)
         try:
             a = np.asarray(X)
         except Exception as e:
@@ -286,7 +287,7 @@ class MLP:
         return a
 
     def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
-        a = np.asarray(y)
+        a = np.asarray(unmask(y, name))
         if a.ndim == 0 or len(a) != n:
             raise ValueError(f"X has {n} rows but {name} has {len(a) if a.ndim else 0}")
         if self.loss == "cross_entropy":
@@ -318,7 +319,7 @@ class MLP:
     def _check_weights(self, sw: Any, n: int, name: str = "sample_weight") -> np.ndarray | None:
         if sw is None:
             return None
-        a = np.asarray(sw, dtype=self.dtype)
+        a = np.asarray(unmask(sw, name), dtype=self.dtype)
         if a.shape != (n,):
             raise ValueError(f"{name} has shape {a.shape}, but X has {n} rows")
         if not (np.isfinite(a).all() and (a >= 0).all()):
