@@ -357,7 +357,7 @@ fn class_loss<'py>(
             .call1((
                 target,
                 "target",
-                " (filled with ignore_index, such rows are skipped)",
+                "; for class indices, target.filled(ignore_index) skips those rows",
             ))?
             .cast_into::<PyUntypedArray>()?
     };
