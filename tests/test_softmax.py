@@ -590,7 +590,7 @@ def test_masked_arrays_are_refused_unless_nothing_is_masked():
     for f in (lk.softmax, lk.log_softmax, lk.logsumexp, lk.relu, lk.sigmoid):
         with pytest.raises(TypeError, match=r"x is a masked array .* where=~x\.mask"):
             f(x)
-    with pytest.raises(TypeError, match=r"target is a masked array .*target\.filled\(ignore_index\)"):
+    with pytest.raises(TypeError, match=r"masked array .*target\.filled\(ignore_index\)"):
         lk.cross_entropy(np.zeros((2, 3)), np.ma.masked_array([0, 1], mask=[1, 0]))
     with pytest.raises(TypeError, match=r"target is a masked array .*target\.filled"):
         lk.binary_cross_entropy(
