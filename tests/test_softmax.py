@@ -406,11 +406,15 @@ def test_concurrent_calls_from_8_python_threads():
     assert errors == []
 
 
-def _run(code: str, **env) -> str:
-    e = dict(os.environ, **env)
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter running `code` under exactly `env`."""
     return subprocess.run(
-        [sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True
-    ).stdout
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+
+
+def _run(code: str, **env) -> str:
+    return _python(code, dict(os.environ, **env)).stdout
 
 
 def test_scalar_path_matches_simd_bit_for_bit_and_env_threads():
@@ -494,10 +498,7 @@ def _import_with(**env) -> tuple[str, str]:
     """(stdout, stderr) of importing logitkit under `env`: its threads and SIMD level."""
     code = "import logitkit as lk; print(lk.get_num_threads(), lk.simd_level())"
     e = {k: v for k, v in os.environ.items() if not k.startswith("LOGITKIT_")}
-    e.update(env)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True
-    )
+    out = _python(code, {**e, **env})
     return out.stdout.strip(), out.stderr
 
 
