@@ -13,8 +13,8 @@
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
 use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
+use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
-use super::SHORT_ROW;
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::{abs, exp_nonpos, ln, log1p, log1p_unit, max};
@@ -729,7 +729,7 @@ fn pick_cols<T: Float>(x: &[T], tf: &[T; L]) -> [T; L] {
 
 multiversion! {
     /// Cross-entropy with class indices and no label smoothing over rows shorter
-    /// than `SHORT_ROW`: `L` rows at a time through [`ce_index_cols`] (gather,
+    /// than [`short_row_exp`]: `L` rows at a time through [`ce_index_cols`] (gather,
     /// compute, scatter); each group's row losses are summed pairwise, the
     /// groups in row order.
     fn ce_index_short<T: Float>(
@@ -1260,7 +1260,7 @@ pub fn row_loss<T: Float>(
         grad,
         per_row,
         |r0, r1, xs, g, l| match targets {
-            Targets::Index(t) if n < SHORT_ROW && p.smoothing == 0.0 => {
+            Targets::Index(t) if n < short_row_exp::<T>() && p.smoothing == 0.0 => {
                 ce_index_short(xs, &t[r0..r1], p, g, l)
             }
             Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),

@@ -53,11 +53,35 @@ pub trait RowOp<T: Float>: Sync {
     fn cost(&self) -> Cost {
         Cost::Heavy
     }
+    /// Rows (on the last axis) shorter than this run through [`Self::cols`].
+    fn short_row(&self) -> usize {
+        SHORT_ROW
+    }
 }
 
 /// Rows shorter than this (on the last axis) run through the column kernels,
-/// `L` rows at a time with lanes across rows.
+/// `L` rows at a time with lanes across rows (the default of
+/// [`RowOp::short_row`]).
 pub const SHORT_ROW: usize = 32;
+
+/// [`SHORT_ROW`] for the float32 passes with an exp per element (softmax,
+/// log_softmax, logsumexp, cross-entropy): up to 63 classes their column
+/// kernels beat the row kernels, whose partial last vector and per-row
+/// reductions weigh on a row of a few vectors (1 thread, alternating A/B,
+/// `benches/ab.py`: 40 classes softmax 0.46, log_softmax 0.44, logsumexp
+/// 0.41, cross-entropy + gradient 0.53 of the row kernels' time; 63
+/// classes 0.65-0.91). float64 keeps [`SHORT_ROW`]: its lane arrays take two
+/// registers and its transposes 8x8 tiles, and at 40-63 classes its column
+/// softmax and cross-entropy were 1.07-1.29 times slower. So do the
+/// backward passes (a dot product and a multiply per element), whose row
+/// kernels win from 32 classes.
+pub fn short_row_exp<T: Float>() -> usize {
+    if T::MANTISSA_DIGITS < 53 {
+        64
+    } else {
+        SHORT_ROW
+    }
+}
 
 /// Runs `op` over every row of `ins` (each of `layout.len()` elements) into
 /// `out` (`layout.len()` elements, or `layout.rows()` for a reduction).
@@ -113,7 +137,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     let nin = ins.len();
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
-    if inner == 1 && n >= SHORT_ROW {
+    if inner == 1 && n >= op.short_row() {
         run_tasks(outer, n, op.cost(), |_, r0, r1| {
             let (len, off) = ((r1 - r0) * n, r0 * n);
             // An input that is the output is copied before the output is borrowed.

@@ -9,7 +9,7 @@
 //! per lane, then blocks), so f32 results are within a few ulp of the exact
 //! value and f64 results within ~1e-15 relative.
 
-use super::RowOp;
+use super::{short_row_exp, RowOp};
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::ln;
@@ -653,6 +653,9 @@ pub struct SoftmaxBackward;
 pub struct LogSoftmaxBackward;
 
 impl<T: Float> RowOp<T> for Softmax {
+    fn short_row(&self) -> usize {
+        short_row_exp::<T>()
+    }
     fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
         softmax_rows(ins[0], out, n)
     }
@@ -665,6 +668,9 @@ impl<T: Float> RowOp<T> for Softmax {
 }
 
 impl<T: Float> RowOp<T> for LogSoftmax {
+    fn short_row(&self) -> usize {
+        short_row_exp::<T>()
+    }
     fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
         log_softmax_rows(ins[0], out, n)
     }
@@ -677,6 +683,9 @@ impl<T: Float> RowOp<T> for LogSoftmax {
 }
 
 impl<T: Float> RowOp<T> for LogSumExp {
+    fn short_row(&self) -> usize {
+        short_row_exp::<T>()
+    }
     fn reduces(&self) -> bool {
         true
     }

@@ -92,7 +92,17 @@ fn forward_matches_f64_reference_on_all_paths() {
             outer: 5,
             n: 33,
             inner: 1,
+        }, // float32: lanes across rows; float64: row kernel
+        Layout {
+            outer: 37,
+            n: 63,
+            inner: 1,
         },
+        Layout {
+            outer: 21,
+            n: 64,
+            inner: 1,
+        }, // row kernel
     ];
     for l in layouts {
         check_layout::<f32>(l, 10.0, 2e-6);
