@@ -103,6 +103,23 @@ def test_forward_matches_float64_reference(dtype, tol, shape, axis, scale):
         assert f(x, axis).dtype == dtype
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+def test_every_partial_last_vector_length(dtype, tol):
+    # The row kernels read a row's partial last vector as its last 16
+    # elements, overlapping the last full vector: each overlap length, in rows
+    # of one block and in the last block of a long row (blocks of 256).
+    rng = np.random.default_rng(5)
+    for n in [*range(64, 81), 100, 2048 + 256 + 17, 2048 + 256 + 3]:
+        x = (rng.standard_normal((3, n)) * 20).astype(dtype)
+        x[1, -1] = x[1].max() + 5  # the row max in the partial vector
+        x[2, -17] = x[2].max() + 5  # ... in the overlap
+        sm, lsm, lse = ref_rows(x)
+        floor = TINY32 if dtype == np.float32 else TINY64
+        assert max_rel(lk.softmax(x), sm, floor) <= tol, n
+        assert max_rel(lk.log_softmax(x), lsm, 1.0) <= tol, n
+        assert max_rel(lk.logsumexp(x), lse, 1.0) <= tol, n
+
+
 def test_large_vocab_scaled_logits_float32_relative_error():
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((4, 50257)) * 100).astype(np.float32)

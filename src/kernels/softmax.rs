@@ -153,11 +153,40 @@ pub(crate) fn max_sum_row<T: Float>(x: &[T]) -> (T, f64) {
         online_block(&rem[..full], &mut m, &mut acc);
     }
     if full < rem.len() {
-        let mut pad = [T::NEG_INF; L];
-        pad[..rem.len() - full].copy_from_slice(&rem[full..]);
+        let r = rem.len() - full;
+        let pad = if x.len() >= L {
+            tail_window(x, r, T::NEG_INF)
+        } else {
+            let mut pad = [T::NEG_INF; L];
+            pad[..r].copy_from_slice(&rem[full..]);
+            pad
+        };
         online_block(&pad, &mut m, &mut acc);
     }
     (shift(m), hsum(acc))
+}
+
+/// The last `L` elements of `x` (at least `L` long), the lanes before the
+/// last `rem` (elements of the last full vector) set to `fill`: a row's
+/// partial last vector read with one full-width load. Copied into a padded
+/// array instead, its narrow stores stalled the wide load that read them
+/// back (10 % of softmax on rows of 100).
+#[inline(always)]
+fn tail_window<T: Float>(x: &[T], rem: usize, fill: T) -> [T; L] {
+    let w = window(x);
+    let mut out = [fill; L];
+    for i in 0..L {
+        out[i] = if i + rem >= L { w[i] } else { fill };
+    }
+    out
+}
+
+/// The last `L` elements of `x` (at least `L` long).
+#[inline(always)]
+fn window<T: Float>(x: &[T]) -> [T; L] {
+    let mut w = [T::ZERO; L];
+    w.copy_from_slice(&x[x.len() - L..]);
+    w
 }
 
 /// Applies `f` lane-wise from `x` to `y` (same length), padding the tail.
@@ -172,7 +201,17 @@ fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
         lane_barrier();
     }
     let (xr, yr) = (xc.remainder(), yc.into_remainder());
-    if !xr.is_empty() {
+    if !xr.is_empty() && x.len() >= L {
+        // The last L elements: those of the last full vector are stored
+        // again, the same values.
+        let w = window(x);
+        let mut out = [T::ZERO; L];
+        for i in 0..L {
+            out[i] = f(w[i]);
+        }
+        let n = y.len();
+        y[n - L..].copy_from_slice(&out);
+    } else if !xr.is_empty() {
         let mut pad = [T::ZERO; L];
         pad[..xr.len()].copy_from_slice(xr);
         let mut out = [T::ZERO; L];
@@ -181,6 +220,33 @@ fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
         }
         yr.copy_from_slice(&out[..xr.len()]);
     }
+}
+
+/// `y = f(y)` element-wise. A partial last vector is the last L elements:
+/// they and the last full vector (which they overlap) are both read before
+/// either is written, so each element is mapped once, and no load waits on
+/// a store it partly overlaps.
+#[inline(always)]
+fn map_in_place<T: Float>(y: &mut [T], f: impl Fn(T) -> T) {
+    let n = y.len();
+    if n % L == 0 || n < L {
+        for v in y.iter_mut() {
+            *v = f(*v);
+        }
+        return;
+    }
+    let full = n / L * L;
+    for v in y[..full - L].iter_mut() {
+        *v = f(*v);
+    }
+    let (a, b) = (window(&y[..full]), window(y));
+    let (mut fa, mut fb) = ([T::ZERO; L], [T::ZERO; L]);
+    for i in 0..L {
+        fa[i] = f(a[i]);
+        fb[i] = f(b[i]);
+    }
+    y[full - L..full].copy_from_slice(&fa);
+    y[n - L..].copy_from_slice(&fb);
 }
 
 /// Sum over a row in f64 of `f(a_i, b_i)`, two-level, fixed order.
@@ -274,10 +340,21 @@ fn lse_from<T: Float>(ms: T, ls: f64, row: impl Fn() -> bool) -> T {
 /// dominates, sums the other terms on their own).
 #[inline(always)]
 fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) -> T {
-    let full = xb.len() / L * L;
-    let rem = xb.len() - full;
-    let mut pad = [T::NEG_INF; L];
-    pad[..rem].copy_from_slice(&xb[full..]);
+    let len = xb.len();
+    let full = len / L * L;
+    let rem = len - full;
+    // The partial last vector: the block's last L elements when it holds
+    // that many (see `tail_window`; the max may see the overlap twice, and
+    // its exps are stored again, the same values, but summed once), else
+    // padded with -inf.
+    let win = rem > 0 && len >= L;
+    let pad = if win {
+        window(xb)
+    } else {
+        let mut pad = [T::NEG_INF; L];
+        pad[..rem].copy_from_slice(&xb[full..]);
+        pad
+    };
     let ms = raise_max(&xb[..full], pad, m, acc);
     let mut part = [0f64; L];
     // Groups of four vectors with a constant trip count, so that the sums stay
@@ -314,13 +391,18 @@ fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) 
         lane_barrier();
     }
     if rem > 0 {
+        let first = if win { L - rem } else { 0 };
         let mut e = [T::ZERO; L];
         for i in 0..L {
             let (h, l) = T::diff(pad[i], ms);
             e[i] = T::exp_biased_nonpos(h, l);
-            part[i] += e[i].to_f64();
+            part[i] += if i >= first { e[i].to_f64() } else { 0.0 };
         }
-        yb[full..].copy_from_slice(&e[..rem]);
+        if win {
+            yb[len - L..].copy_from_slice(&e);
+        } else {
+            yb[full..].copy_from_slice(&e[..rem]);
+        }
     }
     for i in 0..L {
         acc[i] += part[i];
@@ -365,14 +447,10 @@ pub(crate) fn scale_row<T: Float>(xr: &[T], yr: &mut [T], shifts: &[T], ms: T, s
         let unbias = T::from_f64(T::EXP_UNBIAS);
         if f >= tiny || f.is_nan() || c == 0.0 {
             let k = T::from_f64(f);
-            for v in yb.iter_mut() {
-                *v = *v * k;
-            }
+            map_in_place(yb, |v| v * k);
         } else if ratio / s >= tiny && f / T::EXP_UNBIAS >= tiny {
             let k = T::from_f64(f / T::EXP_UNBIAS);
-            for v in yb.iter_mut() {
-                *v = *v * k * unbias;
-            }
+            map_in_place(yb, |v| v * k * unbias);
         } else {
             // exp(block shift - max) itself underflows: recompute the block
             // from x against the row's max.
