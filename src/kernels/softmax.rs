@@ -229,7 +229,7 @@ fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
 #[inline(always)]
 fn map_in_place<T: Float>(y: &mut [T], f: impl Fn(T) -> T) {
     let n = y.len();
-    if n % L == 0 || n < L {
+    if n.is_multiple_of(L) || n < L {
         for v in y.iter_mut() {
             *v = f(*v);
         }
