@@ -189,7 +189,9 @@ fn window<T: Float>(x: &[T]) -> [T; L] {
     w
 }
 
-/// Applies `f` lane-wise from `x` to `y` (same length), padding the tail.
+/// Applies `f` lane-wise from `x` to `y` (same length); a partial last vector
+/// as the last L elements when the row has that many (see `tail_window`),
+/// else padded.
 #[inline(always)]
 fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
     let mut xc = x.chunks_exact(L);
