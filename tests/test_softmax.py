@@ -123,6 +123,22 @@ def test_every_partial_last_vector_length(dtype, tol):
         assert max_rel(lk.logsumexp(x), lse, 1.0) <= tol, n
 
 
+@pytest.mark.parametrize("n", [10, 100, 1000])
+@pytest.mark.parametrize("scale", [1.0, 100.0, 1e4])
+def test_log_softmax_float32_within_1_5_ulp(n, scale):
+    # (x - max) - log(sum): two terms of one sign, three roundings of at most
+    # half an ulp of the result each (values below 1 in magnitude are held to
+    # the absolute bound instead: their log(sum) carries the sum's error).
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((300, n)) * scale).astype(np.float32)
+    _, lsm, _ = ref_rows(x)
+    got = lk.log_softmax(x).astype(np.float64)
+    big = np.abs(lsm) >= 1.0
+    ulp = np.spacing(np.abs(lsm[big]).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got[big] - lsm[big]) / ulp) <= 1.5
+    assert np.max(np.abs(got[~big] - lsm[~big]), initial=0.0) <= 2e-7
+
+
 def test_large_vocab_scaled_logits_float32_relative_error():
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((4, 50257)) * 100).astype(np.float32)
