@@ -162,32 +162,33 @@ pub(crate) fn max_sum_row<T: Float>(x: &[T]) -> (T, f64) {
         online_block(&rem[..full], &mut m, &mut acc);
     }
     if full < rem.len() {
-        let r = rem.len() - full;
-        let pad = if x.len() >= L {
-            tail_window(x, r, T::NEG_INF)
-        } else {
-            let mut pad = [T::NEG_INF; L];
-            pad[..r].copy_from_slice(&rem[full..]);
-            pad
-        };
+        // The overlap with the last full vector is summed once: -inf.
+        let (v, first) = last_vector(x, rem.len() - full, T::NEG_INF);
+        let mut pad = [T::NEG_INF; L];
+        for i in 0..L {
+            pad[i] = if i >= first { v[i] } else { T::NEG_INF };
+        }
         online_block(&pad, &mut m, &mut acc);
     }
     (shift(m), hsum(acc))
 }
 
-/// The last `L` elements of `x` (at least `L` long), the lanes before the
-/// last `rem` (elements of the last full vector) set to `fill`: a row's
-/// partial last vector read with one full-width load. Copied into a padded
-/// array instead, its narrow stores stalled the wide load that read them
-/// back (10 % of softmax on rows of 100).
+/// The partial last vector of `x`, its last `rem` elements (`rem < L`):
+/// when `x` holds at least `L` elements, its last `L` as one full-width load,
+/// the lanes before the returned `first` (= `L - rem`) repeating elements of
+/// the last full vector; else (and when `rem` is 0) the `rem` elements in
+/// the first lanes, padded with `fill` (`first` = 0). Copied into a padded
+/// array, the partial vector's narrow stores stalled the wide load that read
+/// them back (10 % of softmax on rows of 100).
 #[inline(always)]
-fn tail_window<T: Float>(x: &[T], rem: usize, fill: T) -> [T; L] {
-    let w = window(x);
-    let mut out = [fill; L];
-    for i in 0..L {
-        out[i] = if i + rem >= L { w[i] } else { fill };
+fn last_vector<T: Float>(x: &[T], rem: usize, fill: T) -> ([T; L], usize) {
+    if rem > 0 && x.len() >= L {
+        (window(x), L - rem)
+    } else {
+        let mut pad = [fill; L];
+        pad[..rem].copy_from_slice(&x[x.len() - rem..]);
+        (pad, 0)
     }
-    out
 }
 
 /// The last `L` elements of `x` (at least `L` long).
@@ -199,8 +200,7 @@ fn window<T: Float>(x: &[T]) -> [T; L] {
 }
 
 /// Applies `f` lane-wise from `x` to `y` (same length); a partial last vector
-/// as the last L elements when the row has that many (see `tail_window`),
-/// else padded.
+/// as [`last_vector`] gives it.
 #[inline(always)]
 fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
     let mut xc = x.chunks_exact(L);
@@ -211,25 +211,20 @@ fn map_row<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) {
         }
         lane_barrier();
     }
-    let (xr, yr) = (xc.remainder(), yc.into_remainder());
-    if !xr.is_empty() && x.len() >= L {
-        // The last L elements: those of the last full vector are stored
-        // again, the same values.
-        let w = window(x);
+    let rem = xc.remainder().len();
+    if rem > 0 {
+        let (v, first) = last_vector(x, rem, T::ZERO);
         let mut out = [T::ZERO; L];
         for i in 0..L {
-            out[i] = f(w[i]);
+            out[i] = f(v[i]);
         }
+        // A window's overlap is stored again, the same values.
         let n = y.len();
-        y[n - L..].copy_from_slice(&out);
-    } else if !xr.is_empty() {
-        let mut pad = [T::ZERO; L];
-        pad[..xr.len()].copy_from_slice(xr);
-        let mut out = [T::ZERO; L];
-        for i in 0..L {
-            out[i] = f(pad[i]);
+        if first > 0 {
+            y[n - L..].copy_from_slice(&out);
+        } else {
+            y[n - rem..].copy_from_slice(&out[..rem]);
         }
-        yr.copy_from_slice(&out[..xr.len()]);
     }
 }
 
@@ -359,18 +354,10 @@ fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) 
     let len = xb.len();
     let full = len / L * L;
     let rem = len - full;
-    // The partial last vector: the block's last L elements when it holds
-    // that many (see `tail_window`; the max may see the overlap twice, and
-    // its exps are stored again, the same values, but summed once), else
-    // padded with -inf.
-    let win = rem > 0 && len >= L;
-    let pad = if win {
-        window(xb)
-    } else {
-        let mut pad = [T::NEG_INF; L];
-        pad[..rem].copy_from_slice(&xb[full..]);
-        pad
-    };
+    // The partial last vector ([`last_vector`]): the max may see a window's
+    // overlap twice, and its exps are stored again, the same values, but
+    // summed once.
+    let (pad, first) = last_vector(xb, rem, T::NEG_INF);
     let ms = raise_max(&xb[..full], pad, m, acc);
     let mut part = [0f64; L];
     // Groups of four vectors with a constant trip count, so that the sums stay
@@ -407,14 +394,13 @@ fn store_block<T: Float>(xb: &[T], yb: &mut [T], m: &mut T, acc: &mut [f64; L]) 
         lane_barrier();
     }
     if rem > 0 {
-        let first = if win { L - rem } else { 0 };
         let mut e = [T::ZERO; L];
         for i in 0..L {
             let (h, l) = T::diff(pad[i], ms);
             e[i] = T::exp_biased_nonpos(h, l);
             part[i] += if i >= first { e[i].to_f64() } else { 0.0 };
         }
-        if win {
+        if first > 0 {
             yb[len - L..].copy_from_slice(&e);
         } else {
             yb[full..].copy_from_slice(&e[..rem]);
