@@ -16,8 +16,8 @@ use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, 
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::{
-    abs, exp_nonpos, expm1, expm1_nonpos, gauss_tail_pdf, ln_corr, log1p_unit, max, min, ndtr,
-    ndtr_from_tail, tanh, tanh_deriv,
+    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, gauss_tail_pdf, ln_corr, log1p_unit, max,
+    min, ndtr, ndtr_from_tail, tanh, tanh_deriv,
 };
 use crate::simd::{Float, LANES as L};
 
@@ -93,7 +93,7 @@ fn sel<T: Float>(b: bool, x: T, y: T) -> T {
 /// `e = exp(-|x|)`: never overflows, no cancellation.
 #[inline(always)]
 fn sigmoid3<T: Float>(x: T) -> (T, T, T) {
-    let e = exp_nonpos(-abs(x));
+    let e = exp_of_nonpos(-abs(x));
     let r = T::ONE / (T::ONE + e);
     let er = e * r;
     let pos = x >= T::ZERO;
@@ -108,7 +108,7 @@ fn sigmoid<T: Float>(x: T) -> T {
 /// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)).
 #[inline(always)]
 fn log_sigmoid<T: Float>(x: T) -> T {
-    min(x, T::ZERO) - log1p_unit(exp_nonpos(-abs(x)))
+    min(x, T::ZERO) - log1p_unit(exp_of_nonpos(-abs(x)))
 }
 
 #[inline(always)]
@@ -207,7 +207,7 @@ fn silu_deriv<T: Float>(x: T) -> T {
 /// neither overflows nor cancels.
 #[inline(always)]
 fn mish_parts<T: Float>(x: T) -> (T, T, T) {
-    let e = exp_nonpos(-abs(x));
+    let e = exp_of_nonpos(-abs(x));
     let two = c::<T>(2.0);
     let pos = x > T::ZERO;
     // x > 0: N = 1 + 2e, D = N + 2e^2; x <= 0: N = e(e + 2), D = N + 2.
@@ -237,7 +237,7 @@ fn mish_deriv<T: Float>(x: T) -> T {
 #[inline(always)]
 fn softplus<T: Float>(x: T, beta: T, threshold: T) -> T {
     let bx = x * beta;
-    let y = (max(bx, T::ZERO) + log1p_unit(exp_nonpos(-abs(bx)))) / beta;
+    let y = (max(bx, T::ZERO) + log1p_unit(exp_of_nonpos(-abs(bx)))) / beta;
     sel(bx > threshold, x, y)
 }
 

@@ -17,7 +17,7 @@ use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
 use crate::multiversion;
 use crate::par::Cost;
-use crate::simd::math::{abs, exp_nonpos, ln, log1p, log1p_unit, max};
+use crate::simd::math::{abs, exp_of_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, lane_barrier, Float, LANES as L};
 
@@ -1146,7 +1146,7 @@ where
 fn bce_logits_hard<T: Float>(x: T, y: T) -> (T, T) {
     let one = y == T::ONE;
     let z = if one { T::ZERO - x } else { x };
-    let e = exp_nonpos(T::ZERO - abs(x));
+    let e = exp_of_nonpos(T::ZERO - abs(x));
     let r = T::ONE / (T::ONE + e);
     let sp = log1p_unit(e);
     let sig = if z >= T::ZERO { r } else { e * r };

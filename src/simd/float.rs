@@ -160,8 +160,11 @@ impl Float for f32 {
     const EXP_BIASED_MIN: f64 = -104.0;
     #[inline(always)]
     fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
-        let (p, n) = exp_f32_poly(hi, lo);
-        p * f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23))
+        let (q, n) = expm1_f32_poly(hi, lo);
+        scale_exp(
+            q,
+            f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23)),
+        )
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
@@ -169,8 +172,11 @@ impl Float for f32 {
         let small = x < -87.0;
         // No range clamps: a result below -87 is discarded, and adding -0.0
         // (not +0.0) as the correction folds away.
-        let (p, n) = exp_f32_poly(x, -0.0);
-        let e = p * f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23));
+        let (q, n) = expm1_f32_poly(x, -0.0);
+        let e = scale_exp(
+            q,
+            f32::from_bits((n.wrapping_add(127) as u32).wrapping_shl(23)),
+        );
         if small {
             0.0
         } else {
@@ -237,16 +243,22 @@ impl Float for f64 {
     const EXP_BIASED_MIN: f64 = -746.0;
     #[inline(always)]
     fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
-        let (p, n) = exp_f64_poly(hi, lo);
-        p * f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52))
+        let (q, n) = expm1_f64_poly(hi, lo);
+        scale_exp(
+            q,
+            f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52)),
+        )
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
         let x = if x > 0.0 { 0.0 } else { x };
         let small = x < -708.0;
         // As for f32: no range clamps, a -0.0 correction.
-        let (p, n) = exp_f64_poly(x, -0.0);
-        let e = p * f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52));
+        let (q, n) = expm1_f64_poly(x, -0.0);
+        let e = scale_exp(
+            q,
+            f64::from_bits((n.wrapping_add(1023) as u64).wrapping_shl(52)),
+        );
         if small {
             0.0
         } else {
@@ -287,9 +299,20 @@ impl Float for f64 {
     }
 }
 
-/// exp(hi + lo) in f32 as `(p, n)` with the value `p * 2^n`: Cody-Waite
-/// reduction by ln 2, a degree-6 minimax polynomial (`expm1_f32_poly`), FMA.
-/// `hi` is clamped to [-104, 89] (NaN kept); `n` is in [-150, 128].
+/// `(1 + q) * s` for a power of two `s`, as one fused multiply-add `q * s +
+/// s`. Wherever the result is normal this is bit for bit `(q + 1.0) * s`
+/// (scaling by a power of two commutes with rounding), one operation fewer
+/// for every exp; the callers' scale factors keep it normal (the biased and
+/// two-step forms round into the subnormal range with a later multiply).
+#[inline(always)]
+pub fn scale_exp<T: Float>(q: T, s: T) -> T {
+    T::fma(q, s, s)
+}
+
+/// exp(hi + lo) in f32 as `(q, n)` with the value `(1 + q) * 2^n`:
+/// Cody-Waite reduction by ln 2, a degree-6 minimax polynomial
+/// (`expm1_f32_poly`), FMA; [`scale_exp`] forms the value. `hi` is clamped to
+/// [-104, 89] (NaN kept); `n` is in [-150, 128].
 #[inline(always)]
 pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
     // Comparisons are false for NaN, so NaN flows through to the result.
@@ -297,14 +320,7 @@ pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -104.0 { -104.0 } else { hi };
     let x = if x > 89.0 { 89.0 } else { x };
-    exp_f32_poly(x, lo)
-}
-
-/// [`exp_f32_core`] after its range checks: `x` in [-104, 89] or NaN.
-#[inline(always)]
-fn exp_f32_poly(x: f32, lo: f32) -> (f32, i32) {
-    let (q, n) = expm1_f32_poly(x, lo);
-    (q + 1.0, n)
+    expm1_f32_poly(x, lo)
 }
 
 /// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
@@ -335,31 +351,24 @@ fn expm1_f32_poly(x: f32, lo: f32) -> (f32, i32) {
 /// round once. Max error 2 ulp (checked over a dense sweep of [-104, 89]).
 #[inline(always)]
 pub fn exp_f32(hi: f32, lo: f32) -> f32 {
-    let (p, ni) = exp_f32_core(hi, lo);
+    let (q, ni) = exp_f32_core(hi, lo);
     let n1 = ni >> 1;
     let n2 = ni.wrapping_sub(n1);
     let s1 = f32::from_bits((n1.wrapping_add(127) as u32).wrapping_shl(23));
     let s2 = f32::from_bits((n2.wrapping_add(127) as u32).wrapping_shl(23));
-    p * s1 * s2
+    scale_exp(q, s1) * s2
 }
 
-/// exp(hi + lo) in f64 as `(p, n)`: Cody-Waite reduction by ln 2, a
-/// degree-11 near-minimax polynomial on |r| <= 0.35 (`expm1_f64_poly`), FMA.
-/// `hi` is clamped to [-746, 710] (NaN kept).
+/// exp(hi + lo) in f64 as `(q, n)` with the value `(1 + q) * 2^n`: Cody-Waite
+/// reduction by ln 2, a degree-11 near-minimax polynomial on |r| <= 0.35
+/// (`expm1_f64_poly`), FMA. `hi` is clamped to [-746, 710] (NaN kept).
 #[inline(always)]
 pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
     let in_range = hi > -746.0 && hi < 710.0;
     let lo = if in_range { lo } else { 0.0 };
     let x = if hi < -746.0 { -746.0 } else { hi };
     let x = if x > 710.0 { 710.0 } else { x };
-    exp_f64_poly(x, lo)
-}
-
-/// [`exp_f64_core`] after its range checks: `x` in [-746, 710] or NaN.
-#[inline(always)]
-fn exp_f64_poly(x: f64, lo: f64) -> (f64, i64) {
-    let (q, n) = expm1_f64_poly(x, lo);
-    (q + 1.0, n)
+    expm1_f64_poly(x, lo)
 }
 
 /// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
@@ -395,10 +404,10 @@ fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
 /// exp(hi + lo) in f64 with two-step scaling. Max error 2 ulp.
 #[inline(always)]
 pub fn exp_f64(hi: f64, lo: f64) -> f64 {
-    let (p, ni) = exp_f64_core(hi, lo);
+    let (q, ni) = exp_f64_core(hi, lo);
     let n1 = ni >> 1;
     let n2 = ni.wrapping_sub(n1);
     let s1 = f64::from_bits((n1.wrapping_add(1023) as u64).wrapping_shl(52));
     let s2 = f64::from_bits((n2.wrapping_add(1023) as u64).wrapping_shl(52));
-    p * s1 * s2
+    scale_exp(q, s1) * s2
 }

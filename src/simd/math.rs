@@ -106,8 +106,16 @@ const EXPM1_F64: [f64; 13] = [
 /// result is normal, so the final multiply rounds a subnormal once).
 #[inline(always)]
 pub fn exp_nonpos<T: Float>(x: T) -> T {
-    let x = if x > T::ZERO { T::ZERO } else { x };
-    T::exp_biased_nonpos(x, T::ZERO) * T::from_f64(T::EXP_UNBIAS)
+    exp_of_nonpos(if x > T::ZERO { T::ZERO } else { x })
+}
+
+/// [`exp_nonpos`] for an `x` that is `<= 0` (or NaN) by construction, such
+/// as `-|x|`: the same bits without the clamp (which LLVM cannot drop). The
+/// correction term is -0.0, which the exp's `r + lo` folds away (+0.0 would
+/// be added: it turns -0.0 into +0.0).
+#[inline(always)]
+pub fn exp_of_nonpos<T: Float>(x: T) -> T {
+    T::exp_biased_nonpos(x, T::from_f64(-0.0)) * T::from_f64(T::EXP_UNBIAS)
 }
 
 #[inline(always)]
