@@ -197,8 +197,12 @@ fn silu<T: Float>(x: T) -> T {
 #[inline(always)]
 fn silu_deriv<T: Float>(x: T) -> T {
     let (s, ss, _) = sigmoid3(x);
-    let d = s + x * ss;
-    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
+    // ss is exactly 0 from |x| = 104 (f32; 746 for f64) on, so clamping the
+    // factor x to +-1e30 changes nothing for finite x, and at +-inf gives
+    // x * ss = +-0 and the limits 1 and +0 instead of NaN: the same bits as
+    // selecting the limits at +-inf, in two instructions (min, max) fewer.
+    let xc = max(min(x, c(1e30)), c(-1e30));
+    s + xc * ss
 }
 
 /// `(tanh(softplus(x)), 1 - tanh(softplus(x))^2, sigmoid(x))` as rational
