@@ -299,7 +299,7 @@ pub fn tanh<T: Float>(x: T) -> T {
 #[inline(always)]
 pub fn tanh_deriv<T: Float>(x: T) -> T {
     let a = abs(x);
-    let e = exp_nonpos(-(a + a));
+    let e = exp_of_nonpos(-(a + a));
     let d = T::ONE + e;
     (c::<T>(4.0) * e) / (d * d)
 }
