@@ -205,15 +205,13 @@ def test_where_mask_matches_reference_on_both_kernel_paths(n, dtype, tol):
     w[3] = False  # fully masked
     w[4] = False
     w[4, n // 2] = True  # one entry left
-    ref = np.where(w, x.astype(np.float64), -np.inf)
-    m = ref.max(1, keepdims=True)
-    m[~np.isfinite(m)] = 0.0
-    e = np.exp(ref - m)
-    s = e.sum(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sm = np.where(s > 0, e / s, 0.0)
-        lsm = np.where(w, ref - m - np.log(s), -np.inf)
-        lse = np.where(s[:, 0] > 0, m[:, 0] + np.log(s[:, 0]), -np.inf)
+    # The shared reference on the rows with an entry left (masked entries as
+    # -inf); a fully masked row gives zeros / -inf.
+    live = w.any(axis=1)
+    sm = np.zeros(x.shape, np.longdouble)
+    lsm = np.full(x.shape, -np.inf, np.longdouble)
+    lse = np.full(len(x), -np.inf, np.longdouble)
+    sm[live], lsm[live], lse[live] = ref_rows(np.where(w, x, -np.inf)[live])
     floor = TINY32 if dtype == np.float32 else TINY64
     y = lk.softmax(x, where=w)
     assert (y[3] == 0).all() and y[4, n // 2] == 1.0
