@@ -57,6 +57,25 @@ pub trait RowOp<T: Float>: Sync {
     fn short_row(&self) -> usize {
         SHORT_ROW
     }
+    /// Computes the contiguous rows `r0..r1` of `n` (last axis, no mask)
+    /// whole, with a kernel that gives the same bits as [`Self::cols`] but
+    /// keeps each group of rows in registers, where the op has one for this
+    /// type, `n` and instruction set; otherwise returns false, touching
+    /// nothing.
+    ///
+    /// # Safety
+    /// As [`run_rows_raw`], for those rows.
+    unsafe fn fused_rows(
+        &self,
+        ins: &[Ptr<T>],
+        n: usize,
+        r0: usize,
+        r1: usize,
+        dst: Ptr<T>,
+    ) -> bool {
+        let _ = (ins, n, r0, r1, dst);
+        false
+    }
 }
 
 /// Rows shorter than this (on the last axis) run through the column kernels,
@@ -169,6 +188,12 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
             outer * col_blocks
         };
         run_tasks(units, n * L, op.cost(), |_, u0, u1| {
+            if inner == 1 && mask.is_none() {
+                let (r0, r1) = (u0 * L, (u1 * L).min(outer));
+                if op.fused_rows(&src[..nin], n, r0, r1, dst) {
+                    return;
+                }
+            }
             let mut scratch = vec![T::ZERO; n * L * (nin + 1)];
             for u in u0..u1 {
                 if inner == 1 && mask.is_none() {

@@ -10,6 +10,7 @@
 //! value and f64 results within ~1e-15 relative; log_softmax, `(x - max) -
 //! log(sum)`, within 1.5 ulp (see `sub_shift`).
 
+use super::elementwise::Ptr;
 use super::{short_row_exp, RowOp};
 use crate::multiversion;
 use crate::par::Cost;
@@ -741,6 +742,23 @@ impl<T: Float> RowOp<T> for Softmax {
     }
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         softmax_cols(ins[0], out)
+    }
+    unsafe fn fused_rows(
+        &self,
+        ins: &[Ptr<T>],
+        n: usize,
+        r0: usize,
+        r1: usize,
+        dst: Ptr<T>,
+    ) -> bool {
+        // T is f32 (the only Float type with a 24-bit significand).
+        T::MANTISSA_DIGITS == 24
+            && crate::simd::tile::softmax_f32(
+                ins[0].get().add(r0 * n).cast(),
+                r1 - r0,
+                n,
+                dst.get().add(r0 * n).cast(),
+            )
     }
     fn masked_fill(&self) -> T {
         T::ZERO

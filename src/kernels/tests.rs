@@ -320,3 +320,66 @@ fn empty_shapes() {
     );
     assert!(s.iter().all(|v| *v == f32::NEG_INFINITY));
 }
+
+#[test]
+fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
+    // The register-resident tiles (AVX-512, float32 rows of 1 to 16 classes)
+    // against the column kernel through its scratch blocks, bit for bit (NaN
+    // payloads aside), with +-inf, NaN, +-3e38, subnormals, +-0 and an all
+    // -inf row; out of place and in place.
+    use crate::simd::tile::softmax_f32;
+    use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
+    let specials = [
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        3e38,
+        -3e38,
+        1e-42,
+        -0.0,
+        0.0,
+    ];
+    let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
+    for n in 1..=16usize {
+        for rows in [1usize, 7, 16, 17, 40] {
+            let seed = (n * 100 + rows) as u64;
+            let mut x: Vec<f32> = rand_vec(rows * n, 30.0, seed)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            for (r, u) in rand_vec(rows, 1e6, seed + 1).iter().enumerate() {
+                if r % 3 == 1 {
+                    let k = u.abs() as usize;
+                    x[r * n + k % n] = specials[k % specials.len()];
+                }
+            }
+            if rows > 2 {
+                x[2 * n..3 * n].fill(f32::NEG_INFINITY);
+            }
+            let mut got = vec![0f32; rows * n];
+            // SAFETY: both buffers hold rows * n elements.
+            if !unsafe { softmax_f32(x.as_ptr(), rows, n, got.as_mut_ptr()) } {
+                return; // no AVX-512 on this machine: nothing to compare
+            }
+            let mut inplace = x.clone();
+            let p = inplace.as_mut_ptr();
+            // SAFETY: as above; the same pointer in and out is allowed.
+            assert!(unsafe { softmax_f32(p, rows, n, p) });
+            let mut want = vec![0f32; rows * n];
+            let (mut g, mut o) = (vec![0f32; n * L], vec![0f32; n * L]);
+            for r0 in (0..rows).step_by(L) {
+                let w = (rows - r0).min(L);
+                rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut g);
+                softmax_cols(&g, &mut o);
+                lanes_to_rows(&o, n, w, &mut want[r0 * n..(r0 + w) * n]);
+            }
+            for (i, ((&a, &b), &c)) in got.iter().zip(&want).zip(&inplace).enumerate() {
+                assert!(
+                    same(a, b) && same(c, b),
+                    "n {n}, rows {rows}, at {i}: {a} {c} vs {b}; x {:?}",
+                    &x[i / n * n..i / n * n + n]
+                );
+            }
+        }
+    }
+}

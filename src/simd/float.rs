@@ -163,7 +163,7 @@ impl Float for f32 {
         let (q, n) = expm1_f32_poly(hi, lo);
         scale_exp(
             q,
-            f32::from_bits((n.wrapping_add(127 + 64) as u32).wrapping_shl(23)),
+            f32::from_bits((n.wrapping_add(127 + exp_f32_consts::BIAS) as u32).wrapping_shl(23)),
         )
     }
     #[inline(always)]
@@ -323,25 +323,40 @@ pub fn exp_f32_core(hi: f32, lo: f32) -> (f32, i32) {
     expm1_f32_poly(x, lo)
 }
 
+/// The constants of the f32 exp (`expm1_f32_poly`), shared with the
+/// intrinsics kernels that repeat its steps (`simd::tile`).
+pub(crate) mod exp_f32_consts {
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    pub const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    pub const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    /// log2 of the bias of `exp_biased_nonpos` (see `EXP_UNBIAS`).
+    pub const BIAS: i32 = 64;
+    /// q = r + r^2 P(r), P of degree 4 (highest first): a minimax fit of
+    /// (expm1(r) - r) / r^2 on |r| <= 0.35 (reweighted least squares, mpmath
+    /// reference; |error of q| <= 8.5e-9, 2.6e-8 relative, with the
+    /// coefficients rounded to f32).
+    pub const P: [f32; 5] = [
+        1.394_211e-3,
+        8.363_769e-3,
+        4.166_636_2e-2,
+        1.666_657_3e-1,
+        0.5,
+    ];
+}
+
 /// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
 #[inline(always)]
 fn expm1_f32_poly(x: f32, lo: f32) -> (f32, i32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    use exp_f32_consts::{LN2_HI, LN2_LO, LOG2E, MAGIC, P};
     let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r) + lo;
-    // q = r + r^2 P(r), P of degree 4: a minimax fit of (expm1(r) - r) / r^2
-    // on |r| <= 0.35 (reweighted least squares, mpmath reference; |error of
-    // q| <= 8.5e-9, 2.6e-8 relative, with the coefficients rounded to f32).
-    let mut p = 1.394_211e-3_f32;
-    p = p.mul_add(r, 8.363_769e-3);
-    p = p.mul_add(r, 4.166_636_2e-2);
-    p = p.mul_add(r, 1.666_657_3e-1);
-    p = p.mul_add(r, 0.5);
+    let mut p = P[0];
+    for &k in &P[1..] {
+        p = p.mul_add(r, k);
+    }
     let q = p.mul_add(r * r, r);
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     (q, ni)

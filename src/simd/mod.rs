@@ -10,6 +10,7 @@
 pub mod dispatch;
 mod float;
 pub mod math;
+pub mod tile;
 pub mod transpose;
 
 pub use dispatch::{

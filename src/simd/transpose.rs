@@ -99,7 +99,7 @@ pub fn lanes_to_rows_scalar<T: Float>(src: &[T], n: usize, w: usize, dst: &mut [
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::L;
     use std::arch::x86_64::*;
 
@@ -108,7 +108,7 @@ mod x86 {
     /// Transposes 16 rows of 16 f32 in place (64 shuffles).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn t16x16(r: &mut [__m512; 16]) {
+    pub(crate) fn t16x16(r: &mut [__m512; 16]) {
         let mut t = [_mm512_setzero_ps(); 16];
         for p in 0..8 {
             t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
