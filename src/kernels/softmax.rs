@@ -775,6 +775,23 @@ impl<T: Float> RowOp<T> for LogSoftmax {
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         log_softmax_cols(ins[0], out)
     }
+    unsafe fn fused_rows(
+        &self,
+        ins: &[Ptr<T>],
+        n: usize,
+        r0: usize,
+        r1: usize,
+        dst: Ptr<T>,
+    ) -> bool {
+        // T is f32 (the only Float type with a 24-bit significand).
+        T::MANTISSA_DIGITS == 24
+            && crate::simd::tile::log_softmax_f32(
+                ins[0].get().add(r0 * n).cast(),
+                r1 - r0,
+                n,
+                dst.get().add(r0 * n).cast(),
+            )
+    }
     fn masked_fill(&self) -> T {
         T::NEG_INF
     }

@@ -324,11 +324,19 @@ fn empty_shapes() {
 #[test]
 fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
     // The register-resident tiles (AVX-512, float32 rows of 1 to 16 classes)
-    // against the column kernel through its scratch blocks, bit for bit (NaN
-    // payloads aside), with +-inf, NaN, +-3e38, subnormals, +-0 and an all
-    // -inf row; out of place and in place.
-    use crate::simd::tile::softmax_f32;
+    // against the column kernels through their scratch blocks, bit for bit
+    // (NaN payloads aside), with +-inf, NaN, +-3e38, subnormals, +-0 and an
+    // all -inf row; out of place and in place.
+    // The CPU's own level, not the global one (another test may have set
+    // that to scalar meanwhile).
+    use crate::simd::tile::{by_classes, Op};
     use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
+    let level = crate::simd::dispatch::best();
+    type Cols = fn(&[f32], &mut [f32]);
+    let ops: [(&str, Op, Cols); 2] = [
+        ("softmax", Op::Softmax, softmax_cols::<f32>),
+        ("log_softmax", Op::LogSoftmax, log_softmax_cols::<f32>),
+    ];
     let specials = [
         f32::INFINITY,
         f32::NEG_INFINITY,
@@ -340,45 +348,49 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
         0.0,
     ];
     let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
-    for n in 1..=16usize {
-        for rows in [1usize, 7, 16, 17, 40] {
-            let seed = (n * 100 + rows) as u64;
-            let mut x: Vec<f32> = rand_vec(rows * n, 30.0, seed)
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
-            for (r, u) in rand_vec(rows, 1e6, seed + 1).iter().enumerate() {
-                if r % 3 == 1 {
-                    let k = u.abs() as usize;
-                    x[r * n + k % n] = specials[k % specials.len()];
+    for (name, op, cols) in ops {
+        // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n.
+        let fused =
+            |src: *const f32, rows, n, dst| unsafe { by_classes(level, op, src, rows, n, dst) };
+        for n in 1..=16usize {
+            for rows in [1usize, 7, 16, 17, 40, 100] {
+                let seed = (n * 1000 + rows) as u64;
+                let mut x: Vec<f32> = rand_vec(rows * n, 30.0, seed)
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                for (r, u) in rand_vec(rows, 1e6, seed + 1).iter().enumerate() {
+                    if r % 3 == 1 {
+                        let k = u.abs() as usize;
+                        x[r * n + k % n] = specials[k % specials.len()];
+                    }
                 }
-            }
-            if rows > 2 {
-                x[2 * n..3 * n].fill(f32::NEG_INFINITY);
-            }
-            let mut got = vec![0f32; rows * n];
-            // SAFETY: both buffers hold rows * n elements.
-            if !unsafe { softmax_f32(x.as_ptr(), rows, n, got.as_mut_ptr()) } {
-                return; // no AVX-512 on this machine: nothing to compare
-            }
-            let mut inplace = x.clone();
-            let p = inplace.as_mut_ptr();
-            // SAFETY: as above; the same pointer in and out is allowed.
-            assert!(unsafe { softmax_f32(p, rows, n, p) });
-            let mut want = vec![0f32; rows * n];
-            let (mut g, mut o) = (vec![0f32; n * L], vec![0f32; n * L]);
-            for r0 in (0..rows).step_by(L) {
-                let w = (rows - r0).min(L);
-                rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut g);
-                softmax_cols(&g, &mut o);
-                lanes_to_rows(&o, n, w, &mut want[r0 * n..(r0 + w) * n]);
-            }
-            for (i, ((&a, &b), &c)) in got.iter().zip(&want).zip(&inplace).enumerate() {
-                assert!(
-                    same(a, b) && same(c, b),
-                    "n {n}, rows {rows}, at {i}: {a} {c} vs {b}; x {:?}",
-                    &x[i / n * n..i / n * n + n]
-                );
+                if rows > 2 {
+                    x[2 * n..3 * n].fill(f32::NEG_INFINITY);
+                }
+                let mut got = vec![0f32; rows * n];
+                if !fused(x.as_ptr(), rows, n, got.as_mut_ptr()) {
+                    return; // no AVX-512 on this machine: nothing to compare
+                }
+                let mut inplace = x.clone();
+                let p = inplace.as_mut_ptr();
+                // The same pointer in and out is allowed.
+                assert!(fused(p, rows, n, p));
+                let mut want = vec![0f32; rows * n];
+                let (mut g, mut o) = (vec![0f32; n * L], vec![0f32; n * L]);
+                for r0 in (0..rows).step_by(L) {
+                    let w = (rows - r0).min(L);
+                    rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut g);
+                    cols(&g, &mut o);
+                    lanes_to_rows(&o, n, w, &mut want[r0 * n..(r0 + w) * n]);
+                }
+                for (i, ((&a, &b), &c)) in got.iter().zip(&want).zip(&inplace).enumerate() {
+                    let row = &x[i / n * n..i / n * n + n];
+                    assert!(
+                        same(a, b) && same(c, b),
+                        "{name}, n {n}, rows {rows}, at {i}: {a} {c} vs {b}; row {row:?}"
+                    );
+                }
             }
         }
     }

@@ -15,7 +15,8 @@ pub enum Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
-fn best() -> Level {
+/// The best level this CPU supports.
+pub(crate) fn best() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")

@@ -1,5 +1,5 @@
-//! Float32 rows of 1 to 16 classes, 16 rows at a time held in AVX-512
-//! registers from load to store.
+//! Float32 softmax and log-softmax of rows of 1 to 16 classes, 16 rows at a
+//! time held in AVX-512 registers from load to store.
 //!
 //! The column kernels (`kernels::softmax`) take short rows through a scratch
 //! block: transpose 16 rows into lanes, a max pass, an exp-and-sum pass and a
@@ -28,17 +28,50 @@
 /// `src` readable and `dst` writable for `rows * n` elements; they are the
 /// same pointer or do not overlap.
 pub unsafe fn softmax_f32(src: *const f32, rows: usize, n: usize, dst: *mut f32) -> bool {
+    // SAFETY: as this function's.
+    unsafe { by_classes(super::level(), Op::Softmax, src, rows, n, dst) }
+}
+
+/// Log-softmax as [`softmax_f32`] (the arithmetic of `log_softmax_cols`).
+///
+/// # Safety
+/// As [`softmax_f32`].
+pub unsafe fn log_softmax_f32(src: *const f32, rows: usize, n: usize, dst: *mut f32) -> bool {
+    // SAFETY: as this function's.
+    unsafe { by_classes(super::level(), Op::LogSoftmax, src, rows, n, dst) }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Op {
+    Softmax,
+    LogSoftmax,
+}
+
+/// Dispatch on `level` and the class count (a constant in the kernels).
+///
+/// # Safety
+/// As [`softmax_f32`], and `level` is one the CPU supports.
+pub(crate) unsafe fn by_classes(
+    level: super::Level,
+    op: Op,
+    src: *const f32,
+    rows: usize,
+    n: usize,
+    dst: *mut f32,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        use super::{level, Level};
-        if level() == Level::Avx512 {
+        if level == super::Level::Avx512 {
             // SAFETY: the level is only ever set to one the CPU supports; the
             // caller guarantees the extents.
             unsafe {
                 macro_rules! by_n {
                     ($($k:literal)*) => {
-                        match n {
-                            $($k => x86::softmax_rows::<$k>(src, rows, dst),)*
+                        match (n, op) {
+                            $(
+                                ($k, Op::Softmax) => x86::softmax_rows::<$k>(src, rows, dst),
+                                ($k, Op::LogSoftmax) => x86::log_softmax_rows::<$k>(src, rows, dst),
+                            )*
                             _ => return false,
                         }
                     };
@@ -48,15 +81,16 @@ pub unsafe fn softmax_f32(src: *const f32, rows: usize, n: usize, dst: *mut f32)
             return true;
         }
     }
-    let _ = (src, rows, n, dst);
+    let _ = (level, op, src, rows, n, dst);
     false
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::float::exp_f32_consts::{BIAS, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
+    use super::super::math::ln;
     use super::super::transpose::x86::t16x16;
-    use super::super::Float;
+    use super::super::{lane_barrier, Float};
     use std::arch::x86_64::*;
 
     const L: usize = 16;
@@ -74,6 +108,37 @@ mod x86 {
         (s, lo)
     }
 
+    /// `expm1_f32_poly`: `(q, t)` with `x + lo = n ln 2 + r`, `q = expm1(r)`
+    /// and `t` holding `n` (as `MAGIC + n`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn expm1_poly(x: __m512, lo: __m512) -> (__m512, __m512) {
+        let magic = _mm512_set1_ps(MAGIC);
+        let t = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), magic);
+        let n = _mm512_sub_ps(t, magic);
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+        let r = _mm512_add_ps(_mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r), lo);
+        let mut p = _mm512_set1_ps(P[0]);
+        for &k in &P[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
+        }
+        (_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), t)
+    }
+
+    /// `2^(n + bias)` from `t = MAGIC + n` (as the scalar code's bits).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn scale_bits(t: __m512, bias: i32) -> __m512 {
+        let ni = _mm512_sub_epi32(
+            _mm512_castps_si512(t),
+            _mm512_set1_epi32(MAGIC.to_bits() as i32),
+        );
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+            ni,
+            _mm512_set1_epi32(bias),
+        )))
+    }
+
     /// `Float::exp_biased_nonpos` for f32: 0 below `EXP_BIASED_MIN` (where
     /// the unclamped steps are discarded), NaN kept.
     #[inline]
@@ -82,35 +147,39 @@ mod x86 {
         let min = _mm512_set1_ps(<f32 as Float>::EXP_BIASED_MIN as f32);
         // Not below the minimum, NaN included (unordered: true).
         let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(hi, min);
-        let magic = _mm512_set1_ps(MAGIC);
-        let t = _mm512_fmadd_ps(hi, _mm512_set1_ps(LOG2E), magic);
-        let n = _mm512_sub_ps(t, magic);
-        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), hi);
-        let r = _mm512_add_ps(_mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r), lo);
-        let mut p = _mm512_set1_ps(P[0]);
-        for &k in &P[1..] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
-        }
-        let q = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-        let ni = _mm512_sub_epi32(
-            _mm512_castps_si512(t),
-            _mm512_set1_epi32(MAGIC.to_bits() as i32),
-        );
-        let s = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-            ni,
-            _mm512_set1_epi32(127 + BIAS),
-        )));
+        let (q, t) = expm1_poly(hi, lo);
+        let s = scale_bits(t, 127 + BIAS);
         _mm512_maskz_fmadd_ps(keep, q, s, s)
+    }
+
+    /// Lanes `8h..8h + 8` of `v` widened to f64.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn widen(v: __m512, h: usize) -> __m512d {
+        let half = if h == 0 {
+            _mm512_castps512_ps256(v)
+        } else {
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+        };
+        _mm512_cvtps_pd(half)
+    }
+
+    /// 16 lanes from two halves of 8.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn combine(lo: __m256, hi: __m256) -> __m512 {
+        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            _mm512_castps_pd(_mm512_castps256_ps512(lo)),
+            _mm256_castps_pd(hi),
+        ))
     }
 
     /// `acc + widen(v)` for the two f64 halves of a 16-lane accumulator.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn add_widened(acc: &mut [__m512d; 2], v: __m512) {
-        let lo = _mm512_castps512_ps256(v);
-        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-        acc[0] = _mm512_add_pd(acc[0], _mm512_cvtps_pd(lo));
-        acc[1] = _mm512_add_pd(acc[1], _mm512_cvtps_pd(hi));
+        acc[0] = _mm512_add_pd(acc[0], widen(v, 0));
+        acc[1] = _mm512_add_pd(acc[1], widen(v, 1));
     }
 
     /// `1 / acc` rounded to f32, NaN where `acc` is 0 (as `softmax_cols`).
@@ -123,19 +192,19 @@ mod x86 {
             let inv = _mm512_mask_blend_pd(zero, _mm512_div_pd(one, a), _mm512_set1_pd(f64::NAN));
             _mm512_cvtpd_ps(inv)
         };
-        let (lo, hi) = (half(acc[0]), half(acc[1]));
-        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-            _mm512_castps_pd(_mm512_castps256_ps512(lo)),
-            _mm256_castps_pd(hi),
-        ))
+        combine(half(acc[0]), half(acc[1]))
     }
 
-    /// Phase one of a tile: rows `0..w` (`1 <= w <= 16`) of `N` classes at
-    /// `src` (lanes past `w` repeat row `w - 1`) to their biased exps
-    /// `e[0..N]` (class-major); returns the lanes' scale factors.
+    /// Rows `0..w` (`1 <= w <= 16`) of `N` classes at `src` as class-major
+    /// lane vectors (`r[k]`, `k < N`: class k of the 16 rows; lanes past `w`
+    /// repeat row `w - 1`), and the lanes' shift as `max_cols` and `shift`
+    /// give it: the max (`if c > m { c } else { m }` from -inf, so NaN never
+    /// enters) in two chains, whose maxima are then never NaN either (the
+    /// value is one chain's; only the sign of a zero maximum can differ, and
+    /// x - 0 and x + 0 give the same results), and 0 for an all -inf row.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn exp_tile<const N: usize>(src: *const f32, w: usize, e: &mut [__m512; L]) -> __m512 {
+    unsafe fn load_tile<const N: usize>(src: *const f32, w: usize) -> ([__m512; L], __m512) {
         let m = ((1u32 << N) - 1) as __mmask16;
         let mut r = [_mm512_setzero_ps(); L];
         for (j, rj) in r.iter_mut().enumerate() {
@@ -148,7 +217,41 @@ mod x86 {
         }
         let mx = _mm512_max_ps(mc[1], mc[0]);
         let ninf = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(mx, _mm512_set1_ps(f32::NEG_INFINITY));
-        let ms = _mm512_mask_blend_ps(ninf, mx, _mm512_setzero_ps());
+        (r, _mm512_mask_blend_ps(ninf, mx, _mm512_setzero_ps()))
+    }
+
+    /// Class-major lane vectors `f(k)`, `k < N`, back to rows `0..w` at `dst`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_tile<const N: usize>(w: usize, dst: *mut f32, f: impl Fn(usize) -> __m512) {
+        let m = ((1u32 << N) - 1) as __mmask16;
+        // Classes past N are zeros: those lanes are never stored, and known
+        // zeros let LLVM drop the shuffles that would move them (and the
+        // first transpose's shuffles that only feed them).
+        let mut r = [_mm512_setzero_ps(); L];
+        for (k, rk) in r.iter_mut().enumerate().take(N) {
+            *rk = f(k);
+        }
+        t16x16(&mut r);
+        // All 16 stores, masked off past `w` (a constant trip count keeps `r`
+        // in registers; a masked-off store touches no memory).
+        for (j, rj) in r.iter().enumerate() {
+            let mj = if j < w { m } else { 0 };
+            _mm512_mask_storeu_ps(dst.wrapping_add(j * N), mj, *rj);
+        }
+    }
+
+    /// Softmax's phase one (`store_exp_cols`): the tile's biased exps into
+    /// `e[0..N]`, summed in pairs in f32, then widened; returns the lanes'
+    /// scale factors.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn softmax_exps<const N: usize>(
+        src: *const f32,
+        w: usize,
+        e: &mut [__m512; L],
+    ) -> __m512 {
+        let (r, ms) = load_tile::<N>(src, w);
         let neg_ms = _mm512_castsi512_ps(_mm512_xor_si512(
             _mm512_castps_si512(ms),
             _mm512_set1_epi32(i32::MIN),
@@ -167,31 +270,14 @@ mod x86 {
         inv_or_nan(acc)
     }
 
-    /// Phase two: `e[0..N] * inv` back to rows `0..w` at `dst`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store_tile<const N: usize>(e: &[__m512; L], inv: __m512, w: usize, dst: *mut f32) {
-        let m = ((1u32 << N) - 1) as __mmask16;
-        let mut r = [_mm512_setzero_ps(); L];
-        for (k, rk) in r.iter_mut().enumerate() {
-            *rk = if k < N {
-                _mm512_mul_ps(e[k], inv)
-            } else {
-                _mm512_setzero_ps()
-            };
-        }
-        t16x16(&mut r);
-        for (j, rj) in r.iter().enumerate() {
-            let mj = if j < w { m } else { 0 };
-            _mm512_mask_storeu_ps(dst.wrapping_add(j * N), mj, *rj);
-        }
-    }
+    /// Tiles per round: phase one of each, then phase two of each, which
+    /// splits a tile's long dependency chain so that tiles overlap.
+    const G: usize = 4;
 
     /// # Safety
     /// AVX-512F; as [`super::softmax_f32`] with `n == N`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax_rows<const N: usize>(src: *const f32, rows: usize, dst: *mut f32) {
-        const G: usize = 4;
         let mut buf = [[_mm512_setzero_ps(); L]; G];
         let mut inv = [_mm512_setzero_ps(); G];
         let mut r0 = 0;
@@ -199,11 +285,102 @@ mod x86 {
             let tiles = (rows - r0).div_ceil(L).min(G);
             for t in 0..tiles {
                 let s = r0 + t * L;
-                inv[t] = exp_tile::<N>(src.add(s * N), (rows - s).min(L), &mut buf[t]);
+                inv[t] = softmax_exps::<N>(src.add(s * N), (rows - s).min(L), &mut buf[t]);
             }
             for t in 0..tiles {
                 let s = r0 + t * L;
-                store_tile::<N>(&buf[t], inv[t], (rows - s).min(L), dst.add(s * N));
+                let (e, k) = (&buf[t], inv[t]);
+                store_tile::<N>((rows - s).min(L), dst.add(s * N), |c| {
+                    _mm512_mul_ps(e[c], k)
+                });
+            }
+            r0 += tiles * L;
+        }
+    }
+
+    /// `Float::exp_flush` for f32: `exp(min(x, 0))`, 0 below -87, NaN kept.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp_flush(x: __m512) -> __m512 {
+        // `if x > 0 { 0 } else { x }`: NaN kept.
+        let x = _mm512_mask_blend_ps(
+            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps()),
+            x,
+            _mm512_setzero_ps(),
+        );
+        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-87.0));
+        let (q, t) = expm1_poly(x, _mm512_set1_ps(-0.0));
+        let s = scale_bits(t, 127);
+        _mm512_maskz_fmadd_ps(keep, q, s, s)
+    }
+
+    /// # Safety
+    /// AVX-512 (the level's features); as [`super::log_softmax_f32`] with
+    /// `n == N`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    pub unsafe fn log_softmax_rows<const N: usize>(src: *const f32, rows: usize, dst: *mut f32) {
+        let mut buf = [[_mm512_setzero_ps(); L]; G];
+        let mut shift = [_mm512_setzero_ps(); G];
+        let mut sums = [0f64; G * L];
+        let mut r0 = 0;
+        while r0 < rows {
+            let tiles = (rows - r0).div_ceil(L).min(G);
+            // Phase one (`max_sum_cols` / `sum_exp`): exp_flush(x - shift),
+            // widened, summed (a + b) + (c + d) per group of four vectors,
+            // the rest into a second sum added last.
+            for t in 0..tiles {
+                let s = r0 + t * L;
+                let (r, ms) = load_tile::<N>(src.add(s * N), (rows - s).min(L));
+                let e: [__m512; L] = std::array::from_fn(|k| {
+                    if k < N {
+                        exp_flush(_mm512_sub_ps(r[k], ms))
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                let mut acc = [_mm512_setzero_pd(); 2];
+                for g in e[..N / 4 * 4].chunks_exact(4) {
+                    for (h, ah) in acc.iter_mut().enumerate() {
+                        let w = |v: usize| widen(g[v], h);
+                        let sum4 =
+                            _mm512_add_pd(_mm512_add_pd(w(0), w(1)), _mm512_add_pd(w(2), w(3)));
+                        *ah = _mm512_add_pd(*ah, sum4);
+                    }
+                }
+                let mut part = [_mm512_setzero_pd(); 2];
+                for &ek in &e[N / 4 * 4..N] {
+                    for (h, ph) in part.iter_mut().enumerate() {
+                        *ph = _mm512_add_pd(*ph, widen(ek, h));
+                    }
+                }
+                for h in 0..2 {
+                    _mm512_storeu_pd(
+                        sums.as_mut_ptr().add(t * L + 8 * h),
+                        _mm512_add_pd(acc[h], part[h]),
+                    );
+                }
+                buf[t] = r;
+                shift[t] = ms;
+            }
+            // ln of the sums (the column kernel's f64 `ln`, vectorised here).
+            for c in sums.chunks_exact_mut(L).take(tiles) {
+                for v in c.iter_mut() {
+                    *v = ln(*v);
+                }
+                lane_barrier();
+            }
+            // Phase two (`sub_shift`): (x - shift) - f32(ln(sum)).
+            for t in 0..tiles {
+                let s = r0 + t * L;
+                let p = sums.as_ptr().add(t * L);
+                let c = combine(
+                    _mm512_cvtpd_ps(_mm512_loadu_pd(p)),
+                    _mm512_cvtpd_ps(_mm512_loadu_pd(p.add(8))),
+                );
+                let (x, ms) = (&buf[t], shift[t]);
+                store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
+                    _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
+                });
             }
             r0 += tiles * L;
         }
