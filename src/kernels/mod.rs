@@ -8,6 +8,7 @@ pub mod optim;
 pub mod softmax;
 
 use crate::par::Cost;
+use crate::simd::tile;
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{Float, LANES as L};
 use elementwise::{run_tasks, Ptr};
@@ -57,24 +58,11 @@ pub trait RowOp<T: Float>: Sync {
     fn short_row(&self) -> usize {
         SHORT_ROW
     }
-    /// Computes the contiguous rows `r0..r1` of `n` (last axis, no mask)
-    /// whole, with a kernel that gives the same bits as [`Self::cols`] but
-    /// keeps each group of rows in registers, where the op has one for this
-    /// type, `n` and instruction set; otherwise returns false, touching
-    /// nothing.
-    ///
-    /// # Safety
-    /// As [`run_rows_raw`], for those rows.
-    unsafe fn fused_rows(
-        &self,
-        ins: &[Ptr<T>],
-        n: usize,
-        r0: usize,
-        r1: usize,
-        dst: Ptr<T>,
-    ) -> bool {
-        let _ = (ins, n, r0, r1, dst);
-        false
+    /// The register-resident tile kernel (`simd::tile`) that gives the same
+    /// bits as [`Self::cols`] for float32 rows of 1 to 16 contiguous
+    /// elements without a mask, if the op has one.
+    fn tile(&self) -> Option<tile::Op> {
+        None
     }
 }
 
@@ -188,9 +176,13 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
             outer * col_blocks
         };
         run_tasks(units, n * L, op.cost(), |_, u0, u1| {
-            if inner == 1 && mask.is_none() {
+            if let (1, None, 1, 24, Some(t)) = (inner, mask, nin, T::MANTISSA_DIGITS, op.tile()) {
                 let (r0, r1) = (u0 * L, (u1 * L).min(outer));
-                if op.fused_rows(&src[..nin], n, r0, r1, dst) {
+                // SAFETY: T is f32 (the only Float type with a 24-bit
+                // significand); rows r0..r1 are this task's, and the input
+                // either is the output or does not overlap it.
+                let (x, y) = (src[0].get().add(r0 * n), dst.get().add(r0 * n));
+                if tile::run(crate::simd::level(), t, x.cast(), r1 - r0, n, y.cast()) {
                     return;
                 }
             }

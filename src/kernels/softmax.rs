@@ -10,11 +10,11 @@
 //! value and f64 results within ~1e-15 relative; log_softmax, `(x - max) -
 //! log(sum)`, within 1.5 ulp (see `sub_shift`).
 
-use super::elementwise::Ptr;
 use super::{short_row_exp, RowOp};
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::ln;
+use crate::simd::tile;
 use crate::simd::{before_widening, hmax, hsum, lane_barrier, Float, LANES as L};
 
 /// Elements per block of the online pass over a long row: 16 vectors.
@@ -743,22 +743,8 @@ impl<T: Float> RowOp<T> for Softmax {
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         softmax_cols(ins[0], out)
     }
-    unsafe fn fused_rows(
-        &self,
-        ins: &[Ptr<T>],
-        n: usize,
-        r0: usize,
-        r1: usize,
-        dst: Ptr<T>,
-    ) -> bool {
-        // T is f32 (the only Float type with a 24-bit significand).
-        T::MANTISSA_DIGITS == 24
-            && crate::simd::tile::softmax_f32(
-                ins[0].get().add(r0 * n).cast(),
-                r1 - r0,
-                n,
-                dst.get().add(r0 * n).cast(),
-            )
+    fn tile(&self) -> Option<tile::Op> {
+        Some(tile::Op::Softmax)
     }
     fn masked_fill(&self) -> T {
         T::ZERO
@@ -775,22 +761,8 @@ impl<T: Float> RowOp<T> for LogSoftmax {
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         log_softmax_cols(ins[0], out)
     }
-    unsafe fn fused_rows(
-        &self,
-        ins: &[Ptr<T>],
-        n: usize,
-        r0: usize,
-        r1: usize,
-        dst: Ptr<T>,
-    ) -> bool {
-        // T is f32 (the only Float type with a 24-bit significand).
-        T::MANTISSA_DIGITS == 24
-            && crate::simd::tile::log_softmax_f32(
-                ins[0].get().add(r0 * n).cast(),
-                r1 - r0,
-                n,
-                dst.get().add(r0 * n).cast(),
-            )
+    fn tile(&self) -> Option<tile::Op> {
+        Some(tile::Op::LogSoftmax)
     }
     fn masked_fill(&self) -> T {
         T::NEG_INF

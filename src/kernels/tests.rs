@@ -329,7 +329,7 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
     // all -inf row; out of place and in place.
     // The CPU's own level, not the global one (another test may have set
     // that to scalar meanwhile).
-    use crate::simd::tile::{by_classes, Op};
+    use crate::simd::tile::{run, Op};
     use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
     let level = crate::simd::dispatch::best();
     type Cols = fn(&[f32], &mut [f32]);
@@ -350,8 +350,7 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
     let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
     for (name, op, cols) in ops {
         // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n.
-        let fused =
-            |src: *const f32, rows, n, dst| unsafe { by_classes(level, op, src, rows, n, dst) };
+        let fused = |src: *const f32, rows, n, dst| unsafe { run(level, op, src, rows, n, dst) };
         for n in 1..=16usize {
             for rows in [1usize, 7, 16, 17, 40, 100] {
                 let seed = (n * 1000 + rows) as u64;

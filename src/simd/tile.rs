@@ -11,47 +11,33 @@
 //! exponentiated (phase one), then scaled, transposed back and stored (phase
 //! two), with the number of classes a constant. Phase one runs for four
 //! tiles before their phase two, which splits each tile's long dependency
-//! chain (max, exps, sum, f64 reciprocal) so that tiles overlap (32 against
-//! 35 cycles with one phase per tile; 1 thread, 10 classes).
+//! chain (max, exps, sum, f64 reciprocal or log) so that tiles overlap
+//! (softmax: 32 against 35 cycles with one phase per tile; 1 thread, 10
+//! classes).
 //!
-//! The arithmetic is the column kernel's, operation for operation (the same
-//! exp, TwoSum, f32 pair sums widened to f64 in the same order, f64
-//! reciprocal), so the results are bit for bit those of the generic path on
-//! every instruction set; only the data movement differs.
+//! The arithmetic is the column kernels', operation for operation (the same
+//! exps, TwoSum, f64 sums in the same order, the f64 reciprocal or `ln`), so
+//! the results are bit for bit those of the generic path on every
+//! instruction set; only the data movement differs.
 
-/// Softmax of `rows` contiguous float32 rows of `n` classes from `src` into
-/// `dst` (which may be `src`: each tile is read before it is written).
-/// Returns false, touching nothing, unless AVX-512 is in use and `n` is in
-/// `1..=16`.
-///
-/// # Safety
-/// `src` readable and `dst` writable for `rows * n` elements; they are the
-/// same pointer or do not overlap.
-pub unsafe fn softmax_f32(src: *const f32, rows: usize, n: usize, dst: *mut f32) -> bool {
-    // SAFETY: as this function's.
-    unsafe { by_classes(super::level(), Op::Softmax, src, rows, n, dst) }
-}
-
-/// Log-softmax as [`softmax_f32`] (the arithmetic of `log_softmax_cols`).
-///
-/// # Safety
-/// As [`softmax_f32`].
-pub unsafe fn log_softmax_f32(src: *const f32, rows: usize, n: usize, dst: *mut f32) -> bool {
-    // SAFETY: as this function's.
-    unsafe { by_classes(super::level(), Op::LogSoftmax, src, rows, n, dst) }
-}
-
+/// The ops with tiles.
 #[derive(Clone, Copy)]
-pub(crate) enum Op {
+pub enum Op {
+    /// As `softmax_cols`.
     Softmax,
+    /// As `log_softmax_cols`.
     LogSoftmax,
 }
 
-/// Dispatch on `level` and the class count (a constant in the kernels).
+/// `op` on `rows` contiguous float32 rows of `n` classes from `src` into
+/// `dst` (which may be `src`: each tile is read before it is written), for
+/// `level`. Returns false, touching nothing, unless `level` is AVX-512 and
+/// `n` is in `1..=16`. The class count is a constant in the kernels.
 ///
 /// # Safety
-/// As [`softmax_f32`], and `level` is one the CPU supports.
-pub(crate) unsafe fn by_classes(
+/// `src` readable and `dst` writable for `rows * n` elements, the same
+/// pointer or not overlapping; `level` one the CPU supports.
+pub unsafe fn run(
     level: super::Level,
     op: Op,
     src: *const f32,
@@ -62,8 +48,7 @@ pub(crate) unsafe fn by_classes(
     #[cfg(target_arch = "x86_64")]
     {
         if level == super::Level::Avx512 {
-            // SAFETY: the level is only ever set to one the CPU supports; the
-            // caller guarantees the extents.
+            // SAFETY: the caller guarantees the level and the extents.
             unsafe {
                 macro_rules! by_n {
                     ($($k:literal)*) => {
@@ -275,7 +260,7 @@ mod x86 {
     const G: usize = 4;
 
     /// # Safety
-    /// AVX-512F; as [`super::softmax_f32`] with `n == N`.
+    /// AVX-512F; as [`super::run`] with `n == N`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax_rows<const N: usize>(src: *const f32, rows: usize, dst: *mut f32) {
         let mut buf = [[_mm512_setzero_ps(); L]; G];
@@ -315,7 +300,7 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX-512 (the level's features); as [`super::log_softmax_f32`] with
+    /// AVX-512 (the level's features); as [`super::run`] with
     /// `n == N`.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
     pub unsafe fn log_softmax_rows<const N: usize>(src: *const f32, rows: usize, dst: *mut f32) {
