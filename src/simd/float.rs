@@ -169,7 +169,7 @@ impl Float for f32 {
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
         let x = if x > 0.0 { 0.0 } else { x };
-        let small = x < -87.0;
+        let small = x < exp_f32_consts::FLUSH_MIN;
         // No range clamps: a result below -87 is discarded, and adding -0.0
         // (not +0.0) as the correction folds away.
         let (q, n) = expm1_f32_poly(x, -0.0);
@@ -332,6 +332,8 @@ pub(crate) mod exp_f32_consts {
     pub const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     /// log2 of the bias of `exp_biased_nonpos` (see `EXP_UNBIAS`).
     pub const BIAS: i32 = 64;
+    /// Where `exp_flush` gives 0 (below it the result leaves the normal range).
+    pub const FLUSH_MIN: f32 = -87.0;
     /// q = r + r^2 P(r), P of degree 4 (highest first): a minimax fit of
     /// (expm1(r) - r) / r^2 on |r| <= 0.35 (reweighted least squares, mpmath
     /// reference; |error of q| <= 8.5e-9, 2.6e-8 relative, with the

@@ -72,7 +72,7 @@ pub unsafe fn run(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::float::exp_f32_consts::{BIAS, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
+    use super::super::float::exp_f32_consts::{BIAS, FLUSH_MIN, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
     use super::super::math::ln;
     use super::super::transpose::x86::t16x16;
     use super::super::{lane_barrier, Float};
@@ -293,7 +293,7 @@ mod x86 {
             x,
             _mm512_setzero_ps(),
         );
-        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-87.0));
+        let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(FLUSH_MIN));
         let (q, t) = expm1_poly(x, _mm512_set1_ps(-0.0));
         let s = scale_bits(t, 127);
         _mm512_maskz_fmadd_ps(keep, q, s, s)
