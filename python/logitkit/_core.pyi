@@ -55,6 +55,11 @@ def sgd_step(
     weight_decay: float = 0.0,
     grad_scale: float = 1.0,
 ) -> None: ...
+def matmul(
+    a: NDArray[np.floating[Any]],
+    b: NDArray[np.floating[Any]],
+    out: NDArray[np.floating[Any]],
+) -> NDArray[np.floating[Any]]: ...
 def adam_step(
     param: NDArray[np.floating[Any]],
     grad: NDArray[np.floating[Any]],

@@ -4,6 +4,7 @@
 pub mod activations;
 pub mod elementwise;
 pub mod losses;
+pub mod matmul;
 pub mod optim;
 pub mod softmax;
 

@@ -295,11 +295,24 @@ pub unsafe fn slice_mut_of<'a, T: Elem>(a: &'a Bound<'_, PyUntypedArray>) -> &'a
     std::slice::from_raw_parts_mut(p, len)
 }
 
-/// Byte range of a contiguous array's data.
+/// Byte range `[lo, hi)` spanned by an array's elements, for any strides
+/// (negative ones included); empty for an empty array.
 pub fn byte_range(a: &Bound<'_, PyUntypedArray>) -> (usize, usize) {
     // SAFETY: reading the data pointer of a live array.
-    let p = unsafe { (*a.as_array_ptr()).fields.data } as usize;
-    (p, p + a.len() * a.dtype().itemsize())
+    let p = unsafe { (*a.as_array_ptr()).fields.data } as isize;
+    if a.len() == 0 {
+        return (p as usize, p as usize);
+    }
+    let (mut lo, mut hi) = (p, p + a.dtype().itemsize() as isize);
+    for (&d, &s) in a.shape().iter().zip(a.strides()) {
+        let span = (d as isize - 1) * s;
+        if span < 0 {
+            lo += span;
+        } else {
+            hi += span;
+        }
+    }
+    (lo as usize, hi as usize)
 }
 
 pub fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {

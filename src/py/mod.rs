@@ -4,6 +4,7 @@
 mod activations;
 mod array;
 mod losses;
+mod matmul;
 mod optim;
 mod rows;
 
@@ -204,5 +205,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     optim::register(m)?;
     losses::register(m)?;
     activations::register(m)?;
+    matmul::register(m)?;
     Ok(())
 }

@@ -1,6 +1,7 @@
-"""The kernels the training loop calls: the fused bias + activation passes
-(activations issue), fused losses with gradients (losses issue), optimizer
-updates (here)."""
+"""The kernels the training loop calls: the matrix products (a packed GEMM
+with run-time AVX-512 / AVX2 / NEON kernels, on logitkit's thread pool), the
+fused bias + activation passes, fused losses with gradients, optimizer
+updates."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .. import _core
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus")
 ALIASES = {"logistic": "sigmoid"}
 
+matmul = _core.matmul
 bias_act = _core.bias_act
 bias_act_backward = _core.bias_act_backward
 cross_entropy = _core.cross_entropy

@@ -347,15 +347,15 @@ class MLP:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i == last:
-                np.matmul(a, layer.W, out=ws.out)
+                _ops.matmul(a, layer.W, ws.out)
                 np.add(ws.out, layer.b, out=ws.out)
                 return ws.out
             if act is None:
-                np.matmul(a, layer.W, out=ws.z[i])
+                _ops.matmul(a, layer.W, ws.z[i])
                 np.add(ws.z[i], layer.b, out=ws.z[i])
                 a = ws.z[i]
             else:
-                np.matmul(a, layer.W, out=ws.h[i])
+                _ops.matmul(a, layer.W, ws.h[i])
                 _ops.bias_act(ws.h[i], layer.b, act, out=ws.a[i], preact_out=ws.z[i], **ap)
                 a = ws.a[i]
         return ws.out  # pragma: no cover
@@ -369,10 +369,10 @@ class MLP:
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
             prev = x if i == 0 else (ws.a[i - 1] if act is not None else ws.z[i - 1])
-            np.matmul(prev.T, g, out=layer.dW)
+            _ops.matmul(prev.T, g, layer.dW)
             if i == 0:
                 break
-            np.matmul(g, layer.W.T, out=ws.ga[i - 1])
+            _ops.matmul(g, layer.W.T, ws.ga[i - 1])
             below = layers[i - 1]
             if act is None:
                 g = ws.ga[i - 1]
