@@ -7,7 +7,9 @@
 //! memory. For rows of a few classes those round trips, the calls and their
 //! set-up cost more than the arithmetic (262144x10 softmax, 1 thread: 52
 //! cycles per 16 elements against 10 for a copy). Here a tile of 16 rows is
-//! loaded with masked loads, transposed in registers, reduced and
+//! loaded with full-width row loads (masked only where one would pass the
+//! task's rows: masked accesses are slow on AMD, on this Zen 5 VM 2-3x the
+//! tile's whole time), transposed in registers, reduced and
 //! exponentiated (phase one), then scaled, transposed back and stored (phase
 //! two), with the number of classes a constant. Phase one runs for four
 //! tiles before their phase two, which splits each tile's long dependency
@@ -180,20 +182,29 @@ mod x86 {
         combine(half(acc[0]), half(acc[1]))
     }
 
-    /// Rows `0..w` (`1 <= w <= 16`) of `N` classes at `src` as class-major
-    /// lane vectors (`r[k]`, `k < N`: class k of the 16 rows; lanes past `w`
-    /// repeat row `w - 1`), and the lanes' shift as `max_cols` and `shift`
+    /// Rows `0..w` (`w = min(left, 16)`; `left >= 1` rows from `src` to the
+    /// end of the task) of `N` classes as class-major lane vectors (`r[k]`,
+    /// `k < N`: class k of the 16 rows; lanes past `w` repeat row `w - 1`;
+    /// `r[k]`, `k >= N`, unspecified), and the lanes' shift as `max_cols` and `shift`
     /// give it: the max (`if c > m { c } else { m }` from -inf, so NaN never
     /// enters) in two chains, whose maxima are then never NaN either (the
     /// value is one chain's; only the sign of a zero maximum can differ, and
     /// x - 0 and x + 0 give the same results), and 0 for an all -inf row.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn load_tile<const N: usize>(src: *const f32, w: usize) -> ([__m512; L], __m512) {
+    unsafe fn load_tile<const N: usize>(src: *const f32, left: usize) -> ([__m512; L], __m512) {
         let m = ((1u32 << N) - 1) as __mmask16;
+        let w = left.min(L);
         let mut r = [_mm512_setzero_ps(); L];
         for (j, rj) in r.iter_mut().enumerate() {
-            *rj = _mm512_maskz_loadu_ps(m, src.add(j.min(w - 1) * N));
+            let at = j.min(w - 1) * N;
+            // A full-width load takes the next rows' first classes (dropped);
+            // only one that would pass the task's rows is masked.
+            *rj = if at + L <= left * N {
+                _mm512_loadu_ps(src.add(at))
+            } else {
+                _mm512_maskz_loadu_ps(m, src.add(at))
+            };
         }
         t16x16(&mut r);
         let mut mc = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
@@ -218,11 +229,17 @@ mod x86 {
             *rk = f(k);
         }
         t16x16(&mut r);
-        // All 16 stores, masked off past `w` (a constant trip count keeps `r`
-        // in registers; a masked-off store touches no memory).
+        // All 16 stores (a constant trip count keeps `r` in registers), in
+        // row order: a full-width store spills zeros into the next rows,
+        // which are stored later; only a store that would pass row `w` is
+        // masked (off entirely past `w`: it touches no memory).
         for (j, rj) in r.iter().enumerate() {
-            let mj = if j < w { m } else { 0 };
-            _mm512_mask_storeu_ps(dst.wrapping_add(j * N), mj, *rj);
+            if j * N + L <= w * N {
+                _mm512_storeu_ps(dst.add(j * N), *rj);
+            } else {
+                let mj = if j < w { m } else { 0 };
+                _mm512_mask_storeu_ps(dst.wrapping_add(j * N), mj, *rj);
+            }
         }
     }
 
@@ -233,10 +250,10 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn softmax_exps<const N: usize>(
         src: *const f32,
-        w: usize,
+        left: usize,
         e: &mut [__m512; L],
     ) -> __m512 {
-        let (r, ms) = load_tile::<N>(src, w);
+        let (r, ms) = load_tile::<N>(src, left);
         let neg_ms = _mm512_castsi512_ps(_mm512_xor_si512(
             _mm512_castps_si512(ms),
             _mm512_set1_epi32(i32::MIN),
@@ -270,7 +287,7 @@ mod x86 {
             let tiles = (rows - r0).div_ceil(L).min(G);
             for t in 0..tiles {
                 let s = r0 + t * L;
-                inv[t] = softmax_exps::<N>(src.add(s * N), (rows - s).min(L), &mut buf[t]);
+                inv[t] = softmax_exps::<N>(src.add(s * N), rows - s, &mut buf[t]);
             }
             for t in 0..tiles {
                 let s = r0 + t * L;
@@ -315,7 +332,7 @@ mod x86 {
             // the rest into a second sum added last.
             for t in 0..tiles {
                 let s = r0 + t * L;
-                let (r, ms) = load_tile::<N>(src.add(s * N), (rows - s).min(L));
+                let (r, ms) = load_tile::<N>(src.add(s * N), rows - s);
                 let e: [__m512; L] = std::array::from_fn(|k| {
                     if k < N {
                         exp_flush(_mm512_sub_ps(r[k], ms))
