@@ -111,6 +111,29 @@ def test_optimizer_step_is_identical_for_any_thread_count():
     assert np.array_equal(res[0], res[1])
 
 
+def test_training_is_identical_for_any_thread_count_and_predictions_for_any_batch():
+    # Products of 256 x 200 x 256 multiply-adds run on the pool when it has threads.
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((1024, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 1024)
+    before = lk.get_num_threads()
+    models = []
+    try:
+        for threads in (1, 3):
+            lk.set_num_threads(threads)
+            m = nn.MLP([200, 256, 10], seed=0)
+            m.fit(X, y, epochs=2, batch_size=256, optimizer=nn.Adam(1e-3), seed=0, verbose=0)
+            models.append(m)
+    finally:
+        lk.set_num_threads(before)
+    for a, b in zip(models[0].layers, models[1].layers, strict=True):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+    full = models[0].predict_proba(X)
+    np.testing.assert_array_equal(models[0].predict_proba(X[100:101]), full[100:101])
+    np.testing.assert_array_equal(models[0].predict_proba(X[7:900]), full[7:900])
+
+
 @pytest.fixture(scope="module")
 def digits():
     sk = pytest.importorskip("sklearn.datasets")
