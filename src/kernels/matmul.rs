@@ -144,7 +144,7 @@ pub unsafe fn matmul<T: Gemm>(a: Mat<T>, b: Mat<T>, c: Mat<T>) {
     let long = if by_rows { m } else { n };
     let threads = num_threads();
     let ntasks = threads.min(long / BLOCK).max(1);
-    if ntasks == 1 || m * n * k < SERIAL_MULADDS {
+    if ntasks == 1 || m.saturating_mul(n).saturating_mul(k) < SERIAL_MULADDS {
         return run(a, b, c);
     }
     // Blocks of whole multiples of BLOCK, the last one taking the rest.

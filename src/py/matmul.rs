@@ -130,7 +130,7 @@ fn matmul<'py>(
             mat_of::<T>(arrs[1]),
             mat_of::<T>(arrs[2]),
         );
-        let work = a.rows * a.cols * b.cols;
+        let work = a.rows.saturating_mul(a.cols).saturating_mul(b.cols);
         // SAFETY: the views come from live arrays' shapes and strides (in
         // bounds), shapes checked above, out contiguous (distinct elements)
         // and disjoint from a and b.
