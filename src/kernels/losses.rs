@@ -19,7 +19,7 @@ use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::{abs, exp_of_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
-use crate::simd::{hsum, lane_barrier, Float, LANES as L};
+use crate::simd::{hsum, lane_barrier, tile, Float, Level, LANES as L};
 
 /// Where a loss reads its input from: its own slice, or the gradient buffer
 /// (in-place: `grad_out` is the input), copied block by block to scratch
@@ -550,6 +550,90 @@ multiversion! {
     }
 }
 
+/// The per-lane results of [`ce_index_cols`] for `L` rows: the losses, and
+/// the gradient's factors (`c`: the stored biased exps' multiplier, 0 for an
+/// ignored or padding row; `gt`: the value at the target; `tg`: the target
+/// class as T, -1 for a row without one).
+pub struct CeLanes<T> {
+    pub loss: [f64; L],
+    pub c: [T; L],
+    pub gt: [T; L],
+    pub tg: [T; L],
+}
+
+/// [`ce_index_cols`]'s per-lane terms from each lane's target logit `xt`,
+/// shift `ms`, sum `others` of the non-target biased exps, class `tf` and
+/// weight `wt` (shared with the AVX-512 tiles, `simd::tile`, so both give the
+/// same bits).
+#[inline(always)]
+pub fn ce_index_lanes<T: Float>(
+    xt: &[T; L],
+    ms: &[T; L],
+    others: &[f64; L],
+    tf: &[T; L],
+    wt: &[f64; L],
+    scale: f64,
+) -> CeLanes<T> {
+    // The per-lane terms in T (a quarter of the f64 vectors on AVX2): o / e_t
+    // and 1 / (o + e_t) to 1/2 ulp, log1p to 3.
+    let unbias = T::EXP_UNBIAS;
+    let mut et = [T::ZERO; L];
+    let mut tot = [0f64; L];
+    let mut ot = [T::ZERO; L];
+    let mut lt = [T::ZERO; L];
+    let mut inv = [T::ZERO; L];
+    for j in 0..L {
+        let (h, l) = T::diff(xt[j], ms[j]);
+        et[j] = T::exp_biased_nonpos(h, l);
+        tot[j] = others[j] + et[j].to_f64();
+        ot[j] = T::from_f64(others[j]);
+        lt[j] = log1p(ot[j] / et[j]);
+        // tot >= the max's term 2^EXP_BIAS (or NaN): no overflow in T.
+        inv[j] = T::ONE / T::from_f64(tot[j]);
+    }
+    // e_t below T's normal range (p_t < ~1e-57 in f32), or o / e_t
+    // overflowing: the loss is large and max - x_t + log(sum) exact
+    // enough. NaN lands here too and stays NaN.
+    let mut ok = [true; L];
+    let mut lb = [0f64; L];
+    for j in 0..L {
+        ok[j] = et[j] >= T::MIN_POSITIVE && lt[j] < T::INF;
+        lb[j] = lt[j].to_f64();
+    }
+    if ok.iter().any(|&b| !b) {
+        for j in 0..L {
+            // Both computed and one selected, vectorised (a branch per
+            // lane had LLVM call libm's log on every lane).
+            let big = (ms[j].to_f64() - xt[j].to_f64()) + ln(tot[j] * unbias);
+            lb[j] = if ok[j] { lb[j] } else { big };
+        }
+    }
+    let mut loss = [0f64; L];
+    for j in 0..L {
+        loss[j] = times(wt[j], lb[j]);
+    }
+    // softmax * w_t * scale = stored * (w_t * scale / sum) * 2^-EXP_BIAS,
+    // the bias removed by its own exact multiply so that a tiny
+    // w_t * scale (a small class weight) is not rounded as a subnormal.
+    let mut c = [T::ZERO; L];
+    for j in 0..L {
+        c[j] = if wt[j] == 0.0 {
+            T::ZERO
+        } else {
+            T::from_f64(wt[j] * scale * inv[j].to_f64() / unbias)
+        };
+    }
+    // (p_t - 1) w_t = -o / (o + e_t) w_t, stored at the lane's target
+    // (rows of weight 0 have none: class -1).
+    let mut gt = [T::ZERO; L];
+    let mut tg = [T::ZERO; L];
+    for j in 0..L {
+        gt[j] = T::from_f64((0.0 - (ot[j] * inv[j]).to_f64() * wt[j]) * scale);
+        tg[j] = if wt[j] != 0.0 { tf[j] } else { -T::ONE };
+    }
+    CeLanes { loss, c, gt, tg }
+}
+
 multiversion! {
     /// cross-entropy-index-cols (no label smoothing): `L` interleaved rows
     /// (class `k` of row `j` at `k * L + j`, lanes across rows): reduce-max,
@@ -578,61 +662,10 @@ multiversion! {
             Some(g) => store_others::<T, true>(xg, g, &ms, tf),
             None => store_others::<T, false>(xg, &mut [], &ms, tf),
         };
-        // The per-lane terms in T (a quarter of the f64 vectors on AVX2): o / e_t
-        // and 1 / (o + e_t) to 1/2 ulp, log1p to 3.
-        let unbias = T::EXP_UNBIAS;
-        let mut et = [T::ZERO; L];
-        let mut tot = [0f64; L];
-        let mut ot = [T::ZERO; L];
-        let mut lt = [T::ZERO; L];
-        let mut inv = [T::ZERO; L];
-        for j in 0..L {
-            let (h, l) = T::diff(xt[j], ms[j]);
-            et[j] = T::exp_biased_nonpos(h, l);
-            tot[j] = others[j] + et[j].to_f64();
-            ot[j] = T::from_f64(others[j]);
-            lt[j] = log1p(ot[j] / et[j]);
-            // tot >= the max's term 2^EXP_BIAS (or NaN): no overflow in T.
-            inv[j] = T::ONE / T::from_f64(tot[j]);
-        }
-        // e_t below T's normal range (p_t < ~1e-57 in f32), or o / e_t
-        // overflowing: the loss is large and max - x_t + log(sum) exact
-        // enough. NaN lands here too and stays NaN.
-        let mut ok = [true; L];
-        let mut lb = [0f64; L];
-        for j in 0..L {
-            ok[j] = et[j] >= T::MIN_POSITIVE && lt[j] < T::INF;
-            lb[j] = lt[j].to_f64();
-        }
-        if ok.iter().any(|&b| !b) {
-            for j in 0..L {
-                // Both computed and one selected, vectorised (a branch per
-                // lane had LLVM call libm's log on every lane).
-                let big = (ms[j].to_f64() - xt[j].to_f64()) + ln(tot[j] * unbias);
-                lb[j] = if ok[j] { lb[j] } else { big };
-            }
-        }
-        let mut loss = [0f64; L];
-        for j in 0..L {
-            loss[j] = times(wt[j], lb[j]);
-        }
+        let lanes = ce_index_lanes(&xt, &ms, &others, tf, wt, scale);
         if let Some(g) = g {
-            // softmax * w_t * scale = stored * (w_t * scale / sum) * 2^-EXP_BIAS,
-            // the bias removed by its own exact multiply so that a tiny
-            // w_t * scale (a small class weight) is not rounded as a subnormal.
-            let mut c = [T::ZERO; L];
-            for j in 0..L {
-                c[j] = if wt[j] == 0.0 { T::ZERO } else { T::from_f64(wt[j] * scale * inv[j].to_f64() / unbias) };
-            }
-            let ub = T::from_f64(unbias);
-            // (p_t - 1) w_t = -o / (o + e_t) w_t, stored at the lane's target
-            // (rows of weight 0 have none: class -1).
-            let mut gt = [T::ZERO; L];
-            let mut tg = [T::ZERO; L];
-            for j in 0..L {
-                gt[j] = T::from_f64((0.0 - (ot[j] * inv[j]).to_f64() * wt[j]) * scale);
-                tg[j] = if wt[j] != 0.0 { tf[j] } else { -T::ONE };
-            }
+            let CeLanes { c, gt, tg, .. } = lanes;
+            let ub = T::from_f64(T::EXP_UNBIAS);
             // c == 0 marks an ignored or padding row (a NaN there must not
             // survive as 0 * NaN); a select on c itself, same type as the
             // data, stays vectorised where a test of `wt` was branched per lane.
@@ -648,7 +681,7 @@ multiversion! {
                 lane_barrier();
             }
         }
-        loss
+        lanes.loss
     }
 }
 
@@ -727,6 +760,86 @@ fn pick_cols<T: Float>(x: &[T], tf: &[T; L]) -> [T; L] {
     xt
 }
 
+/// [`ce_index_lanes`] with its arguments but the scale: `(xt, ms, others, tf, wt)`.
+type CeMath<'a, T> = dyn FnMut(&[T; L], &[T; L], &[f64; L], &[T; L], &[f64; L]) -> CeLanes<T> + 'a;
+
+/// [`ce_index_short`] through the AVX-512 register tiles (`simd::tile`) for
+/// float32 rows of 1 to 16 classes at `level`: the same operations as the
+/// column kernel (`math` is its per-lane terms, [`ce_index_lanes`]), so the
+/// same bits, without the scratch blocks. None, touching nothing, when the
+/// tiles do not apply.
+#[inline(always)]
+fn ce_index_tiles<T: Float>(
+    x: &[T],
+    t: &[i64],
+    p: &CeParams<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+    level: Level,
+    math: &mut CeMath<'_, T>,
+) -> Option<f64> {
+    let (n, rows) = (p.n, t.len());
+    if T::MANTISSA_DIGITS != 24 || !(1..=L).contains(&n) || level != Level::Avx512 {
+        return None;
+    }
+    // Each row's class as f32 (0 when ignored) and weight (0 when ignored).
+    let mut tf = vec![0f32; rows];
+    let mut wt = vec![0f64; rows];
+    for (j, &tg) in t.iter().enumerate() {
+        if tg != p.ignore_index {
+            tf[j] = tg as f32;
+            wt[j] = p.weight.map_or(1.0, |wv| wv[tg as usize].to_f64());
+        }
+    }
+    let mut per_row = per_row;
+    let mut total = 0f64;
+    let mut lanes = |s: usize, w: usize, xt: &[f32; L], ms: &[f32; L], o: &[f64; L]| {
+        let (mut tl, mut wl) = ([T::ZERO; L], [0f64; L]);
+        for j in 0..w {
+            tl[j] = T::from_f64(tf[s + j] as f64);
+            wl[j] = wt[s + j];
+        }
+        // SAFETY: T is f32 (checked above).
+        let (xt, ms) = unsafe {
+            (
+                &*(xt as *const [f32; L]).cast(),
+                &*(ms as *const [f32; L]).cast(),
+            )
+        };
+        let r = math(xt, ms, o, &tl, &wl);
+        if let Some(lr) = per_row.as_deref_mut() {
+            for j in 0..w {
+                lr[s + j] = T::from_f64(r.loss[j]);
+            }
+        }
+        total += hsum(r.loss);
+        // SAFETY: T is f32.
+        unsafe {
+            (
+                std::mem::transmute_copy(&r.c),
+                std::mem::transmute_copy(&r.gt),
+                std::mem::transmute_copy(&r.tg),
+            )
+        }
+    };
+    let dst = grad.map_or(std::ptr::null_mut(), |g| g.as_mut_ptr().cast::<f32>());
+    // SAFETY: T is f32, x and tf hold rows * n and rows elements, the gradient
+    // rows * n (a separate buffer: in place runs on a copy of x), and the tiles
+    // run only at a level the CPU has (the caller's `level()`).
+    let done = unsafe {
+        tile::ce_index(
+            level,
+            x.as_ptr().cast(),
+            rows,
+            n,
+            tf.as_ptr(),
+            dst,
+            &mut lanes,
+        )
+    };
+    done.then_some(total)
+}
+
 multiversion! {
     /// Cross-entropy with class indices and no label smoothing over rows shorter
     /// than [`short_row_exp`]: `L` rows at a time through [`ce_index_cols`] (gather,
@@ -738,11 +851,20 @@ multiversion! {
         p: &CeParams<'_, T>,
         grad: Option<&mut [T]>,
         per_row: Option<&mut [T]>,
+        level: Level,
     ) -> f64 {
         let n = p.n;
         let rows = t.len();
         let mut grad = grad;
         let mut per_row = per_row;
+        // Defined here, not in `ce_index_tiles`, to be compiled with this
+        // version's target features.
+        let mut math = |xt: &[T; L], ms: &[T; L], o: &[f64; L], tl: &[T; L], wl: &[f64; L]| {
+            ce_index_lanes(xt, ms, o, tl, wl, p.scale)
+        };
+        if let Some(total) = ce_index_tiles(x, t, p, grad.as_deref_mut(), per_row.as_deref_mut(), level, &mut math) {
+            return total;
+        }
         let mut xg = vec![T::ZERO; n * L];
         let mut gg = vec![T::ZERO; n * L];
         let mut total = 0f64;
@@ -1261,7 +1383,7 @@ pub fn row_loss<T: Float>(
         per_row,
         |r0, r1, xs, g, l| match targets {
             Targets::Index(t) if n < short_row_exp::<T>() && p.smoothing == 0.0 => {
-                ce_index_short(xs, &t[r0..r1], p, g, l)
+                ce_index_short(xs, &t[r0..r1], p, g, l, crate::simd::level())
             }
             Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
             Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
@@ -1340,6 +1462,90 @@ mod tests {
             let t3 = row_loss(rows, Input::Slice(&x), Targets::Index(&t), &p, None, None);
             assert_eq!(t1.to_bits(), t3.to_bits());
             assert_eq!(t1.to_bits(), total.to_bits());
+        }
+    }
+
+    #[test]
+    fn ce_tiles_match_the_column_kernel_bit_for_bit() {
+        // The AVX-512 register tiles (float32, 1 to 16 classes) against the
+        // column kernels through their scratch blocks: losses (per row and
+        // total) and gradients bit for bit (NaN payloads aside), with +-inf,
+        // NaN, +-3e38, subnormals, +-0, an all -inf row, ignored rows,
+        // class weights, with and without the gradient.
+        let level = crate::simd::dispatch::best();
+        if level != Level::Avx512 {
+            return; // no AVX-512 on this machine: nothing to compare
+        }
+        let specials = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            3e38,
+            -3e38,
+            1e-42,
+            -0.0,
+            0.0,
+        ];
+        let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
+        for n in 1..=16usize {
+            for rows in [1usize, 7, 16, 17, 40, 100] {
+                let seed = (n * 1000 + rows) as u64;
+                let mut x: Vec<f32> = crate::kernels::tests::rand_vec(rows * n, 30.0, seed)
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                let u = crate::kernels::tests::rand_vec(rows, 1e6, seed + 1);
+                for (r, u) in u.iter().enumerate() {
+                    if r % 3 == 1 {
+                        let k = u.abs() as usize;
+                        x[r * n + k % n] = specials[k % specials.len()];
+                    }
+                }
+                if rows > 2 {
+                    x[2 * n..3 * n].fill(f32::NEG_INFINITY);
+                }
+                let t: Vec<i64> = u
+                    .iter()
+                    .enumerate()
+                    .map(|(r, v)| {
+                        if r % 5 == 3 {
+                            -100
+                        } else {
+                            (v.abs() as usize % n) as i64
+                        }
+                    })
+                    .collect();
+                let w: Vec<f32> = (0..n).map(|k| 0.25 + k as f32 * 0.5).collect();
+                for weight in [None, Some(&w[..])] {
+                    let mut p = CeParams::<f32>::new(n, weight, -100, 0.0);
+                    p.scale = 1.0 / 7.0;
+                    for with_grad in [false, true] {
+                        let run = |lvl: Level| {
+                            let mut g = vec![0f32; rows * n];
+                            let mut l = vec![0f32; rows];
+                            let gr = with_grad.then_some(&mut g[..]);
+                            let total = ce_index_short(&x, &t, &p, gr, Some(&mut l[..]), lvl);
+                            (total, g, l)
+                        };
+                        let (tt, gt, lt) = run(level);
+                        let (tc, gc, lc) = run(Level::Scalar);
+                        let what = format!(
+                            "n {n}, rows {rows}, weight {}, grad {with_grad}",
+                            weight.is_some()
+                        );
+                        assert!(
+                            tt.to_bits() == tc.to_bits() || (tt.is_nan() && tc.is_nan()),
+                            "{what}: total {tt} vs {tc}"
+                        );
+                        for (i, (&a, &b)) in lt.iter().zip(&lc).enumerate() {
+                            assert!(same(a, b), "{what}: loss of row {i}: {a} vs {b}");
+                        }
+                        for (i, (&a, &b)) in gt.iter().zip(&gc).enumerate() {
+                            assert!(same(a, b), "{what}: grad at {i}: {a} vs {b}");
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -72,6 +72,57 @@ pub unsafe fn run(
     false
 }
 
+/// A tile's per-lane cross-entropy terms (`kernels::losses::ce_index_lanes`),
+/// called with the tile's first row, its row count `w` (lanes past it are
+/// padding, which must get weight 0), and the lanes' target logit, shift and
+/// sum of the non-target biased exps; returns the gradient's factors
+/// `(c, gt, tg)` (and records the losses itself).
+pub type CeLanesFn<'a> = dyn FnMut(usize, usize, &[f32; 16], &[f32; 16], &[f64; 16]) -> ([f32; 16], [f32; 16], [f32; 16])
+    + 'a;
+
+/// Cross-entropy with class indices over `rows` contiguous float32 rows of
+/// `n` classes from `src`, as `kernels::losses::ce_index_cols` computes it
+/// (the same operations, so the same bits), with the tiles of [`run`]:
+/// `tf[r]` is row r's target class as f32 (0 for an ignored row), `lanes`
+/// turns each tile's sums into its losses and gradient factors, and the
+/// gradient goes to `dst` unless it is null. Returns false, touching
+/// nothing, unless `level` is AVX-512 and `n` is in `1..=16`.
+///
+/// # Safety
+/// `src` readable for `rows * n` elements, `tf` for `rows`, `dst` (unless
+/// null) writable for `rows * n` and not overlapping `src`; `level` one the
+/// CPU supports.
+pub unsafe fn ce_index(
+    level: super::Level,
+    src: *const f32,
+    rows: usize,
+    n: usize,
+    tf: *const f32,
+    dst: *mut f32,
+    lanes: &mut CeLanesFn<'_>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level == super::Level::Avx512 {
+            // SAFETY: the caller guarantees the level and the extents.
+            unsafe {
+                macro_rules! by_n {
+                    ($($k:literal)*) => {
+                        match n {
+                            $($k => x86::ce_index_rows::<$k>(src, rows, tf, dst, lanes),)*
+                            _ => return false,
+                        }
+                    };
+                }
+                by_n!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+            }
+            return true;
+        }
+    }
+    let _ = (level, src, rows, n, tf, dst, lanes);
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::float::exp_f32_consts::{BIAS, FLUSH_MIN, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
@@ -383,6 +434,98 @@ mod x86 {
                 store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
                     _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
                 });
+            }
+            r0 += tiles * L;
+        }
+    }
+
+    /// Cross-entropy's phase one for a tile (`ce_index_cols`: `max_cols`,
+    /// `pick_cols`, `store_others`): the biased exps into `e[0..N]`; returns
+    /// the lanes' target logits, shifts and sums of the non-target exps.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+    unsafe fn ce_exps<const N: usize>(
+        src: *const f32,
+        left: usize,
+        tf: *const f32,
+        e: &mut [__m512; L],
+    ) -> (__m512, __m512, [__m512d; 2]) {
+        let (r, ms) = load_tile::<N>(src, left);
+        let w = left.min(L);
+        let tfv = if w == L {
+            _mm512_loadu_ps(tf)
+        } else {
+            _mm512_maskz_loadu_ps(((1u32 << w) - 1) as __mmask16, tf)
+        };
+        let neg_ms = _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(ms),
+            _mm512_set1_epi32(i32::MIN),
+        ));
+        let nz = _mm512_set1_ps(-0.0);
+        let mut xt = nz;
+        let mut o = [_mm512_setzero_ps(); L];
+        for k in 0..N {
+            let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_set1_ps(k as f32), tfv);
+            xt = _mm512_add_ps(xt, _mm512_mask_blend_ps(hit, nz, r[k]));
+            let (h, l) = diff(r[k], ms, neg_ms);
+            e[k] = exp_biased_nonpos(h, l);
+            o[k] = _mm512_mask_blend_ps(hit, e[k], _mm512_setzero_ps());
+        }
+        let mut acc = [_mm512_setzero_pd(); 2];
+        for p in 0..N / 2 {
+            add_widened(&mut acc, _mm512_add_ps(o[2 * p], o[2 * p + 1]));
+        }
+        if N % 2 == 1 {
+            add_widened(&mut acc, o[N - 1]);
+        }
+        (xt, ms, acc)
+    }
+
+    /// # Safety
+    /// AVX-512 (the level's features); as [`super::ce_index`] with `n == N`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+    pub unsafe fn ce_index_rows<const N: usize>(
+        src: *const f32,
+        rows: usize,
+        tf: *const f32,
+        dst: *mut f32,
+        lanes: &mut super::CeLanesFn<'_>,
+    ) {
+        let mut buf = [[_mm512_setzero_ps(); L]; G];
+        let mut fac = [[_mm512_setzero_ps(); 3]; G];
+        let ub = _mm512_set1_ps(<f32 as Float>::EXP_UNBIAS as f32);
+        let mut r0 = 0;
+        while r0 < rows {
+            let tiles = (rows - r0).div_ceil(L).min(G);
+            for t in 0..tiles {
+                let s = r0 + t * L;
+                let (xt, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf.add(s), &mut buf[t]);
+                let (mut xa, mut ma, mut oa) = ([0f32; L], [0f32; L], [0f64; L]);
+                _mm512_storeu_ps(xa.as_mut_ptr(), xt);
+                _mm512_storeu_ps(ma.as_mut_ptr(), ms);
+                _mm512_storeu_pd(oa.as_mut_ptr(), acc[0]);
+                _mm512_storeu_pd(oa.as_mut_ptr().add(8), acc[1]);
+                let (c, gt, tg) = lanes(s, (rows - s).min(L), &xa, &ma, &oa);
+                fac[t] = [
+                    _mm512_loadu_ps(c.as_ptr()),
+                    _mm512_loadu_ps(gt.as_ptr()),
+                    _mm512_loadu_ps(tg.as_ptr()),
+                ];
+            }
+            if !dst.is_null() {
+                // `ce_index_cols`' gradient pass: e * c * 2^-bias, 0 where c is
+                // 0 (an ignored or padding row), gt at the target.
+                for t in 0..tiles {
+                    let s = r0 + t * L;
+                    let (e, [c, gt, tg]) = (&buf[t], fac[t]);
+                    let c0 = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(c, _mm512_setzero_ps());
+                    store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
+                        let v = _mm512_mul_ps(_mm512_mul_ps(e[k], c), ub);
+                        let v = _mm512_mask_blend_ps(c0, v, _mm512_setzero_ps());
+                        let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_set1_ps(k as f32), tg);
+                        _mm512_mask_blend_ps(hit, v, gt)
+                    });
+                }
             }
             r0 += tiles * L;
         }
