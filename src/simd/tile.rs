@@ -1,5 +1,6 @@
-//! Float32 softmax and log-softmax of rows of 1 to 16 classes, 16 rows at a
-//! time held in AVX-512 registers from load to store.
+//! Float32 softmax, log-softmax and cross-entropy (class indices) of rows of
+//! 1 to 16 classes, 16 rows at a time held in AVX-512 registers from load to
+//! store.
 //!
 //! The column kernels (`kernels::softmax`) take short rows through a scratch
 //! block: transpose 16 rows into lanes, a max pass, an exp-and-sum pass and a
