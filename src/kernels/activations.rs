@@ -16,8 +16,8 @@ use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, 
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::{
-    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, gauss_tail_pdf, ln_corr, log1p_unit, max,
-    min, ndtr, ndtr_from_tail, tanh, tanh_deriv,
+    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, ln_corr, log1p_unit, max, min, tanh,
+    tanh_deriv, x_ndtr, x_ndtr_deriv,
 };
 use crate::simd::{Float, LANES as L};
 
@@ -151,20 +151,6 @@ fn logit_deriv<T: Float>(p: T, eps: Option<f64>) -> T {
 #[inline(always)]
 fn elu<T: Float>(x: T, alpha: T, k: T) -> T {
     sel(x > T::ZERO, x, alpha * expm1_nonpos(x * k))
-}
-
-/// x * Phi(x); the limit 0 at -inf.
-#[inline(always)]
-fn gelu<T: Float>(x: T) -> T {
-    sel(x == T::NEG_INF, T::ZERO, x * ndtr(x))
-}
-
-/// Phi(x) + x phi(x) (both from one exp); the limits at +-inf.
-#[inline(always)]
-fn gelu_deriv<T: Float>(x: T) -> T {
-    let (tail, pdf) = gauss_tail_pdf(x);
-    let d = ndtr_from_tail(x, tail) + x * pdf;
-    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
 }
 
 /// 2 sqrt(2/pi) (x + 0.044715 x^3): 1 + tanh(u) = 2 sigmoid(2u), so
@@ -367,8 +353,8 @@ macro_rules! with_act {
                 $body
             }
             Act::Gelu => {
-                let $f = |x: T| gelu(x);
-                let $d = |x: T| gelu_deriv(x);
+                let $f = |x: T| x_ndtr(x);
+                let $d = |x: T| x_ndtr_deriv(x);
                 $body
             }
             Act::GeluTanh => {
