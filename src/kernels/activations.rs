@@ -63,12 +63,14 @@ pub enum Act {
 
 impl Act {
     /// Heavy for the activations that cost more than ~0.5 ns per element
-    /// with one thread (gelu 0.72, softplus and log_sigmoid 0.65): below
-    /// that (sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27, the clamps
-    /// a copy) a pool wake-up at 60 000 elements costs more than it saves
-    /// (sigmoid on 64x1000: 28.5 -> 34.1 us).
-    pub fn cost(self) -> Cost {
+    /// with one thread (float64 gelu 1.45, softplus and log_sigmoid 0.65):
+    /// below that (sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27,
+    /// float32 gelu 0.21, the clamps a copy) a pool wake-up at 60 000
+    /// elements costs more than it saves (sigmoid on 64x1000: 28.5 -> 34.1
+    /// us; float32 gelu 13.3 us serial, 24.4 us on 2 threads).
+    pub fn cost<T: Float>(self) -> Cost {
         match self {
+            Act::Gelu if T::MANTISSA_DIGITS == 24 => Cost::Light,
             Act::Gelu | Act::LogSigmoid | Act::Softplus { .. } | Act::Logit { .. } => Cost::Heavy,
             _ => Cost::Light,
         }
@@ -510,7 +512,7 @@ multiversion! {
 /// not overlap it.
 pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
-    run_tasks(n, 1, act.cost(), |_, i0, i1| {
+    run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
         fwd_k(
             act,
             Ptr(x.get().wrapping_add(i0)),
@@ -526,7 +528,7 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
 /// As [`forward`]; `y` may equal `grad` or `x`.
 pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut T, n: usize) {
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
-    run_tasks(n, 1, act.cost(), |_, i0, i1| {
+    run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
         bwd_k(
             act,
             Ptr(g.get().wrapping_add(i0)),
@@ -554,7 +556,7 @@ pub unsafe fn bias_forward<T: Float>(
     nf: usize,
 ) {
     let (h, b, z, y) = (Ptr(h as *mut T), Ptr(bias as *mut T), Ptr(z), Ptr(y));
-    run_tasks(rows, nf, act.cost(), |_, r0, r1| {
+    run_tasks(rows, nf, act.cost::<T>(), |_, r0, r1| {
         let o = r0 * nf;
         let zt = if z.is_null() {
             z
@@ -599,7 +601,7 @@ pub unsafe fn bias_backward<T: Float>(
         Ptr(y),
         Ptr(partial.as_mut_ptr()),
     );
-    run_tasks(rows, nf, act.cost(), |t, r0, r1| {
+    run_tasks(rows, nf, act.cost::<T>(), |t, r0, r1| {
         let o = r0 * nf;
         bias_bwd_k(
             act,
