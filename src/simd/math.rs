@@ -7,8 +7,9 @@
 //! Accuracy (checked in `cargo test`, f32 over a dense sweep, f64 sampled):
 //! `expm1` <= 8 ulp (`expm1_nonpos` <= 2), `ln` / `log1p` <= 3 ulp, `tanh`
 //! <= 8 ulp; `ndtr`, `x_ndtr` (gelu) and its derivative within 1e-6 relative
-//! in f32 (~13 ulp; the derivative 5e-7 absolute near its root) and 2e-15
-//! relative in f64, on the whole range where the result is a normal number.
+//! in f32 (8.2e-7 measured, ~14 ulp; the derivative 3.3e-7 absolute near its
+//! root) and 2e-15 relative in f64, on the whole range where the result is a
+//! normal number.
 //! The f64 erfc fit was made with `mpmath.chebyfit`, the f32 ones by
 //! reweighted least squares (see the comment above each table).
 
@@ -486,7 +487,8 @@ pub fn ndtr<T: Float>(x: T) -> T {
 
 /// `x Phi(x)` (gelu), the limit 0 at -inf. f32: `max(x, -0) - a Phi(-a)`
 /// with `a = |x|` in one rounding (no cancellation: `a Phi(-a) < x / 2` for
-/// `x > 0`; the `-0` gives the underflowed negative results their sign).
+/// `x > 0`; the `-0` gives the underflowed negative results their sign);
+/// 8.2e-7 relative at most (every 3rd f32 in [-20, 20] against f64).
 #[inline(always)]
 pub fn x_ndtr<T: Float>(x: T) -> T {
     if is_f32::<T>() {
@@ -502,7 +504,8 @@ pub fn x_ndtr<T: Float>(x: T) -> T {
 
 /// `Phi(x) + x phi(x)`, the derivative of [`x_ndtr`]; the limits at +-inf.
 /// f32: `g = Phi(-a) - a phi(a) = e (num / den - a / sqrt(2 pi))` with `a =
-/// |x|` is the result for `x < 0` and `1 - g` for `x >= 0`.
+/// |x|` is the result for `x < 0` and `1 - g` for `x >= 0`; 5.4e-7 relative
+/// beyond |x| = 2, 3.3e-7 absolute within (the root at -0.7518 cancels).
 #[inline(always)]
 pub fn x_ndtr_deriv<T: Float>(x: T) -> T {
     if is_f32::<T>() {
