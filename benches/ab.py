@@ -94,11 +94,12 @@ def main() -> None:
             res[tag].append(json.loads(out.strip().splitlines()[-1]))
     shape = f"{a.shape[0]}x{a.shape[1]}"
     print(f"{shape} {a.dtype}, {a.threads} thread(s), {a.rounds} alternating rounds")
-    print(f"{'op':14s} {'old':>10s} {'new':>10s}  new/old")
+    print(f"{'op':14s} {'old':>10s} {'new':>10s}  new/old  old x copy  new x copy")
     for k in res["old"][0]:
         o = statistics.median(r[k] for r in res["old"]) * 1e6
         n = statistics.median(r[k] for r in res["new"]) * 1e6
-        print(f"{k:14s} {o:8.1f}us {n:8.1f}us  {n / o:.3f}")
+        oc, nc = (statistics.median(r[k] / r["copy"] for r in res[t]) for t in ("old", "new"))
+        print(f"{k:14s} {o:8.1f}us {n:8.1f}us  {n / o:.3f}  {oc:10.2f}  {nc:10.2f}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, 
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::{
-    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, gauss_tail_pdf, ln_corr, log1p_unit, max,
-    min, ndtr, ndtr_from_tail, tanh, tanh_deriv,
+    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, ln_corr, log1p_unit, max, min, tanh,
+    tanh_deriv, x_ndtr, x_ndtr_deriv,
 };
 use crate::simd::{Float, LANES as L};
 
@@ -63,12 +63,14 @@ pub enum Act {
 
 impl Act {
     /// Heavy for the activations that cost more than ~0.5 ns per element
-    /// with one thread (gelu 0.72, softplus and log_sigmoid 0.65): below
-    /// that (sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27, the clamps
-    /// a copy) a pool wake-up at 60 000 elements costs more than it saves
-    /// (sigmoid on 64x1000: 28.5 -> 34.1 us).
-    pub fn cost(self) -> Cost {
+    /// with one thread (float64 gelu 1.45, softplus and log_sigmoid 0.65):
+    /// below that (sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27,
+    /// float32 gelu 0.21, the clamps a copy) a pool wake-up at 60 000
+    /// elements costs more than it saves (sigmoid on 64x1000: 28.5 -> 34.1
+    /// us; float32 gelu 13.3 us serial, 24.4 us on 2 threads).
+    pub fn cost<T: Float>(self) -> Cost {
         match self {
+            Act::Gelu if T::MANTISSA_DIGITS == 24 => Cost::Light,
             Act::Gelu | Act::LogSigmoid | Act::Softplus { .. } | Act::Logit { .. } => Cost::Heavy,
             _ => Cost::Light,
         }
@@ -151,20 +153,6 @@ fn logit_deriv<T: Float>(p: T, eps: Option<f64>) -> T {
 #[inline(always)]
 fn elu<T: Float>(x: T, alpha: T, k: T) -> T {
     sel(x > T::ZERO, x, alpha * expm1_nonpos(x * k))
-}
-
-/// x * Phi(x); the limit 0 at -inf.
-#[inline(always)]
-fn gelu<T: Float>(x: T) -> T {
-    sel(x == T::NEG_INF, T::ZERO, x * ndtr(x))
-}
-
-/// Phi(x) + x phi(x) (both from one exp); the limits at +-inf.
-#[inline(always)]
-fn gelu_deriv<T: Float>(x: T) -> T {
-    let (tail, pdf) = gauss_tail_pdf(x);
-    let d = ndtr_from_tail(x, tail) + x * pdf;
-    sel(abs(x) == T::INF, sel(x > T::ZERO, T::ONE, T::ZERO), d)
 }
 
 /// 2 sqrt(2/pi) (x + 0.044715 x^3): 1 + tanh(u) = 2 sigmoid(2u), so
@@ -367,8 +355,8 @@ macro_rules! with_act {
                 $body
             }
             Act::Gelu => {
-                let $f = |x: T| gelu(x);
-                let $d = |x: T| gelu_deriv(x);
+                let $f = |x: T| x_ndtr(x);
+                let $d = |x: T| x_ndtr_deriv(x);
                 $body
             }
             Act::GeluTanh => {
@@ -524,7 +512,7 @@ multiversion! {
 /// not overlap it.
 pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
-    run_tasks(n, 1, act.cost(), |_, i0, i1| {
+    run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
         fwd_k(
             act,
             Ptr(x.get().wrapping_add(i0)),
@@ -540,7 +528,7 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
 /// As [`forward`]; `y` may equal `grad` or `x`.
 pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut T, n: usize) {
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
-    run_tasks(n, 1, act.cost(), |_, i0, i1| {
+    run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
         bwd_k(
             act,
             Ptr(g.get().wrapping_add(i0)),
@@ -568,7 +556,7 @@ pub unsafe fn bias_forward<T: Float>(
     nf: usize,
 ) {
     let (h, b, z, y) = (Ptr(h as *mut T), Ptr(bias as *mut T), Ptr(z), Ptr(y));
-    run_tasks(rows, nf, act.cost(), |_, r0, r1| {
+    run_tasks(rows, nf, act.cost::<T>(), |_, r0, r1| {
         let o = r0 * nf;
         let zt = if z.is_null() {
             z
@@ -613,7 +601,7 @@ pub unsafe fn bias_backward<T: Float>(
         Ptr(y),
         Ptr(partial.as_mut_ptr()),
     );
-    run_tasks(rows, nf, act.cost(), |t, r0, r1| {
+    run_tasks(rows, nf, act.cost::<T>(), |t, r0, r1| {
         let o = r0 * nf;
         bias_bwd_k(
             act,

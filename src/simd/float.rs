@@ -121,6 +121,17 @@ pub trait Float:
     /// gives the same bits).
     fn fma(a: Self, b: Self, c: Self) -> Self;
 
+    /// `|x|` by clearing the sign bit (one `and` in a lane loop; `-0` gives
+    /// `+0`, NaN stays NaN).
+    fn fabs(self) -> Self;
+
+    /// `(n, 2^n / EXP_UNBIAS)` (`2^n` with the bias that
+    /// [`Float::EXP_UNBIAS`] undoes) for `n = x * k` rounded to an integer
+    /// (ties to even): one multiply-add `x k + 1.5 * 2^(p-1)` whose low
+    /// mantissa bits hold `n`, then bit operations. `|x k| < 2^21`, and the
+    /// biased power must be a normal number (f32: n >= -190, f64: n >= -1534).
+    fn round_pow2_biased(x: Self, k: Self) -> (Self, Self);
+
     /// For finite `x > 0` (subnormals included): `(m, k)` with `x = m * 2^k`
     /// and `m` in `[sqrt(1/2), sqrt(2))`, `k` integral. Bit tricks only, so a
     /// lane loop over it vectorises (no float <-> 64-bit int conversions).
@@ -195,6 +206,18 @@ impl Float for f32 {
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn fabs(self) -> Self {
+        self.abs()
+    }
+    #[inline(always)]
+    fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
+        use exp_f32_consts::{BIAS, MAGIC};
+        let t = x.mul_add(k, MAGIC);
+        let n = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+        let s = f32::from_bits((n.wrapping_add(127 + BIAS) as u32).wrapping_shl(23));
+        (t - MAGIC, s)
     }
     #[inline(always)]
     fn frexp_sqrt2(x: Self) -> (Self, Self) {
@@ -277,6 +300,17 @@ impl Float for f64 {
     #[inline(always)]
     fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)
+    }
+    #[inline(always)]
+    fn fabs(self) -> Self {
+        self.abs()
+    }
+    #[inline(always)]
+    fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
+        let t = x.mul_add(k, MAGIC_F64);
+        let n = (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64);
+        let s = f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52));
+        (t - MAGIC_F64, s)
     }
     #[inline(always)]
     fn frexp_sqrt2(x: Self) -> (Self, Self) {
@@ -388,15 +422,17 @@ pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
     expm1_f64_poly(x, lo)
 }
 
+/// 1.5 * 2^52: adding it rounds an f64 to an integer.
+const MAGIC_F64: f64 = 6_755_399_441_055_744.0;
+
 /// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
 #[inline(always)]
 fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_457_519_531_25e-1;
     const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
-    let t = x.mul_add(LOG2E, MAGIC);
-    let n = t - MAGIC;
+    let t = x.mul_add(LOG2E, MAGIC_F64);
+    let n = t - MAGIC_F64;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r) + lo;
     // q = r + r^2 P(r), P of degree 9: mpmath.chebyfit of (expm1(r) - r) / r^2
@@ -414,7 +450,7 @@ fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     p = p.mul_add(r, 0.16666666666666669);
     p = p.mul_add(r, 0.5000000000000001);
     let q = p.mul_add(r * r, r);
-    let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
+    let ni = (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64);
     (q, ni)
 }
 

@@ -60,14 +60,27 @@ fn worst32(
     f: impl Fn(f32) -> f32,
     r: impl Fn(f64) -> f64,
 ) -> f64 {
+    worst_of(name, "ulp", (lo, hi, 7, both), |x| {
+        ulps32(f(x), r(x as f64))
+    })
+}
+
+/// The largest `err(x)` over every `step`-th f32 in [lo, hi] (and its
+/// negation when `both`), reported with where it is.
+fn worst_of(
+    name: &str,
+    unit: &str,
+    (lo, hi, step, both): (f32, f32, u32, bool),
+    err: impl Fn(f32) -> f64,
+) -> f64 {
     let mut worst = (0.0, 0.0f32);
-    sweep(lo, hi, 7, both, |x| {
-        let u = ulps32(f(x), r(x as f64));
-        if u > worst.0 || u.is_nan() {
-            worst = (u, x);
+    sweep(lo, hi, step, both, |x| {
+        let e = err(x);
+        if e > worst.0 || e.is_nan() {
+            worst = (e, x);
         }
     });
-    eprintln!("{name}: worst {} ulp at {}", worst.0, worst.1);
+    eprintln!("{name}: worst {:.4e} {unit} at {}", worst.0, worst.1);
     worst.0
 }
 
@@ -263,16 +276,97 @@ fn ndtr_f64_within_2e_15_relative() {
     assert!(worst < 2e-15, "{worst}");
 }
 
+/// Worst relative error of `f` against the f64 reference `r` over every
+/// `step`-th f32 in [lo, hi] and its negation, measured against `max(|r|,
+/// floor)`: relative where the reference is above `floor`, absolute (in
+/// units of `floor`) below. With `floor = f32::MIN_POSITIVE` that is
+/// relative accuracy wherever the result is a normal number.
+fn worst_rel32(
+    name: &str,
+    (lo, hi): (f32, f32),
+    step: u32,
+    floor: f64,
+    f: impl Fn(f32) -> f32,
+    r: impl Fn(f64) -> f64,
+) -> f64 {
+    worst_of(name, "relative", (lo, hi, step, true), |x| {
+        let (g, w) = (f(x) as f64, r(x as f64));
+        if g == w {
+            0.0
+        } else {
+            (g - w).abs() / w.abs().max(floor)
+        }
+    })
+}
+
+const NORMAL: f64 = f32::MIN_POSITIVE as f64;
+const SPECIALS: [f32; 6] = [
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::MAX,
+    -f32::MAX,
+    0.0,
+    -0.0,
+];
+
 #[test]
-fn ndtr_and_pdf_f32_within_8ulp_of_f64_dense_sweep() {
-    let mut worst = 0.0f64;
-    sweep(0.0, 14.0, 61, true, |x| {
-        let u = ulps32(ndtr(x), ndtr(x as f64)).max(ulps32(norm_pdf(x), norm_pdf(x as f64)));
-        worst = worst.max(u);
-    });
-    assert!(worst <= 8.0, "{worst}");
+fn ndtr_f32_within_1e_6_relative_dense_sweep() {
+    let w = worst_rel32("ndtr", (0.0, 16.0), 29, NORMAL, ndtr::<f32>, ndtr::<f64>);
+    assert!(w <= 1e-6, "{w}");
     assert_eq!(ndtr(f32::NEG_INFINITY), 0.0);
     assert_eq!(ndtr(f32::INFINITY), 1.0);
+}
+
+#[test]
+fn x_ndtr_f32_within_1e_6_relative_dense_sweep() {
+    // gelu over [-20, 20], subnormal inputs included, against the f64 version
+    // (checked below), relative wherever the result is a normal number.
+    let w = worst_rel32(
+        "x_ndtr",
+        (0.0, 20.0),
+        29,
+        NORMAL,
+        x_ndtr::<f32>,
+        x_ndtr::<f64>,
+    );
+    assert!(w <= 1e-6, "{w}");
+    for v in SPECIALS {
+        assert_eq!(x_ndtr(v), x_ndtr(v as f64) as f32, "{v}");
+    }
+    // Negative results that underflow keep their sign.
+    for v in [-0.0f32, -15.0, -1e30, f32::NEG_INFINITY] {
+        assert_eq!(x_ndtr(v).to_bits(), (-0.0f32).to_bits(), "{v}");
+    }
+}
+
+#[test]
+fn x_ndtr_deriv_f32_within_1e_6_dense_sweep() {
+    // gelu's derivative has a root at -0.7518, where Phi(x) and x phi(x)
+    // cancel: within |x| < 2 the error counts against max(|d|, 0.5) (so at
+    // most 5e-7 absolute, 1e-6 relative above 0.5); beyond, relative
+    // wherever the result is a normal number.
+    let (f, r) = (x_ndtr_deriv::<f32>, x_ndtr_deriv::<f64>);
+    let w = worst_rel32("x_ndtr_deriv |x| < 2", (0.0, 2.0), 29, 0.5, f, r);
+    assert!(w <= 1e-6, "{w}");
+    let w = worst_rel32("x_ndtr_deriv |x| >= 2", (2.0, 20.0), 29, NORMAL, f, r);
+    assert!(w <= 1e-6, "{w}");
+    for v in SPECIALS {
+        assert_eq!(x_ndtr_deriv(v), x_ndtr_deriv(v as f64) as f32, "{v}");
+    }
+    assert_eq!(ndtr(0.0f32), 0.5);
+}
+
+#[test]
+fn x_ndtr_f64_matches_x_times_ndtr() {
+    for x in samples64(-37.0, 8.0, 10_000) {
+        assert_eq!(x_ndtr(x), x * ndtr(x));
+        let want = ndtr_ref(x) + x * norm_pdf(x);
+        let got = x_ndtr_deriv(x);
+        assert!(
+            (got - want).abs() <= 1e-15 * (1.0 + want.abs()),
+            "{x} {got} {want}"
+        );
+    }
 }
 
 #[test]
