@@ -3,8 +3,8 @@
 //! `set_num_threads`, and rebuilt in a `fork()`ed child, whose copy of the
 //! parent's pool has no threads behind it.
 
-use rayon::prelude::*;
 use rayon::ThreadPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Elements below which a call runs on the calling thread: a tiny call costs
@@ -134,8 +134,9 @@ fn pool() -> Option<Arc<ThreadPool>> {
         return None;
     }
     if st.pool.is_none() {
+        // The calling thread is the last worker (see `for_each_task`).
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(st.threads)
+            .num_threads(st.threads - 1)
             .thread_name(|i| format!("logitkit-{i}"))
             .build()
             .ok()?;
@@ -166,13 +167,33 @@ pub fn set_num_threads(n: usize) {
 /// Runs `f(0..ntasks)`, in parallel on the pool when there is more than one
 /// task and more than one thread. Each task must write a disjoint part of the
 /// output, so the result does not depend on the schedule.
+///
+/// The calling thread works too: it takes tasks from a shared counter
+/// alongside the pool's `threads - 1` workers, instead of sleeping while a
+/// pool of `threads` runs them all (`install`), which put two thread
+/// wake-ups on the critical path (matmul 128x784x256 at 2 threads: 224 us
+/// against 153 us for each half alone).
 pub fn for_each_task(ntasks: usize, f: impl Fn(usize) + Sync + Send) {
     if ntasks == 0 {
         return;
     }
     if ntasks > 1 {
         if let Some(p) = pool() {
-            p.install(|| (0..ntasks).into_par_iter().for_each(&f));
+            let next = AtomicUsize::new(0);
+            let work = || loop {
+                let t = next.fetch_add(1, Ordering::Relaxed);
+                if t >= ntasks {
+                    break;
+                }
+                f(t);
+            };
+            let helpers = p.current_num_threads().min(ntasks - 1);
+            p.in_place_scope(|s| {
+                for _ in 0..helpers {
+                    s.spawn(|_| work());
+                }
+                work();
+            });
             return;
         }
     }

@@ -103,14 +103,17 @@ impl<T> Mat<T> {
     }
 }
 
-/// Multiply-adds below which a product runs on the calling thread (~50 us
+/// Multiply-adds below which a product runs on the calling thread (~12 us
 /// of work: a pool wake-up and a second packing of the shared operand would
 /// cost more than they save).
-pub const SERIAL_MULADDS: usize = 1 << 23;
+pub const SERIAL_MULADDS: usize = 1 << 21;
 
-/// Rows (or columns) of C per task at least: a multiple of every
-/// micro-kernel's tile (16 x 16 on AVX-512), so blocks are full tiles.
+/// Rows (or columns) of C per task at least.
 pub const BLOCK: usize = 64;
+
+/// A multiple of every micro-kernel's tile side (16 on AVX-512): blocks
+/// start on whole tiles.
+const TILE: usize = 32;
 
 /// `c = a b`, in parallel for large products (see the module comment).
 ///
@@ -147,8 +150,8 @@ pub unsafe fn matmul<T: Gemm>(a: Mat<T>, b: Mat<T>, c: Mat<T>) {
     if ntasks == 1 || m.saturating_mul(n).saturating_mul(k) < SERIAL_MULADDS {
         return run(a, b, c);
     }
-    // Blocks of whole multiples of BLOCK, the last one taking the rest.
-    let per = (long / BLOCK).div_ceil(ntasks) * BLOCK;
+    // Equal blocks rounded up to whole tiles, the last one taking the rest.
+    let per = long.div_ceil(ntasks).next_multiple_of(TILE);
     let ntasks = long.div_ceil(per);
     for_each_task(ntasks, |t| {
         let (s, e) = (t * per, ((t + 1) * per).min(long));
