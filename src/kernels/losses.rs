@@ -1476,34 +1476,12 @@ mod tests {
         if level != Level::Avx512 {
             return; // no AVX-512 on this machine: nothing to compare
         }
-        let specials = [
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            3e38,
-            -3e38,
-            1e-42,
-            -0.0,
-            0.0,
-        ];
         let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
         for n in 1..=16usize {
             for rows in [1usize, 7, 16, 17, 40, 100] {
-                let seed = (n * 1000 + rows) as u64;
-                let mut x: Vec<f32> = crate::kernels::tests::rand_vec(rows * n, 30.0, seed)
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
-                let u = crate::kernels::tests::rand_vec(rows, 1e6, seed + 1);
-                for (r, u) in u.iter().enumerate() {
-                    if r % 3 == 1 {
-                        let k = u.abs() as usize;
-                        x[r * n + k % n] = specials[k % specials.len()];
-                    }
-                }
-                if rows > 2 {
-                    x[2 * n..3 * n].fill(f32::NEG_INFINITY);
-                }
+                let x = crate::kernels::tests::tile_test_rows(rows, n);
+                // The same draws that placed the specials: targets and ignored rows.
+                let u = crate::kernels::tests::rand_vec(rows, 1e6, (n * 1000 + rows) as u64 + 1);
                 let t: Vec<i64> = u
                     .iter()
                     .enumerate()

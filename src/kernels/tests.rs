@@ -321,6 +321,37 @@ fn empty_shapes() {
     assert!(s.iter().all(|v| *v == f32::NEG_INFINITY));
 }
 
+/// `rows` float32 rows of `n` logits for the tile tests: random in +-30,
+/// every third row with one of +-inf, NaN, +-3e38, a subnormal, +-0, and row
+/// 2 all -inf.
+pub(crate) fn tile_test_rows(rows: usize, n: usize) -> Vec<f32> {
+    let specials = [
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        3e38,
+        -3e38,
+        1e-42,
+        -0.0,
+        0.0,
+    ];
+    let seed = (n * 1000 + rows) as u64;
+    let mut x: Vec<f32> = rand_vec(rows * n, 30.0, seed)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    for (r, u) in rand_vec(rows, 1e6, seed + 1).iter().enumerate() {
+        if r % 3 == 1 {
+            let k = u.abs() as usize;
+            x[r * n + k % n] = specials[k % specials.len()];
+        }
+    }
+    if rows > 2 {
+        x[2 * n..3 * n].fill(f32::NEG_INFINITY);
+    }
+    x
+}
+
 #[test]
 fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
     // The register-resident tiles (AVX-512, float32 rows of 1 to 16 classes)
@@ -337,36 +368,13 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
         ("softmax", Op::Softmax, softmax_cols::<f32>),
         ("log_softmax", Op::LogSoftmax, log_softmax_cols::<f32>),
     ];
-    let specials = [
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NAN,
-        3e38,
-        -3e38,
-        1e-42,
-        -0.0,
-        0.0,
-    ];
     let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
     for (name, op, cols) in ops {
         // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n.
         let fused = |src: *const f32, rows, n, dst| unsafe { run(level, op, src, rows, n, dst) };
         for n in 1..=16usize {
             for rows in [1usize, 7, 16, 17, 40, 100] {
-                let seed = (n * 1000 + rows) as u64;
-                let mut x: Vec<f32> = rand_vec(rows * n, 30.0, seed)
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
-                for (r, u) in rand_vec(rows, 1e6, seed + 1).iter().enumerate() {
-                    if r % 3 == 1 {
-                        let k = u.abs() as usize;
-                        x[r * n + k % n] = specials[k % specials.len()];
-                    }
-                }
-                if rows > 2 {
-                    x[2 * n..3 * n].fill(f32::NEG_INFINITY);
-                }
+                let x = tile_test_rows(rows, n);
                 let mut got = vec![0f32; rows * n];
                 if !fused(x.as_ptr(), rows, n, got.as_mut_ptr()) {
                     return; // no AVX-512 on this machine: nothing to compare

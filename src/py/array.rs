@@ -295,6 +295,42 @@ pub unsafe fn slice_mut_of<'a, T: Elem>(a: &'a Bound<'_, PyUntypedArray>) -> &'a
     std::slice::from_raw_parts_mut(p, len)
 }
 
+/// An operand used as it is (nothing converted): a native float32/float64
+/// ndarray, of `like`'s dtype when given; `what` says why (in the message).
+pub fn float_ndarray<'py>(
+    x: &Bound<'py, PyAny>,
+    name: &str,
+    what: &str,
+    like: Option<(&Bound<'py, PyUntypedArray>, &str)>,
+) -> PyResult<(Bound<'py, PyUntypedArray>, Dt)> {
+    let Ok(a) = x.cast::<PyUntypedArray>() else {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a numpy.ndarray, got {}",
+            x.get_type().name()?
+        )));
+    };
+    let dt = match (a.dtype().kind(), a.dtype().itemsize()) {
+        (b'f', 4) if a.dtype().is_native_byteorder() != Some(false) => Dt::F32,
+        (b'f', 8) if a.dtype().is_native_byteorder() != Some(false) => Dt::F64,
+        _ => {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must have dtype float32 or float64{what}, got {}",
+                a.dtype().str()?
+            )))
+        }
+    };
+    if let Some((p, pname)) = like {
+        if !a.dtype().is_equiv_to(&p.dtype()) {
+            return Err(PyTypeError::new_err(format!(
+                "{name} has dtype {}, but {pname} has dtype {}",
+                a.dtype().str()?,
+                p.dtype().str()?
+            )));
+        }
+    }
+    Ok((a.clone(), dt))
+}
+
 /// Byte range `[lo, hi)` spanned by an array's elements, for any strides
 /// (negative ones included); empty for an empty array.
 pub fn byte_range(a: &Bound<'_, PyUntypedArray>) -> (usize, usize) {

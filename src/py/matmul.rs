@@ -3,8 +3,8 @@
 //! writeable with distinct elements and sharing no memory with an operand)
 //! and any strides are passed to the GEMM, so `x.T` costs nothing.
 
-use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::array::*;
@@ -17,42 +17,17 @@ fn matrix<'py>(
     name: &str,
     like: Option<(&Bound<'py, PyUntypedArray>, &str)>,
 ) -> PyResult<(Bound<'py, PyUntypedArray>, Dt)> {
-    let Ok(a) = x.cast::<PyUntypedArray>() else {
-        return Err(PyTypeError::new_err(format!(
-            "{name} must be a numpy.ndarray, got {}",
-            x.get_type().name()?
-        )));
-    };
-    let native = a.dtype().is_native_byteorder() != Some(false);
-    let dt = match (a.dtype().kind(), a.dtype().itemsize(), native) {
-        (b'f', 4, true) => Dt::F32,
-        (b'f', 8, true) => Dt::F64,
-        _ => {
-            return Err(PyTypeError::new_err(format!(
-                "{name} must have dtype float32 or float64, got {}",
-                a.dtype().str()?
-            )))
-        }
-    };
-    if let Some((p, pname)) = like {
-        if !a.dtype().is_equiv_to(&p.dtype()) {
-            return Err(PyTypeError::new_err(format!(
-                "{name} has dtype {}, but {pname} has dtype {}",
-                a.dtype().str()?,
-                p.dtype().str()?
-            )));
-        }
-    }
+    let (a, dt) = float_ndarray(x, name, "", like)?;
     if a.ndim() != 2 {
         return Err(PyValueError::new_err(format!(
             "{name} must be 2-D, got shape {}",
             shape_str(a.shape())
         )));
     }
-    if !is_aligned(a) {
+    if !is_aligned(&a) {
         return Err(PyValueError::new_err(format!("{name} must be aligned")));
     }
-    Ok((a.clone(), dt))
+    Ok((a, dt))
 }
 
 fn mat_of<T>(a: &Bound<'_, PyUntypedArray>) -> Mat<T> {

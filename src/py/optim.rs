@@ -2,8 +2,8 @@
 //! updated in place, so nothing is converted: dtype, shape, contiguity and
 //! writeability are checked and a wrong argument is an error naming it.
 
-use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::array::*;
@@ -18,30 +18,8 @@ fn operand<'py>(
     write: bool,
     like: Option<(&Bound<'py, PyUntypedArray>, &str)>,
 ) -> PyResult<(Bound<'py, PyUntypedArray>, Dt)> {
-    let Ok(a) = x.cast::<PyUntypedArray>() else {
-        return Err(PyTypeError::new_err(format!(
-            "{name} must be a numpy.ndarray, got {}",
-            x.get_type().name()?
-        )));
-    };
-    let dt = match (a.dtype().kind(), a.dtype().itemsize()) {
-        (b'f', 4) if a.dtype().is_native_byteorder() != Some(false) => Dt::F32,
-        (b'f', 8) if a.dtype().is_native_byteorder() != Some(false) => Dt::F64,
-        _ => {
-            return Err(PyTypeError::new_err(format!(
-                "{name} must have dtype float32 or float64 (it is updated in place), got {}",
-                a.dtype().str()?
-            )))
-        }
-    };
+    let (a, dt) = float_ndarray(x, name, " (it is updated in place)", like)?;
     if let Some((p, pname)) = like {
-        if !a.dtype().is_equiv_to(&p.dtype()) {
-            return Err(PyTypeError::new_err(format!(
-                "{name} has dtype {}, but {pname} has dtype {}",
-                a.dtype().str()?,
-                p.dtype().str()?
-            )));
-        }
         if a.shape() != p.shape() {
             return Err(PyValueError::new_err(format!(
                 "{name} has shape {}, but {pname} has shape {}",
@@ -50,15 +28,15 @@ fn operand<'py>(
             )));
         }
     }
-    if !(is_aligned(a) && a.is_c_contiguous()) {
+    if !(is_aligned(&a) && a.is_c_contiguous()) {
         return Err(PyValueError::new_err(format!(
             "{name} must be C-contiguous and aligned (it is updated in place)"
         )));
     }
-    if write && !is_writeable(a) {
+    if write && !is_writeable(&a) {
         return Err(PyValueError::new_err(format!("{name} is read-only")));
     }
-    Ok((a.clone(), dt))
+    Ok((a, dt))
 }
 
 /// Errors when two of the arrays share memory (an in-place update would read

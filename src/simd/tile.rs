@@ -23,6 +23,28 @@
 //! the results are bit for bit those of the generic path on every
 //! instruction set; only the data movement differs.
 
+/// At AVX-512 and for `n` in 1..=16, evaluates `$e` with the class count as
+/// the constant `$k` and returns true from the enclosing function; else
+/// falls through.
+macro_rules! by_class_count {
+    ($level:expr, $n:expr, $k:ident => $e:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        if $level == super::Level::Avx512 {
+            by_class_count!(@ $n, $k => $e; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+        }
+    };
+    (@ $n:expr, $k:ident => $e:expr; $($lit:literal)*) => {
+        match $n {
+            $($lit => {
+                const $k: usize = $lit;
+                $e;
+                return true;
+            })*
+            _ => {}
+        }
+    };
+}
+
 /// The ops with tiles.
 #[derive(Clone, Copy)]
 pub enum Op {
@@ -48,27 +70,13 @@ pub unsafe fn run(
     n: usize,
     dst: *mut f32,
 ) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if level == super::Level::Avx512 {
-            // SAFETY: the caller guarantees the level and the extents.
-            unsafe {
-                macro_rules! by_n {
-                    ($($k:literal)*) => {
-                        match (n, op) {
-                            $(
-                                ($k, Op::Softmax) => x86::softmax_rows::<$k>(src, rows, dst),
-                                ($k, Op::LogSoftmax) => x86::log_softmax_rows::<$k>(src, rows, dst),
-                            )*
-                            _ => return false,
-                        }
-                    };
-                }
-                by_n!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
-            }
-            return true;
+    // SAFETY: the caller guarantees the level and the extents.
+    by_class_count!(level, n, N => unsafe {
+        match op {
+            Op::Softmax => x86::softmax_rows::<N>(src, rows, dst),
+            Op::LogSoftmax => x86::log_softmax_rows::<N>(src, rows, dst),
         }
-    }
+    });
     let _ = (level, op, src, rows, n, dst);
     false
 }
@@ -102,24 +110,8 @@ pub unsafe fn ce_index(
     dst: *mut f32,
     lanes: &mut CeLanesFn<'_>,
 ) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if level == super::Level::Avx512 {
-            // SAFETY: the caller guarantees the level and the extents.
-            unsafe {
-                macro_rules! by_n {
-                    ($($k:literal)*) => {
-                        match n {
-                            $($k => x86::ce_index_rows::<$k>(src, rows, tf, dst, lanes),)*
-                            _ => return false,
-                        }
-                    };
-                }
-                by_n!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
-            }
-            return true;
-        }
-    }
+    // SAFETY: the caller guarantees the level and the extents.
+    by_class_count!(level, n, N => unsafe { x86::ce_index_rows::<N>(src, rows, tf, dst, lanes) });
     let _ = (level, src, rows, n, tf, dst, lanes);
     false
 }
