@@ -760,6 +760,20 @@ fn pick_cols<T: Float>(x: &[T], tf: &[T; L]) -> [T; L] {
     xt
 }
 
+/// A row's target class and weight as the short-row kernels take them:
+/// `(0, 0)` for an ignored row.
+#[inline(always)]
+fn class_weight<T: Float>(tg: i64, p: &CeParams<'_, T>) -> (f64, f64) {
+    if tg == p.ignore_index {
+        (0.0, 0.0)
+    } else {
+        (
+            tg as f64,
+            p.weight.map_or(1.0, |wv| wv[tg as usize].to_f64()),
+        )
+    }
+}
+
 /// [`ce_index_lanes`] with its arguments but the scale: `(xt, ms, others, tf, wt)`.
 type CeMath<'a, T> = dyn FnMut(&[T; L], &[T; L], &[f64; L], &[T; L], &[f64; L]) -> CeLanes<T> + 'a;
 
@@ -782,22 +796,15 @@ fn ce_index_tiles<T: Float>(
     if T::MANTISSA_DIGITS != 24 || !(1..=L).contains(&n) || level != Level::Avx512 {
         return None;
     }
-    // Each row's class as f32 (0 when ignored) and weight (0 when ignored).
-    let mut tf = vec![0f32; rows];
-    let mut wt = vec![0f64; rows];
-    for (j, &tg) in t.iter().enumerate() {
-        if tg != p.ignore_index {
-            tf[j] = tg as f32;
-            wt[j] = p.weight.map_or(1.0, |wv| wv[tg as usize].to_f64());
-        }
-    }
+    // Each row's class as f32, read by the tiles' selects.
+    let tf: Vec<f32> = t.iter().map(|&tg| class_weight(tg, p).0 as f32).collect();
     let mut per_row = per_row;
     let mut total = 0f64;
     let mut lanes = |s: usize, w: usize, xt: &[f32; L], ms: &[f32; L], o: &[f64; L]| {
         let (mut tl, mut wl) = ([T::ZERO; L], [0f64; L]);
         for j in 0..w {
-            tl[j] = T::from_f64(tf[s + j] as f64);
-            wl[j] = wt[s + j];
+            let (k, wk) = class_weight(t[s + j], p);
+            (tl[j], wl[j]) = (T::from_f64(k), wk);
         }
         // SAFETY: T is f32 (checked above).
         let (xt, ms) = unsafe {
@@ -884,11 +891,8 @@ multiversion! {
                 }
                 _ => {
                     for j in 0..w {
-                        let tg = t[r0 + j];
-                        if tg != p.ignore_index {
-                            tf[j] = T::from_f64(tg as f64);
-                            wt[j] = p.weight.map_or(1.0, |wv| wv[tg as usize].to_f64());
-                        }
+                        let (k, wk) = class_weight(t[r0 + j], p);
+                        (tf[j], wt[j]) = (T::from_f64(k), wk);
                     }
                 }
             }

@@ -120,7 +120,7 @@ pub unsafe fn ce_index(
 mod x86 {
     use super::super::float::exp_f32_consts::{BIAS, FLUSH_MIN, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
     use super::super::math::ln;
-    use super::super::transpose::x86::t16x16;
+    use super::super::transpose::x86::{load_row, store_row, t16x16};
     use super::super::{lane_barrier, Float};
     use std::arch::x86_64::*;
 
@@ -137,6 +137,16 @@ mod x86 {
             _mm512_sub_ps(neg_m, bp),
         );
         (s, lo)
+    }
+
+    /// `-v` (the sign bit flipped, as the scalar code's negation).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn neg(v: __m512) -> __m512 {
+        _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(v),
+            _mm512_set1_epi32(i32::MIN),
+        ))
     }
 
     /// `expm1_f32_poly`: `(q, t)` with `x + lo = n ln 2 + r`, `q = expm1(r)`
@@ -241,14 +251,8 @@ mod x86 {
         let w = left.min(L);
         let mut r = [_mm512_setzero_ps(); L];
         for (j, rj) in r.iter_mut().enumerate() {
-            let at = j.min(w - 1) * N;
-            // A full-width load takes the next rows' first classes (dropped);
-            // only one that would pass the task's rows is masked.
-            *rj = if at + L <= left * N {
-                _mm512_loadu_ps(src.add(at))
-            } else {
-                _mm512_maskz_loadu_ps(m, src.add(at))
-            };
+            // Full-width unless it would pass the task's rows.
+            *rj = load_row(src, j.min(w - 1) * N, left * N, m);
         }
         t16x16(&mut r);
         let mut mc = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
@@ -278,12 +282,7 @@ mod x86 {
         // which are stored later; only a store that would pass row `w` is
         // masked (off entirely past `w`: it touches no memory).
         for (j, rj) in r.iter().enumerate() {
-            if j * N + L <= w * N {
-                _mm512_storeu_ps(dst.add(j * N), *rj);
-            } else {
-                let mj = if j < w { m } else { 0 };
-                _mm512_mask_storeu_ps(dst.wrapping_add(j * N), mj, *rj);
-            }
+            store_row(dst, j * N, w * N, if j < w { m } else { 0 }, *rj);
         }
     }
 
@@ -298,10 +297,7 @@ mod x86 {
         e: &mut [__m512; L],
     ) -> __m512 {
         let (r, ms) = load_tile::<N>(src, left);
-        let neg_ms = _mm512_castsi512_ps(_mm512_xor_si512(
-            _mm512_castps_si512(ms),
-            _mm512_set1_epi32(i32::MIN),
-        ));
+        let neg_ms = neg(ms);
         for k in 0..N {
             let (h, l) = diff(r[k], ms, neg_ms);
             e[k] = exp_biased_nonpos(h, l);
@@ -445,15 +441,8 @@ mod x86 {
     ) -> (__m512, __m512, [__m512d; 2]) {
         let (r, ms) = load_tile::<N>(src, left);
         let w = left.min(L);
-        let tfv = if w == L {
-            _mm512_loadu_ps(tf)
-        } else {
-            _mm512_maskz_loadu_ps(((1u32 << w) - 1) as __mmask16, tf)
-        };
-        let neg_ms = _mm512_castsi512_ps(_mm512_xor_si512(
-            _mm512_castps_si512(ms),
-            _mm512_set1_epi32(i32::MIN),
-        ));
+        let tfv = load_row(tf, 0, w, ((1u32 << w) - 1) as __mmask16);
+        let neg_ms = neg(ms);
         let nz = _mm512_set1_ps(-0.0);
         let mut xt = nz;
         let mut o = [_mm512_setzero_ps(); L];

@@ -109,6 +109,38 @@ pub(crate) mod x86 {
 
     // ------------------------------------------------------------- AVX-512
 
+    /// The 16 f32 at `p + at`, with one full-width load while they lie
+    /// before `end` (columns past a row's `m` come from the next row and are
+    /// the caller's to drop), else with the load masked by `m`.
+    ///
+    /// # Safety
+    /// `p` readable up to `end`, and at the lanes of `m` from `at`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn load_row(p: *const f32, at: usize, end: usize, m: __mmask16) -> __m512 {
+        if at + 16 <= end {
+            _mm512_loadu_ps(p.add(at))
+        } else {
+            _mm512_maskz_loadu_ps(m, p.add(at))
+        }
+    }
+
+    /// Stores `v` at `p + at`: one full-width store while it lies before
+    /// `end` (spilling into what follows, which the caller writes later),
+    /// else a store masked by `m` (0: none).
+    ///
+    /// # Safety
+    /// `p` writable up to `end`, and at the lanes of `m` from `at`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn store_row(p: *mut f32, at: usize, end: usize, m: __mmask16, v: __m512) {
+        if at + 16 <= end {
+            _mm512_storeu_ps(p.add(at), v);
+        } else {
+            _mm512_mask_storeu_ps(p.wrapping_add(at), m, v);
+        }
+    }
+
     /// Transposes 16 rows of 16 f32 in place (64 shuffles).
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -174,13 +206,7 @@ pub(crate) mod x86 {
             let cw = (n - c0).min(16);
             let m = ((1u32 << cw) - 1) as __mmask16;
             for (j, rj) in r.iter_mut().enumerate() {
-                let at = j.min(w - 1) * n + c0;
-                // Columns past `cw` come from the next row and are dropped.
-                *rj = if at + 16 <= w * n {
-                    _mm512_loadu_ps(src.add(at))
-                } else {
-                    _mm512_maskz_loadu_ps(m, src.add(at))
-                };
+                *rj = load_row(src, j.min(w - 1) * n + c0, w * n, m);
             }
             t16x16(&mut r);
             // All 16 stores, masked off past `cw` (which never touches
@@ -211,13 +237,7 @@ pub(crate) mod x86 {
             }
             t16x16(&mut r);
             for (j, rj) in r.iter().enumerate() {
-                let at = j * n + c0;
-                if at + 16 <= w * n {
-                    _mm512_storeu_ps(dst.add(at), *rj);
-                } else {
-                    let mj = if j < w { m } else { 0 };
-                    _mm512_mask_storeu_ps(dst.wrapping_add(at), mj, *rj);
-                }
+                store_row(dst, j * n + c0, w * n, if j < w { m } else { 0 }, *rj);
             }
         }
     }
