@@ -182,7 +182,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
                 // SAFETY: T is f32 (the only Float type with a 24-bit
                 // significand); rows r0..r1 are this task's, and the input
                 // either is the output or does not overlap it.
-                let (x, y) = (src[0].get().add(r0 * n), dst.get().add(r0 * n));
+                let (x, y) = (src[0].get().add(r0 * n), dst.get().add(r0 * per_row));
                 if tile::run(crate::simd::level(), t, x.cast(), r1 - r0, n, y.cast()) {
                     return;
                 }

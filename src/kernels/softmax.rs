@@ -782,6 +782,9 @@ impl<T: Float> RowOp<T> for LogSumExp {
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         logsumexp_cols(ins[0], out)
     }
+    fn tile(&self) -> Option<tile::Op> {
+        Some(tile::Op::LogSumExp)
+    }
     fn masked_fill(&self) -> T {
         T::NEG_INF
     }

@@ -364,35 +364,50 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
     use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
     let level = crate::simd::dispatch::best();
     type Cols = fn(&[f32], &mut [f32]);
-    let ops: [(&str, Op, Cols); 2] = [
+    let ops: [(&str, Op, Cols); 3] = [
         ("softmax", Op::Softmax, softmax_cols::<f32>),
         ("log_softmax", Op::LogSoftmax, log_softmax_cols::<f32>),
+        ("logsumexp", Op::LogSumExp, logsumexp_cols::<f32>),
     ];
     let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
     for (name, op, cols) in ops {
-        // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n.
+        // Values per row out: logsumexp reduces.
+        let reduces = matches!(op, Op::LogSumExp);
+        // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n
+        // (rows for logsumexp).
         let fused = |src: *const f32, rows, n, dst| unsafe { run(level, op, src, rows, n, dst) };
         for n in 1..=16usize {
+            let per = if reduces { 1 } else { n };
             for rows in [1usize, 7, 16, 17, 40, 100] {
                 let x = tile_test_rows(rows, n);
-                let mut got = vec![0f32; rows * n];
+                let mut got = vec![0f32; rows * per];
                 if !fused(x.as_ptr(), rows, n, got.as_mut_ptr()) {
                     return; // no AVX-512 on this machine: nothing to compare
                 }
-                let mut inplace = x.clone();
-                let p = inplace.as_mut_ptr();
-                // The same pointer in and out is allowed.
-                assert!(fused(p, rows, n, p));
-                let mut want = vec![0f32; rows * n];
+                // The same pointer in and out is allowed (not for a reduction).
+                let inplace = if reduces {
+                    got.clone()
+                } else {
+                    let mut v = x.clone();
+                    let p = v.as_mut_ptr();
+                    assert!(fused(p, rows, n, p));
+                    v
+                };
+                let mut want = vec![0f32; rows * per];
                 let (mut g, mut o) = (vec![0f32; n * L], vec![0f32; n * L]);
                 for r0 in (0..rows).step_by(L) {
                     let w = (rows - r0).min(L);
                     rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut g);
                     cols(&g, &mut o);
-                    lanes_to_rows(&o, n, w, &mut want[r0 * n..(r0 + w) * n]);
+                    if reduces {
+                        want[r0..r0 + w].copy_from_slice(&o[..w]);
+                    } else {
+                        lanes_to_rows(&o, n, w, &mut want[r0 * n..(r0 + w) * n]);
+                    }
                 }
                 for (i, ((&a, &b), &c)) in got.iter().zip(&want).zip(&inplace).enumerate() {
-                    let row = &x[i / n * n..i / n * n + n];
+                    let r = i / per;
+                    let row = &x[r * n..r * n + n];
                     assert!(
                         same(a, b) && same(c, b),
                         "{name}, n {n}, rows {rows}, at {i}: {a} {c} vs {b}; row {row:?}"

@@ -1,4 +1,4 @@
-//! Float32 softmax, log-softmax and cross-entropy (class indices) of rows of
+//! Float32 softmax, log-softmax, logsumexp and cross-entropy (class indices) of rows of
 //! 1 to 16 classes, 16 rows at a time held in AVX-512 registers from load to
 //! store.
 //!
@@ -52,6 +52,8 @@ pub enum Op {
     Softmax,
     /// As `log_softmax_cols`.
     LogSoftmax,
+    /// As `logsumexp_cols`: one value per row.
+    LogSumExp,
 }
 
 /// `op` on `rows` contiguous float32 rows of `n` classes from `src` into
@@ -60,8 +62,9 @@ pub enum Op {
 /// `n` is in `1..=16`. The class count is a constant in the kernels.
 ///
 /// # Safety
-/// `src` readable and `dst` writable for `rows * n` elements, the same
-/// pointer or not overlapping; `level` one the CPU supports.
+/// `src` readable and `dst` writable for `rows * n` elements (`rows` for
+/// [`Op::LogSumExp`]), the same pointer or not overlapping; `level` one the
+/// CPU supports.
 pub unsafe fn run(
     level: super::Level,
     op: Op,
@@ -74,7 +77,8 @@ pub unsafe fn run(
     by_class_count!(level, n, N => unsafe {
         match op {
             Op::Softmax => x86::softmax_rows::<N>(src, rows, dst),
-            Op::LogSoftmax => x86::log_softmax_rows::<N>(src, rows, dst),
+            Op::LogSoftmax => x86::log_softmax_rows::<N, false>(src, rows, dst),
+            Op::LogSumExp => x86::log_softmax_rows::<N, true>(src, rows, dst),
         }
     });
     let _ = (level, op, src, rows, n, dst);
@@ -357,13 +361,20 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX-512 (the level's features); as [`super::run`] with
-    /// `n == N`.
+    /// AVX-512 (the level's features); as [`super::run`] with `n == N`
+    /// (log-softmax), or with one value per row at `dst` (logsumexp, when
+    /// `REDUCE`).
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    pub unsafe fn log_softmax_rows<const N: usize>(src: *const f32, rows: usize, dst: *mut f32) {
+    pub unsafe fn log_softmax_rows<const N: usize, const REDUCE: bool>(
+        src: *const f32,
+        rows: usize,
+        dst: *mut f32,
+    ) {
         let mut buf = [[_mm512_setzero_ps(); L]; G];
         let mut shift = [_mm512_setzero_ps(); G];
         let mut sums = [0f64; G * L];
+        let mut nan = [0 as __mmask16; G];
+        let inf = _mm512_set1_ps(f32::INFINITY);
         let mut r0 = 0;
         while r0 < rows {
             let tiles = (rows - r0).div_ceil(L).min(G);
@@ -401,8 +412,19 @@ mod x86 {
                         _mm512_add_pd(acc[h], part[h]),
                     );
                 }
-                buf[t] = r;
                 shift[t] = ms;
+                if REDUCE {
+                    // Which lanes hold a NaN, asked only of a tile with a
+                    // +inf max (`lse_from`).
+                    nan[t] = 0;
+                    if _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(ms, inf) != 0 {
+                        for rk in &r[..N] {
+                            nan[t] |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(*rk, *rk);
+                        }
+                    }
+                } else {
+                    buf[t] = r;
+                }
             }
             // ln of the sums (the column kernel's f64 `ln`, vectorised here).
             for c in sums.chunks_exact_mut(L).take(tiles) {
@@ -411,18 +433,33 @@ mod x86 {
                 }
                 lane_barrier();
             }
-            // Phase two (`sub_shift`): (x - shift) - f32(ln(sum)).
             for t in 0..tiles {
                 let s = r0 + t * L;
                 let p = sums.as_ptr().add(t * L);
-                let c = combine(
-                    _mm512_cvtpd_ps(_mm512_loadu_pd(p)),
-                    _mm512_cvtpd_ps(_mm512_loadu_pd(p.add(8))),
-                );
-                let (x, ms) = (&buf[t], shift[t]);
-                store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
-                    _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
-                });
+                let ms = shift[t];
+                if REDUCE {
+                    // `lse_from`: f32(shift + ln(sum)); a +inf shift gives
+                    // +inf, or NaN when the row holds a NaN.
+                    let v = combine(
+                        _mm512_cvtpd_ps(_mm512_add_pd(widen(ms, 0), _mm512_loadu_pd(p))),
+                        _mm512_cvtpd_ps(_mm512_add_pd(widen(ms, 1), _mm512_loadu_pd(p.add(8)))),
+                    );
+                    let big = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(ms, inf);
+                    let v = _mm512_mask_blend_ps(big, v, inf);
+                    let v = _mm512_mask_blend_ps(big & nan[t], v, _mm512_set1_ps(f32::NAN));
+                    let w = (rows - s).min(L);
+                    store_row(dst, s, rows, ((1u32 << w) - 1) as __mmask16, v);
+                } else {
+                    // Phase two (`sub_shift`): (x - shift) - f32(ln(sum)).
+                    let c = combine(
+                        _mm512_cvtpd_ps(_mm512_loadu_pd(p)),
+                        _mm512_cvtpd_ps(_mm512_loadu_pd(p.add(8))),
+                    );
+                    let x = &buf[t];
+                    store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
+                        _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
+                    });
+                }
             }
             r0 += tiles * L;
         }
