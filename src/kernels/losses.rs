@@ -779,9 +779,10 @@ type CeMath<'a, T> = dyn FnMut(&[T; L], &[T; L], &[f64; L], &[T; L], &[f64; L]) 
 
 /// [`ce_index_short`] through the AVX-512 register tiles (`simd::tile`) for
 /// float32 rows of 1 to 16 classes at `level`: the same operations as the
-/// column kernel (`math` is its per-lane terms, [`ce_index_lanes`]), so the
-/// same bits, without the scratch blocks. None, touching nothing, when the
-/// tiles do not apply.
+/// column kernel (the tiles' vector terms are [`ce_index_lanes`]'s, and
+/// `math`, which is it, takes the tiles they leave), so the same bits,
+/// without the scratch blocks. None, touching nothing, when the tiles do not
+/// apply.
 #[inline(always)]
 fn ce_index_tiles<T: Float>(
     x: &[T],
@@ -796,33 +797,31 @@ fn ce_index_tiles<T: Float>(
     if T::MANTISSA_DIGITS != 24 || !(1..=L).contains(&n) || level != Level::Avx512 {
         return None;
     }
-    // Each row's class as f32, read by the tiles' selects.
-    let tf: Vec<f32> = t.iter().map(|&tg| class_weight(tg, p).0 as f32).collect();
-    let mut per_row = per_row;
-    let mut total = 0f64;
-    let mut lanes = |s: usize, w: usize, xt: &[f32; L], ms: &[f32; L], o: &[f64; L]| {
-        let (mut tl, mut wl) = ([T::ZERO; L], [0f64; L]);
-        for j in 0..w {
-            let (k, wk) = class_weight(t[s + j], p);
-            (tl[j], wl[j]) = (T::from_f64(k), wk);
-        }
-        // SAFETY: T is f32 (checked above).
-        let (xt, ms) = unsafe {
+    // SAFETY (all three casts): T is f32 (checked above).
+    let cast = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
+    let mut args = tile::CeArgs {
+        t,
+        ignore_index: p.ignore_index,
+        weight: p.weight.map(cast),
+        scale: p.scale,
+        per_row: per_row.map(|v| unsafe {
+            std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), v.len())
+        }),
+    };
+    let mut slow = |xt: &[f32; L], ms: &[f32; L], o: &[f64; L], tf: &[f32; L], wt: &[f64; L]| {
+        // SAFETY: T is f32.
+        let (xt, ms, tf) = unsafe {
             (
                 &*(xt as *const [f32; L]).cast(),
                 &*(ms as *const [f32; L]).cast(),
+                &*(tf as *const [f32; L]).cast(),
             )
         };
-        let r = math(xt, ms, o, &tl, &wl);
-        if let Some(lr) = per_row.as_deref_mut() {
-            for j in 0..w {
-                lr[s + j] = T::from_f64(r.loss[j]);
-            }
-        }
-        total += hsum(r.loss);
+        let r = math(xt, ms, o, tf, wt);
         // SAFETY: T is f32.
         unsafe {
             (
+                r.loss,
                 std::mem::transmute_copy(&r.c),
                 std::mem::transmute_copy(&r.gt),
                 std::mem::transmute_copy(&r.tg),
@@ -830,8 +829,10 @@ fn ce_index_tiles<T: Float>(
         }
     };
     let dst = grad.map_or(std::ptr::null_mut(), |g| g.as_mut_ptr().cast::<f32>());
-    // SAFETY: T is f32, x and tf hold rows * n and rows elements, the gradient
-    // rows * n (a separate buffer: in place runs on a copy of x), and the tiles
+    let mut total = 0f64;
+    // SAFETY: T is f32, x holds rows * n elements and the gradient rows * n
+    // (a separate buffer: in place runs on a copy of x), the targets were
+    // checked (in 0..n or ignore_index) and the weights hold n, and the tiles
     // run only at a level the CPU has (the caller's `level()`).
     let done = unsafe {
         tile::ce_index(
@@ -839,9 +840,10 @@ fn ce_index_tiles<T: Float>(
             x.as_ptr().cast(),
             rows,
             n,
-            tf.as_ptr(),
+            &mut args,
             dst,
-            &mut lanes,
+            &mut slow,
+            &mut total,
         )
     };
     done.then_some(total)
@@ -1483,47 +1485,63 @@ mod tests {
         let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
         for n in 1..=16usize {
             for rows in [1usize, 7, 16, 17, 40, 100] {
-                let x = crate::kernels::tests::tile_test_rows(rows, n);
-                // The same draws that placed the specials: targets and ignored rows.
-                let u = crate::kernels::tests::rand_vec(rows, 1e6, (n * 1000 + rows) as u64 + 1);
-                let t: Vec<i64> = u
-                    .iter()
-                    .enumerate()
-                    .map(|(r, v)| {
-                        if r % 5 == 3 {
-                            -100
-                        } else {
-                            (v.abs() as usize % n) as i64
-                        }
-                    })
-                    .collect();
-                let w: Vec<f32> = (0..n).map(|k| 0.25 + k as f32 * 0.5).collect();
-                for weight in [None, Some(&w[..])] {
-                    let mut p = CeParams::<f32>::new(n, weight, -100, 0.0);
-                    p.scale = 1.0 / 7.0;
-                    for with_grad in [false, true] {
-                        let run = |lvl: Level| {
-                            let mut g = vec![0f32; rows * n];
-                            let mut l = vec![0f32; rows];
-                            let gr = with_grad.then_some(&mut g[..]);
-                            let total = ce_index_short(&x, &t, &p, gr, Some(&mut l[..]), lvl);
-                            (total, g, l)
-                        };
-                        let (tt, gt, lt) = run(level);
-                        let (tc, gc, lc) = run(Level::Scalar);
-                        let what = format!(
-                            "n {n}, rows {rows}, weight {}, grad {with_grad}",
-                            weight.is_some()
-                        );
-                        assert!(
-                            tt.to_bits() == tc.to_bits() || (tt.is_nan() && tc.is_nan()),
-                            "{what}: total {tt} vs {tc}"
-                        );
-                        for (i, (&a, &b)) in lt.iter().zip(&lc).enumerate() {
-                            assert!(same(a, b), "{what}: loss of row {i}: {a} vs {b}");
-                        }
-                        for (i, (&a, &b)) in gt.iter().zip(&gc).enumerate() {
-                            assert!(same(a, b), "{what}: grad at {i}: {a} vs {b}");
+                // With the specials (most tiles take the f64 path), and
+                // without: logits in +-30 and in +-100, where p_t reaches the
+                // vector terms' limit.
+                let seed = (n * 1000 + rows) as u64 + 7;
+                let clean = |scale: f64| -> Vec<f32> {
+                    crate::kernels::tests::rand_vec(rows * n, scale, seed)
+                        .iter()
+                        .map(|&v| v as f32)
+                        .collect()
+                };
+                for x in [
+                    crate::kernels::tests::tile_test_rows(rows, n),
+                    clean(30.0),
+                    clean(100.0),
+                ] {
+                    // The same draws that placed the specials: targets and ignored rows.
+                    let u =
+                        crate::kernels::tests::rand_vec(rows, 1e6, (n * 1000 + rows) as u64 + 1);
+                    let t: Vec<i64> = u
+                        .iter()
+                        .enumerate()
+                        .map(|(r, v)| {
+                            if r % 5 == 3 {
+                                -100
+                            } else {
+                                (v.abs() as usize % n) as i64
+                            }
+                        })
+                        .collect();
+                    let w: Vec<f32> = (0..n).map(|k| 0.25 + k as f32 * 0.5).collect();
+                    for weight in [None, Some(&w[..])] {
+                        let mut p = CeParams::<f32>::new(n, weight, -100, 0.0);
+                        p.scale = 1.0 / 7.0;
+                        for with_grad in [false, true] {
+                            let run = |lvl: Level| {
+                                let mut g = vec![0f32; rows * n];
+                                let mut l = vec![0f32; rows];
+                                let gr = with_grad.then_some(&mut g[..]);
+                                let total = ce_index_short(&x, &t, &p, gr, Some(&mut l[..]), lvl);
+                                (total, g, l)
+                            };
+                            let (tt, gt, lt) = run(level);
+                            let (tc, gc, lc) = run(Level::Scalar);
+                            let what = format!(
+                                "n {n}, rows {rows}, weight {}, grad {with_grad}",
+                                weight.is_some()
+                            );
+                            assert!(
+                                tt.to_bits() == tc.to_bits() || (tt.is_nan() && tc.is_nan()),
+                                "{what}: total {tt} vs {tc}"
+                            );
+                            for (i, (&a, &b)) in lt.iter().zip(&lc).enumerate() {
+                                assert!(same(a, b), "{what}: loss of row {i}: {a} vs {b}");
+                            }
+                            for (i, (&a, &b)) in gt.iter().zip(&gc).enumerate() {
+                                assert!(same(a, b), "{what}: grad at {i}: {a} vs {b}");
+                            }
                         }
                     }
                 }

@@ -85,38 +85,60 @@ pub unsafe fn run(
     false
 }
 
-/// A tile's per-lane cross-entropy terms (`kernels::losses::ce_index_lanes`),
-/// called with the tile's first row, its row count `w` (lanes past it are
-/// padding, which must get weight 0), and the lanes' target logit, shift and
-/// sum of the non-target biased exps; returns the gradient's factors
-/// `(c, gt, tg)` (and records the losses itself).
-pub type CeLanesFn<'a> = dyn FnMut(usize, usize, &[f32; 16], &[f32; 16], &[f64; 16]) -> ([f32; 16], [f32; 16], [f32; 16])
+/// What the cross-entropy tiles take besides the logits.
+pub struct CeArgs<'a> {
+    /// Each row's target class (checked to be in range), or `ignore_index`.
+    pub t: &'a [i64],
+    pub ignore_index: i64,
+    /// Per-class weights.
+    pub weight: Option<&'a [f32]>,
+    /// The gradient's scale (1 / the normaliser for "mean").
+    pub scale: f64,
+    /// Each row's loss, when wanted (as many as `t`).
+    pub per_row: Option<&'a mut [f32]>,
+}
+
+/// `kernels::losses::ce_index_lanes` for f32 on a tile's lanes `(xt, ms,
+/// others, tf, wt)`, returning `(loss, c, gt, tg)`: the tiles' path for a
+/// tile that has a lane their vector terms leave to it (a NaN, an infinite
+/// or tiny ratio).
+pub type CeSlow<'a> = dyn FnMut(
+        &[f32; 16],
+        &[f32; 16],
+        &[f64; 16],
+        &[f32; 16],
+        &[f64; 16],
+    ) -> ([f64; 16], [f32; 16], [f32; 16], [f32; 16])
     + 'a;
 
 /// Cross-entropy with class indices over `rows` contiguous float32 rows of
 /// `n` classes from `src`, as `kernels::losses::ce_index_cols` computes it
-/// (the same operations, so the same bits), with the tiles of [`run`]:
-/// `tf[r]` is row r's target class as f32 (0 for an ignored row), `lanes`
-/// turns each tile's sums into its losses and gradient factors, and the
-/// gradient goes to `dst` unless it is null. Returns false, touching
-/// nothing, unless `level` is AVX-512 and `n` is in `1..=16`.
+/// (the same operations, so the same bits), with the tiles of [`run`]: the
+/// targets, weights and per-lane terms in vectors (`slow` for a tile they do
+/// not cover), each tile's losses summed as `simd::hsum` sums them and the
+/// tiles in row order into `total`; the gradient goes to `dst` unless it is
+/// null. Returns false, touching nothing, unless `level` is AVX-512 and `n`
+/// is in `1..=16`.
 ///
 /// # Safety
-/// `src` readable for `rows * n` elements, `tf` for `rows`, `dst` (unless
-/// null) writable for `rows * n` and not overlapping `src`; `level` one the
-/// CPU supports.
+/// `src` readable for `rows * n` elements, `a.t` and `a.per_row` of `rows`,
+/// every target in `0..n` or `a.ignore_index`, `a.weight` (if any) of `n`,
+/// `dst` (unless null) writable for `rows * n` and not overlapping `src`;
+/// `level` one the CPU supports.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn ce_index(
     level: super::Level,
     src: *const f32,
     rows: usize,
     n: usize,
-    tf: *const f32,
+    a: &mut CeArgs<'_>,
     dst: *mut f32,
-    lanes: &mut CeLanesFn<'_>,
+    slow: &mut CeSlow<'_>,
+    total: &mut f64,
 ) -> bool {
     // SAFETY: the caller guarantees the level and the extents.
-    by_class_count!(level, n, N => unsafe { x86::ce_index_rows::<N>(src, rows, tf, dst, lanes) });
-    let _ = (level, src, rows, n, tf, dst, lanes);
+    by_class_count!(level, n, N => unsafe { *total = x86::ce_index_rows::<N>(src, rows, a, dst, slow) });
+    let _ = (level, src, rows, n, a, dst, slow, total);
     false
 }
 
@@ -473,12 +495,10 @@ mod x86 {
     unsafe fn ce_exps<const N: usize>(
         src: *const f32,
         left: usize,
-        tf: *const f32,
+        tfv: __m512,
         e: &mut [__m512; L],
     ) -> (__m512, __m512, [__m512d; 2]) {
         let (r, ms) = load_tile::<N>(src, left);
-        let w = left.min(L);
-        let tfv = load_row(tf, 0, w, ((1u32 << w) - 1) as __mmask16);
         let neg_ms = neg(ms);
         let nz = _mm512_set1_ps(-0.0);
         let mut xt = nz;
@@ -500,36 +520,213 @@ mod x86 {
         (xt, ms, acc)
     }
 
+    /// The tile's targets from row `s` (`w` rows): each lane's class as f32
+    /// and its weight (f64), both 0 for an ignored or padding lane
+    /// (`kernels::losses::class_weight`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn ce_targets(a: &super::CeArgs<'_>, s: usize, w: usize) -> (__m512, [__m512d; 2]) {
+        let t = a.t.as_ptr().add(s);
+        let live = ((1u32 << w) - 1) as __mmask16;
+        // Full-width loads but at the task's end.
+        let ti = if w == L {
+            [_mm512_loadu_epi64(t), _mm512_loadu_epi64(t.add(8))]
+        } else {
+            [
+                _mm512_maskz_loadu_epi64(live as __mmask8, t),
+                _mm512_maskz_loadu_epi64((live >> 8) as __mmask8, t.add(8)),
+            ]
+        };
+        let ign = _mm512_set1_epi64(a.ignore_index);
+        let keep = live
+            & !(_mm512_cmpeq_epi64_mask(ti[0], ign) as __mmask16
+                | (_mm512_cmpeq_epi64_mask(ti[1], ign) as __mmask16) << 8);
+        let tf = _mm512_maskz_mov_ps(
+            keep,
+            combine(_mm512_cvtepi64_ps(ti[0]), _mm512_cvtepi64_ps(ti[1])),
+        );
+        let half = |h: usize| {
+            let k = (keep >> (8 * h)) as __mmask8;
+            match a.weight {
+                None => _mm512_maskz_mov_pd(k, _mm512_set1_pd(1.0)),
+                Some(wv) => _mm512_cvtps_pd(_mm512_mask_i64gather_ps::<4>(
+                    _mm256_setzero_ps(),
+                    k,
+                    ti[h],
+                    wv.as_ptr(),
+                )),
+            }
+        };
+        (tf, [half(0), half(1)])
+    }
+
+    /// `log1p(y)` (`math::log1p` for f32, operation for operation) for `y`
+    /// with `1 + y` finite and at least 1, where its special cases do not
+    /// arise.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn log1p_finite(y: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let u = _mm512_add_ps(one, y);
+        let corr = _mm512_div_ps(_mm512_sub_ps(y, _mm512_sub_ps(u, one)), u);
+        // `frexp_sqrt2` (u is normal): u = m 2^k, m in [sqrt(2)/2, sqrt(2)].
+        let bits = _mm512_castps_si512(u);
+        let e = _mm512_and_si512(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(0xff));
+        let m = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+            _mm512_set1_epi32(0x3f80_0000),
+        ));
+        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, _mm512_set1_ps(std::f32::consts::SQRT_2));
+        let m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
+        let e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
+        let k = _mm512_cvtepi32_ps(_mm512_sub_epi32(e, _mm512_set1_epi32(127)));
+        // `ln_corr`: log(m) = 2 atanh(s), s = (m - 1) / (m + 1), by its series.
+        let s = _mm512_div_ps(_mm512_sub_ps(m, one), _mm512_add_ps(m, one));
+        let z = _mm512_mul_ps(s, s);
+        let mut p = _mm512_set1_ps((2.0f64 / 9.0) as f32);
+        for c in [2.0f64 / 7.0, 2.0 / 5.0, 2.0 / 3.0] {
+            p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(c as f32));
+        }
+        let lm = _mm512_add_ps(_mm512_add_ps(s, s), _mm512_mul_ps(_mm512_mul_ps(s, z), p));
+        // ln 2 in two parts, rounded to f32 from f64 as `math::c` does.
+        let (ln2_hi, ln2_lo) = (0.693_359_375f64 as f32, -2.121_944_4e-4f64 as f32);
+        let lo = _mm512_add_ps(_mm512_mul_ps(k, _mm512_set1_ps(ln2_lo)), corr);
+        _mm512_add_ps(
+            _mm512_mul_ps(k, _mm512_set1_ps(ln2_hi)),
+            _mm512_add_ps(lm, lo),
+        )
+    }
+
+    /// `f64` lanes `v` with zeros where `c` is 0 (`losses::times`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn times(c: __m512d, v: __m512d) -> __m512d {
+        let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(c, _mm512_setzero_pd());
+        _mm512_maskz_mul_pd(nz, c, v)
+    }
+
+    /// `kernels::losses::ce_index_lanes` for f32, operation for operation:
+    /// the lanes' losses (two f64 halves) and the gradient's factors `(c, gt,
+    /// tg)`; None when a lane needs its f64 path (`e_t` below the normal
+    /// range, an infinite or NaN ratio `o / e_t`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn ce_terms(
+        xt: __m512,
+        ms: __m512,
+        others: [__m512d; 2],
+        tf: __m512,
+        wt: [__m512d; 2],
+        scale: f64,
+    ) -> Option<([__m512d; 2], [__m512; 3])> {
+        let (h, l) = diff(xt, ms, neg(ms));
+        let et = exp_biased_nonpos(h, l);
+        let tot = [
+            _mm512_add_pd(others[0], widen(et, 0)),
+            _mm512_add_pd(others[1], widen(et, 1)),
+        ];
+        let ot = combine(_mm512_cvtpd_ps(others[0]), _mm512_cvtpd_ps(others[1]));
+        let y = _mm512_div_ps(ot, et);
+        let u = _mm512_add_ps(_mm512_set1_ps(1.0), y);
+        let ok = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(et, _mm512_set1_ps(f32::MIN_POSITIVE))
+            & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(u, _mm512_set1_ps(f32::INFINITY));
+        if ok != 0xffff {
+            return None;
+        }
+        let lt = log1p_finite(y);
+        let inv = _mm512_div_ps(
+            _mm512_set1_ps(1.0),
+            combine(_mm512_cvtpd_ps(tot[0]), _mm512_cvtpd_ps(tot[1])),
+        );
+        let oi = _mm512_mul_ps(ot, inv);
+        let (sc, rb) = (
+            _mm512_set1_pd(scale),
+            _mm512_set1_pd(1.0 / <f32 as Float>::EXP_UNBIAS),
+        );
+        let mut loss = [_mm512_setzero_pd(); 2];
+        let mut c = [_mm256_setzero_ps(); 2];
+        let mut gt = [_mm256_setzero_ps(); 2];
+        for h in 0..2 {
+            loss[h] = times(wt[h], widen(lt, h));
+            // w_t * scale * inv / unbias (the division by a power of two
+            // as the multiply by its inverse: the same exact scaling).
+            let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(wt[h], _mm512_setzero_pd());
+            let q = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(wt[h], sc), widen(inv, h)), rb);
+            c[h] = _mm512_cvtpd_ps(_mm512_maskz_mov_pd(nz, q));
+            let g = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_mul_pd(widen(oi, h), wt[h]));
+            gt[h] = _mm512_cvtpd_ps(_mm512_mul_pd(g, sc));
+        }
+        let wnz = (_mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(wt[0], _mm512_setzero_pd()) as __mmask16)
+            | (_mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(wt[1], _mm512_setzero_pd()) as __mmask16) << 8;
+        let tg = _mm512_mask_blend_ps(wnz, _mm512_set1_ps(-1.0), tf);
+        Some((loss, [combine(c[0], c[1]), combine(gt[0], gt[1]), tg]))
+    }
+
+    /// `simd::hsum` of 16 f64 lanes held as two halves: the same pairwise order.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn hsum2(v: [__m512d; 2]) -> f64 {
+        let a = _mm512_add_pd(v[0], v[1]);
+        let b = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd::<1>(a));
+        let c = _mm_add_pd(_mm256_castpd256_pd128(b), _mm256_extractf128_pd::<1>(b));
+        _mm_cvtsd_f64(c) + _mm_cvtsd_f64(_mm_unpackhi_pd(c, c))
+    }
+
     /// # Safety
     /// AVX-512 (the level's features); as [`super::ce_index`] with `n == N`.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
     pub unsafe fn ce_index_rows<const N: usize>(
         src: *const f32,
         rows: usize,
-        tf: *const f32,
+        a: &mut super::CeArgs<'_>,
         dst: *mut f32,
-        lanes: &mut super::CeLanesFn<'_>,
-    ) {
+        slow: &mut super::CeSlow<'_>,
+    ) -> f64 {
         let mut buf = [[_mm512_setzero_ps(); L]; G];
         let mut fac = [[_mm512_setzero_ps(); 3]; G];
         let ub = _mm512_set1_ps(<f32 as Float>::EXP_UNBIAS as f32);
+        let mut total = 0f64;
         let mut r0 = 0;
         while r0 < rows {
             let tiles = (rows - r0).div_ceil(L).min(G);
             for t in 0..tiles {
                 let s = r0 + t * L;
-                let (xt, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf.add(s), &mut buf[t]);
-                let (mut xa, mut ma, mut oa) = ([0f32; L], [0f32; L], [0f64; L]);
-                _mm512_storeu_ps(xa.as_mut_ptr(), xt);
-                _mm512_storeu_ps(ma.as_mut_ptr(), ms);
-                _mm512_storeu_pd(oa.as_mut_ptr(), acc[0]);
-                _mm512_storeu_pd(oa.as_mut_ptr().add(8), acc[1]);
-                let (c, gt, tg) = lanes(s, (rows - s).min(L), &xa, &ma, &oa);
-                fac[t] = [
-                    _mm512_loadu_ps(c.as_ptr()),
-                    _mm512_loadu_ps(gt.as_ptr()),
-                    _mm512_loadu_ps(tg.as_ptr()),
-                ];
+                let w = (rows - s).min(L);
+                let (tf, wt) = ce_targets(a, s, w);
+                let (xt, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf, &mut buf[t]);
+                let (loss, f) = match ce_terms(xt, ms, acc, tf, wt, a.scale) {
+                    Some(v) => v,
+                    None => {
+                        let (mut xa, mut ma, mut ta) = ([0f32; L], [0f32; L], [0f32; L]);
+                        let (mut oa, mut wa) = ([0f64; L], [0f64; L]);
+                        _mm512_storeu_ps(xa.as_mut_ptr(), xt);
+                        _mm512_storeu_ps(ma.as_mut_ptr(), ms);
+                        _mm512_storeu_ps(ta.as_mut_ptr(), tf);
+                        for h in 0..2 {
+                            _mm512_storeu_pd(oa.as_mut_ptr().add(8 * h), acc[h]);
+                            _mm512_storeu_pd(wa.as_mut_ptr().add(8 * h), wt[h]);
+                        }
+                        let (l, c, gt, tg) = slow(&xa, &ma, &oa, &ta, &wa);
+                        (
+                            [
+                                _mm512_loadu_pd(l.as_ptr()),
+                                _mm512_loadu_pd(l.as_ptr().add(8)),
+                            ],
+                            [
+                                _mm512_loadu_ps(c.as_ptr()),
+                                _mm512_loadu_ps(gt.as_ptr()),
+                                _mm512_loadu_ps(tg.as_ptr()),
+                            ],
+                        )
+                    }
+                };
+                if let Some(pr) = a.per_row.as_deref_mut() {
+                    let v = combine(_mm512_cvtpd_ps(loss[0]), _mm512_cvtpd_ps(loss[1]));
+                    store_row(pr.as_mut_ptr(), s, rows, ((1u32 << w) - 1) as __mmask16, v);
+                }
+                // Padding lanes have weight 0 and loss 0.
+                total += hsum2(loss);
+                fac[t] = f;
             }
             if !dst.is_null() {
                 // `ce_index_cols`' gradient pass: e * c * 2^-bias, 0 where c is
@@ -548,5 +745,6 @@ mod x86 {
             }
             r0 += tiles * L;
         }
+        total
     }
 }
