@@ -175,8 +175,7 @@ mod x86 {
         ))
     }
 
-    /// `expm1_f32_poly`: `(q, t)` with `x + lo = n ln 2 + r`, `q = expm1(r)`
-    /// and `t` holding `n` (as `MAGIC + n`).
+    /// `expm1_f32_poly`: `(q, n)` with `x + lo = n ln 2 + r` and `q = expm1(r)`.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn expm1_poly(x: __m512, lo: __m512) -> (__m512, __m512) {
@@ -189,21 +188,16 @@ mod x86 {
         for &k in &P[1..] {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(k));
         }
-        (_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), t)
+        (_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), n)
     }
 
-    /// `2^(n + bias)` from `t = MAGIC + n` (as the scalar code's bits).
+    /// `2^(n + bias)` for integral `n` (the scalar code's exponent bits for
+    /// every lane whose result is kept), one `vscalefps` instead of the
+    /// integer subtract, add and shift.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn scale_bits(t: __m512, bias: i32) -> __m512 {
-        let ni = _mm512_sub_epi32(
-            _mm512_castps_si512(t),
-            _mm512_set1_epi32(MAGIC.to_bits() as i32),
-        );
-        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-            ni,
-            _mm512_set1_epi32(bias),
-        )))
+    fn pow2(n: __m512, bias: i32) -> __m512 {
+        _mm512_scalef_ps(_mm512_set1_ps(2f32.powi(bias)), n)
     }
 
     /// `Float::exp_biased_nonpos` for f32: 0 below `EXP_BIASED_MIN` (where
@@ -214,8 +208,8 @@ mod x86 {
         let min = _mm512_set1_ps(<f32 as Float>::EXP_BIASED_MIN as f32);
         // Not below the minimum, NaN included (unordered: true).
         let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(hi, min);
-        let (q, t) = expm1_poly(hi, lo);
-        let s = scale_bits(t, 127 + BIAS);
+        let (q, n) = expm1_poly(hi, lo);
+        let s = pow2(n, BIAS);
         _mm512_maskz_fmadd_ps(keep, q, s, s)
     }
 
@@ -377,8 +371,8 @@ mod x86 {
             _mm512_setzero_ps(),
         );
         let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(FLUSH_MIN));
-        let (q, t) = expm1_poly(x, _mm512_set1_ps(-0.0));
-        let s = scale_bits(t, 127);
+        let (q, n) = expm1_poly(x, _mm512_set1_ps(-0.0));
+        let s = pow2(n, 0);
         _mm512_maskz_fmadd_ps(keep, q, s, s)
     }
 
