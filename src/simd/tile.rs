@@ -483,7 +483,8 @@ mod x86 {
 
     /// Cross-entropy's phase one for a tile (`ce_index_cols`: `max_cols`,
     /// `pick_cols`, `store_others`): the biased exps into `e[0..N]`; returns
-    /// the lanes' target logits, shifts and sums of the non-target exps.
+    /// the lanes' target logits, their exps (the same operations on the same value as
+    /// `ce_index_lanes`' `e_t`), shifts and sums of the non-target exps.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
     unsafe fn ce_exps<const N: usize>(
@@ -491,18 +492,20 @@ mod x86 {
         left: usize,
         tfv: __m512,
         e: &mut [__m512; L],
-    ) -> (__m512, __m512, [__m512d; 2]) {
+    ) -> (__m512, __m512, __m512, [__m512d; 2]) {
         let (r, ms) = load_tile::<N>(src, left);
         let neg_ms = neg(ms);
-        let nz = _mm512_set1_ps(-0.0);
-        let mut xt = nz;
+        // `pick_cols`' xt + (v or -0.0) as a masked add (x + -0.0 = x).
+        let mut xt = _mm512_set1_ps(-0.0);
+        let mut et = _mm512_setzero_ps();
         let mut o = [_mm512_setzero_ps(); L];
         for k in 0..N {
             let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_set1_ps(k as f32), tfv);
-            xt = _mm512_add_ps(xt, _mm512_mask_blend_ps(hit, nz, r[k]));
+            xt = _mm512_mask_add_ps(xt, hit, xt, r[k]);
             let (h, l) = diff(r[k], ms, neg_ms);
             e[k] = exp_biased_nonpos(h, l);
-            o[k] = _mm512_mask_blend_ps(hit, e[k], _mm512_setzero_ps());
+            et = _mm512_mask_mov_ps(et, hit, e[k]);
+            o[k] = _mm512_maskz_mov_ps(!hit, e[k]);
         }
         let mut acc = [_mm512_setzero_pd(); 2];
         for p in 0..N / 2 {
@@ -511,7 +514,7 @@ mod x86 {
         if N % 2 == 1 {
             add_widened(&mut acc, o[N - 1]);
         }
-        (xt, ms, acc)
+        (xt, et, ms, acc)
     }
 
     /// The tile's targets from row `s` (`w` rows): each lane's class as f32
@@ -606,15 +609,12 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
     fn ce_terms(
-        xt: __m512,
-        ms: __m512,
+        et: __m512,
         others: [__m512d; 2],
         tf: __m512,
         wt: [__m512d; 2],
         scale: f64,
     ) -> Option<([__m512d; 2], [__m512; 3])> {
-        let (h, l) = diff(xt, ms, neg(ms));
-        let et = exp_biased_nonpos(h, l);
         let tot = [
             _mm512_add_pd(others[0], widen(et, 0)),
             _mm512_add_pd(others[1], widen(et, 1)),
@@ -687,8 +687,8 @@ mod x86 {
                 let s = r0 + t * L;
                 let w = (rows - s).min(L);
                 let (tf, wt) = ce_targets(a, s, w);
-                let (xt, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf, &mut buf[t]);
-                let (loss, f) = match ce_terms(xt, ms, acc, tf, wt, a.scale) {
+                let (xt, et, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf, &mut buf[t]);
+                let (loss, [c, gt, tg]) = match ce_terms(et, acc, tf, wt, a.scale) {
                     Some(v) => v,
                     None => {
                         let (mut xa, mut ma, mut ta) = ([0f32; L], [0f32; L], [0f32; L]);
@@ -720,7 +720,7 @@ mod x86 {
                 }
                 // Padding lanes have weight 0 and loss 0.
                 total += hsum2(loss);
-                fac[t] = f;
+                fac[t] = [c, gt, tg];
             }
             if !dst.is_null() {
                 // `ce_index_cols`' gradient pass: e * c * 2^-bias, 0 where c is
