@@ -243,17 +243,14 @@ mod x86 {
         acc[1] = _mm512_add_pd(acc[1], widen(v, 1));
     }
 
-    /// `1 / acc` rounded to f32, NaN where `acc` is 0 (as `softmax_cols`).
+    /// `1 / f32(acc)` in f32, NaN where `acc` is 0 (as `softmax_cols`).
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn inv_or_nan(acc: [__m512d; 2]) -> __m512 {
-        let one = _mm512_set1_pd(1.0);
-        let half = |a: __m512d| {
-            let zero = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(a, _mm512_setzero_pd());
-            let inv = _mm512_mask_blend_pd(zero, _mm512_div_pd(one, a), _mm512_set1_pd(f64::NAN));
-            _mm512_cvtpd_ps(inv)
-        };
-        combine(half(acc[0]), half(acc[1]))
+        let s = combine(_mm512_cvtpd_ps(acc[0]), _mm512_cvtpd_ps(acc[1]));
+        let zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(s, _mm512_setzero_ps());
+        let inv = _mm512_div_ps(_mm512_set1_ps(1.0), s);
+        _mm512_mask_blend_ps(zero, inv, _mm512_set1_ps(f32::NAN))
     }
 
     /// Rows `0..w` (`w = min(left, 16)`; `left >= 1` rows from `src` to the
