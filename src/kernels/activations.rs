@@ -19,7 +19,7 @@ use crate::simd::math::{
     abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, ln_corr, log1p_unit, max, min, tanh,
     tanh_deriv, x_ndtr, x_ndtr_deriv,
 };
-use crate::simd::{Float, LANES as L};
+use crate::simd::{stream, Float, LANES as L};
 
 /// An activation and its parameters (validated by the caller).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -415,17 +415,19 @@ macro_rules! with_act {
 
 // Passes: read x, write f(x).
 multiversion! {
-    fn fwd_k<T: Float>(act: Act, x: Ptr<T>, y: Ptr<T>, n: usize) {
+    fn fwd_k<T: Float>(act: Act, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `forward`'s contract.
-        unsafe { with_act!(act, T, |f, _d| map1(x.get(), y.get(), n, f)) }
+        unsafe { with_act!(act, T, |f, _d| map1(x.get(), y.get(), n, stream, f)) }
     }
 }
 
 // Passes: read grad and x, write grad * f'(x).
 multiversion! {
-    fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize) {
+    fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `backward`'s contract.
-        unsafe { with_act!(act, T, |_f, d| map2(g.get(), x.get(), y.get(), n, |gv, xv| gv * d(xv))) }
+        unsafe {
+            with_act!(act, T, |_f, d| map2(g.get(), x.get(), y.get(), n, stream, |gv, xv| gv * d(xv)))
+        }
     }
 }
 
@@ -511,6 +513,8 @@ multiversion! {
 /// `x` readable and `y` writable for `n` elements; `y` equals `x` or does
 /// not overlap it.
 pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
+    // Non-temporal stores when input and output outgrow the cache (not in place).
+    let stream = !std::ptr::eq(x, y) && stream::wanted(2 * n * std::mem::size_of::<T>());
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
     run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
         fwd_k(
@@ -518,6 +522,7 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
             Ptr(x.get().wrapping_add(i0)),
             Ptr(y.get().wrapping_add(i0)),
             i1 - i0,
+            stream,
         )
     });
 }
@@ -527,6 +532,10 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
 /// # Safety
 /// As [`forward`]; `y` may equal `grad` or `x`.
 pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut T, n: usize) {
+    // As in `forward`: three arrays.
+    let stream = !std::ptr::eq(grad, y)
+        && !std::ptr::eq(x, y)
+        && stream::wanted(3 * n * std::mem::size_of::<T>());
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
     run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
         bwd_k(
@@ -535,6 +544,7 @@ pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut 
             Ptr(x.get().wrapping_add(i0)),
             Ptr(y.get().wrapping_add(i0)),
             i1 - i0,
+            stream,
         )
     });
 }

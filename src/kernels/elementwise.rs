@@ -149,8 +149,40 @@ pub(crate) unsafe fn st<T: Copy>(p: *mut T, v: [T; L]) {
     std::ptr::write_unaligned(p as *mut [T; L], v)
 }
 
+/// The width of the lane array at `i` of an output `y` of `n` elements: `L`
+/// but for the last, and, when `stream`, for a first that ends at `y`'s first
+/// 64-byte boundary (so that every full lane array after it is whole cache
+/// lines, as non-temporal stores want them).
+#[inline(always)]
+fn width<T>(y: *const T, i: usize, n: usize, stream: bool) -> usize {
+    if stream && i == 0 {
+        let h = crate::simd::stream::head(y, n);
+        if h > 0 {
+            return h;
+        }
+    }
+    (n - i).min(L)
+}
+
+/// Writes the lane array `v` of width `w` at `y + i` (a partial one through
+/// `buf`), with a non-temporal store when `stream` and it is whole lines.
+///
+/// # Safety
+/// `y` writable for `i + w` elements.
+#[inline(always)]
+unsafe fn put<T: Copy>(y: *mut T, i: usize, w: usize, v: [T; L], stream: bool, buf: &mut [T; L]) {
+    if stream && w == L && (y.add(i) as usize).is_multiple_of(64) {
+        crate::simd::stream::store(y.add(i), v);
+    } else {
+        st(dst(y, i, i + w, buf), v);
+        flush(y, i, i + w, buf);
+    }
+}
+
 /// `y[i] = f(x[i])` for `i < n`, a lane array at a time; NaN in x passes
-/// through whatever `f` does. `y` may equal `x`.
+/// through whatever `f` does. `y` may equal `x`. With `stream`, the output
+/// goes out with non-temporal stores (`simd::stream`; the caller decides,
+/// and `y` must not be `x`).
 ///
 /// `f` is called from one place only (the tail goes through the same call as
 /// full lane arrays): LLVM then inlines it however large it is, so it is
@@ -160,33 +192,50 @@ pub(crate) unsafe fn st<T: Copy>(p: *mut T, v: [T; L]) {
 /// `x` readable and `y` writable for `n` elements; `y` equals `x` or does not
 /// overlap it.
 #[inline(always)]
-pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, f: impl Fn(T) -> T) {
+pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, stream: bool, f: impl Fn(T) -> T) {
     let (mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
     while i < n {
-        let b = lane1(ld(src(x, i, n, &mut bx)), &f);
-        st(dst(y, i, n, &mut by), b);
-        flush(y, i, n, &by);
+        let w = width(y, i, n, stream);
+        let b = lane1(ld(src(x, i, i + w, &mut bx)), &f);
+        put(y, i, w, b, stream, &mut by);
         crate::simd::lane_barrier();
-        i += L;
+        i += w;
+    }
+    if stream {
+        crate::simd::stream::fence();
     }
 }
 
 /// `y[i] = f(g[i], x[i])` for `i < n`; NaN in x passes through. `y` may
-/// equal `g` or `x`. One call site of `f`, as in [`map1`].
+/// equal `g` or `x` (unless `stream`). One call site of `f`, as in [`map1`].
 ///
 /// # Safety
 /// As [`map1`] for both inputs.
 #[inline(always)]
-pub unsafe fn map2<T: Float>(g: *const T, x: *const T, y: *mut T, n: usize, f: impl Fn(T, T) -> T) {
+pub unsafe fn map2<T: Float>(
+    g: *const T,
+    x: *const T,
+    y: *mut T,
+    n: usize,
+    stream: bool,
+    f: impl Fn(T, T) -> T,
+) {
     let (mut bg, mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
     while i < n {
-        let r = lane2(ld(src(g, i, n, &mut bg)), ld(src(x, i, n, &mut bx)), &f);
-        st(dst(y, i, n, &mut by), r);
-        flush(y, i, n, &by);
+        let w = width(y, i, n, stream);
+        let r = lane2(
+            ld(src(g, i, i + w, &mut bg)),
+            ld(src(x, i, i + w, &mut bx)),
+            &f,
+        );
+        put(y, i, w, r, stream, &mut by);
         crate::simd::lane_barrier();
-        i += L;
+        i += w;
+    }
+    if stream {
+        crate::simd::stream::fence();
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod dispatch;
 mod float;
 pub mod math;
+pub mod stream;
 pub mod tile;
 pub mod transpose;
 

@@ -115,3 +115,73 @@ fn every_isa_level_gives_identical_bits() {
         assert_eq!(a, b, "{act:?}");
     }
 }
+
+#[test]
+fn streaming_stores_write_the_same_values_and_nothing_else() {
+    // Non-temporal stores (large outputs, `simd::stream`) against normal
+    // ones, at every start offset within a cache line and lengths around
+    // the lane width: the same bits inside the output, the guard values
+    // around it untouched.
+    fn check<T: Float>(acts: &[Act]) {
+        let guard = T::from_f64(-7.25);
+        for &act in acts {
+            for off in 0..17usize {
+                for n in [0usize, 1, 5, 15, 16, 17, 31, 33, 100, 1000, 4099] {
+                    let x: Vec<T> = (0..n + 40)
+                        .map(|i| T::from_f64(((i * 7919) % 1000) as f64 / 61.0 - 8.0))
+                        .collect();
+                    let g: Vec<T> = (0..n + 40)
+                        .map(|i| T::from_f64(((i * 104_729) % 997) as f64 / 500.0 - 1.0))
+                        .collect();
+                    for backward in [false, true] {
+                        let run = |stream: bool| {
+                            let mut y = vec![guard; n + 40];
+                            let (xp, gp) = (
+                                Ptr(x[off..].as_ptr() as *mut T),
+                                Ptr(g[off..].as_ptr() as *mut T),
+                            );
+                            let yp = Ptr(y[off..].as_mut_ptr());
+                            if backward {
+                                bwd_k(act, gp, xp, yp, n, stream);
+                            } else {
+                                fwd_k(act, xp, yp, n, stream);
+                            }
+                            y
+                        };
+                        let (a, b) = (run(false), run(true));
+                        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                            assert!(
+                                p.to_f64().to_bits() == q.to_f64().to_bits(),
+                                "{act:?} backward {backward} off {off} n {n} at {i}: {} vs {}",
+                                p.to_f64(),
+                                q.to_f64()
+                            );
+                            if i < off || i >= off + n {
+                                assert!(q.to_f64() == -7.25, "wrote outside the output at {i}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let acts = [Act::Relu, Act::Sigmoid, Act::Gelu, Act::Silu];
+    check::<f32>(&acts);
+    check::<f64>(&acts);
+}
+
+#[test]
+fn streaming_threshold_and_head() {
+    let p = 0x1000 as *const f32;
+    assert_eq!(crate::simd::stream::head(p, 100), 0);
+    assert_eq!(crate::simd::stream::head(p.wrapping_add(1), 100), 15);
+    assert_eq!(crate::simd::stream::head(p.wrapping_add(1), 7), 7);
+    assert_eq!(crate::simd::stream::head(0x1010 as *const f64, 100), 6);
+    // Misaligned for the type: nothing streams.
+    assert_eq!(crate::simd::stream::head(0x1002 as *const f32, 100), 100);
+    assert!(!crate::simd::stream::wanted(1 << 16));
+    assert_eq!(
+        crate::simd::stream::wanted(1 << 40),
+        cfg!(target_arch = "x86_64")
+    );
+}
