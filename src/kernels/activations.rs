@@ -416,8 +416,15 @@ macro_rules! with_act {
 // Passes: read x, write f(x).
 multiversion! {
     fn fwd_k<T: Float>(act: Act, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
-        // SAFETY: guaranteed by `forward`'s contract.
-        unsafe { with_act!(act, T, |f, _d| map1(x.get(), y.get(), n, stream, f)) }
+        // SAFETY: guaranteed by `forward`'s contract. Each expansion defines
+        // its own `f`, called once (see `map1`).
+        unsafe {
+            if stream {
+                with_act!(act, T, |f, _d| map1::<T, true>(x.get(), y.get(), n, f))
+            } else {
+                with_act!(act, T, |f, _d| map1::<T, false>(x.get(), y.get(), n, f))
+            }
+        }
     }
 }
 
@@ -425,8 +432,13 @@ multiversion! {
 multiversion! {
     fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `backward`'s contract.
+        // Each expansion defines its own `d`, called once (see `map1`).
         unsafe {
-            with_act!(act, T, |_f, d| map2(g.get(), x.get(), y.get(), n, stream, |gv, xv| gv * d(xv)))
+            if stream {
+                with_act!(act, T, |_f, d| map2::<T, true>(g.get(), x.get(), y.get(), n, |gv, xv| gv * d(xv)))
+            } else {
+                with_act!(act, T, |_f, d| map2::<T, false>(g.get(), x.get(), y.get(), n, |gv, xv| gv * d(xv)))
+            }
         }
     }
 }

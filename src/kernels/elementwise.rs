@@ -149,58 +149,52 @@ pub(crate) unsafe fn st<T: Copy>(p: *mut T, v: [T; L]) {
     std::ptr::write_unaligned(p as *mut [T; L], v)
 }
 
-/// The width of the lane array at `i` of an output `y` of `n` elements: `L`
-/// but for the last, and, when `stream`, for a first that ends at `y`'s first
-/// 64-byte boundary (so that every full lane array after it is whole cache
-/// lines, as non-temporal stores want them).
-#[inline(always)]
-fn width<T>(y: *const T, i: usize, n: usize, stream: bool) -> usize {
-    if stream && i == 0 {
-        let h = crate::simd::stream::head(y, n);
-        if h > 0 {
-            return h;
-        }
-    }
-    (n - i).min(L)
-}
-
-/// Writes the lane array `v` of width `w` at `y + i` (a partial one through
-/// `buf`), with a non-temporal store when `stream` and it is whole lines.
+/// Writes a full lane array at `p` (from [`dst`]), with a non-temporal
+/// store when `stream` (`simd::stream`).
 ///
 /// # Safety
-/// `y` writable for `i + w` elements.
+/// `p` writable for `L` elements, and 16-byte aligned when `stream`
+/// (then [`crate::simd::stream::fence`] before the task ends).
 #[inline(always)]
-unsafe fn put<T: Copy>(y: *mut T, i: usize, w: usize, v: [T; L], stream: bool, buf: &mut [T; L]) {
-    if stream && w == L && (y.add(i) as usize).is_multiple_of(64) {
-        crate::simd::stream::store(y.add(i), v);
+unsafe fn put<T: Copy>(p: *mut T, v: [T; L], stream: bool) {
+    if stream {
+        crate::simd::stream::store(p, v);
     } else {
-        st(dst(y, i, i + w, buf), v);
-        flush(y, i, i + w, buf);
+        st(p, v);
     }
 }
 
 /// `y[i] = f(x[i])` for `i < n`, a lane array at a time; NaN in x passes
-/// through whatever `f` does. `y` may equal `x`. With `stream`, the output
-/// goes out with non-temporal stores (`simd::stream`; the caller decides,
-/// and `y` must not be `x`).
+/// through whatever `f` does. `y` may equal `x`. With `STREAM`, the full
+/// lane arrays of the output go out with non-temporal stores
+/// (`simd::stream`; the caller decides, and `y` must not be `x`; an output
+/// not 16-byte aligned gets normal stores).
 ///
 /// `f` is called from one place only (the tail goes through the same call as
 /// full lane arrays): LLVM then inlines it however large it is, so it is
 /// vectorised across the lanes instead of being called once per element.
+/// (So a caller wanting both ways of storing defines its `f` twice, one per
+/// instance, rather than calling both with one closure.)
 ///
 /// # Safety
 /// `x` readable and `y` writable for `n` elements; `y` equals `x` or does not
 /// overlap it.
 #[inline(always)]
-pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, stream: bool, f: impl Fn(T) -> T) {
+pub unsafe fn map1<T: Float, const STREAM: bool>(
+    x: *const T,
+    y: *mut T,
+    n: usize,
+    f: impl Fn(T) -> T,
+) {
+    let stream = STREAM && crate::simd::stream::aligned(y);
     let (mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
     while i < n {
-        let w = width(y, i, n, stream);
-        let b = lane1(ld(src(x, i, i + w, &mut bx)), &f);
-        put(y, i, w, b, stream, &mut by);
+        let b = lane1(ld(src(x, i, n, &mut bx)), &f);
+        put(dst(y, i, n, &mut by), b, stream && i + L <= n);
+        flush(y, i, n, &by);
         crate::simd::lane_barrier();
-        i += w;
+        i += L;
     }
     if stream {
         crate::simd::stream::fence();
@@ -208,31 +202,28 @@ pub unsafe fn map1<T: Float>(x: *const T, y: *mut T, n: usize, stream: bool, f: 
 }
 
 /// `y[i] = f(g[i], x[i])` for `i < n`; NaN in x passes through. `y` may
-/// equal `g` or `x` (unless `stream`). One call site of `f`, as in [`map1`].
+/// equal `g` or `x` (unless `STREAM`, as in [`map1`]). One call site of
+/// `f`, as in [`map1`].
 ///
 /// # Safety
 /// As [`map1`] for both inputs.
 #[inline(always)]
-pub unsafe fn map2<T: Float>(
+pub unsafe fn map2<T: Float, const STREAM: bool>(
     g: *const T,
     x: *const T,
     y: *mut T,
     n: usize,
-    stream: bool,
     f: impl Fn(T, T) -> T,
 ) {
+    let stream = STREAM && crate::simd::stream::aligned(y);
     let (mut bg, mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
     while i < n {
-        let w = width(y, i, n, stream);
-        let r = lane2(
-            ld(src(g, i, i + w, &mut bg)),
-            ld(src(x, i, i + w, &mut bx)),
-            &f,
-        );
-        put(y, i, w, r, stream, &mut by);
+        let r = lane2(ld(src(g, i, n, &mut bg)), ld(src(x, i, n, &mut bx)), &f);
+        put(dst(y, i, n, &mut by), r, stream && i + L <= n);
+        flush(y, i, n, &by);
         crate::simd::lane_barrier();
-        i += w;
+        i += L;
     }
     if stream {
         crate::simd::stream::fence();

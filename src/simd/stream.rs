@@ -54,23 +54,19 @@ pub fn wanted(bytes: usize) -> bool {
     cfg!(target_arch = "x86_64") && bytes >= *THRESHOLD
 }
 
-/// Elements of `T` before the first 64-byte boundary at or after `p` (at
-/// most `n`), or `n` when `p` is not aligned to `T` (then nothing streams).
-pub fn head<T>(p: *const T, n: usize) -> usize {
-    let size = std::mem::size_of::<T>();
-    let addr = p as usize;
-    if !addr.is_multiple_of(size) {
-        return n;
-    }
-    ((64 - addr % 64) % 64 / size).min(n)
+/// Whether an output at `p` can take [`store`]: 16-byte aligned.
+pub fn aligned<T>(p: *const T) -> bool {
+    (p as usize).is_multiple_of(16)
 }
 
 /// Stores a lane array at `p` without reading its lines first, with the
-/// widest non-temporal store of the current level (in the kernel version of
-/// that level it inlines to one instruction per register).
+/// widest non-temporal store of the current level that `p`'s alignment
+/// allows (a lane array is 64 or 128 bytes, so that alignment is the same
+/// for every lane array of an aligned output, and write-combining still
+/// assembles whole lines from narrower stores).
 ///
 /// # Safety
-/// `p` writable for `L` elements and 64-byte aligned; [`fence`] before
+/// `p` writable for `L` elements and 16-byte aligned; [`fence`] before
 /// another thread may read them.
 #[inline(always)]
 pub unsafe fn store<T: Copy>(p: *mut T, v: [T; L]) {
@@ -82,31 +78,35 @@ pub unsafe fn store<T: Copy>(p: *mut T, v: [T; L]) {
         let bytes = std::mem::size_of::<[T; L]>();
         let src = v.as_ptr().cast::<u8>();
         let dst = p.cast::<u8>();
+        let at = p as usize;
         // SAFETY (each arm): within the lane array and the caller's aligned
         // output, at a level the CPU has (`level()` reports no other).
         match super::level() {
-            Level::Avx512 => {
+            Level::Avx512 if at.is_multiple_of(64) => {
                 for k in (0..bytes).step_by(64) {
                     unsafe {
-                        let r = _mm512_loadu_si512(src.add(k).cast());
-                        _mm512_stream_si512(dst.add(k).cast(), r);
-                    }
+                        _mm512_stream_si512(
+                            dst.add(k).cast(),
+                            _mm512_loadu_si512(src.add(k).cast()),
+                        )
+                    };
                 }
             }
-            Level::Avx2 => {
+            Level::Avx512 | Level::Avx2 if at.is_multiple_of(32) => {
                 for k in (0..bytes).step_by(32) {
                     unsafe {
-                        let r = _mm256_loadu_si256(src.add(k).cast());
-                        _mm256_stream_si256(dst.add(k).cast(), r);
-                    }
+                        _mm256_stream_si256(
+                            dst.add(k).cast(),
+                            _mm256_loadu_si256(src.add(k).cast()),
+                        )
+                    };
                 }
             }
             _ => {
                 for k in (0..bytes).step_by(16) {
                     unsafe {
-                        let r = _mm_loadu_si128(src.add(k).cast());
-                        _mm_stream_si128(dst.add(k).cast(), r);
-                    }
+                        _mm_stream_si128(dst.add(k).cast(), _mm_loadu_si128(src.add(k).cast()))
+                    };
                 }
             }
         }
