@@ -8,12 +8,12 @@
 //! to the 2-ulp exp, sums are accumulated in f64 in two levels (blocks of 16
 //! per lane, then blocks), so f32 results are within a few ulp of the exact
 //! value and f64 results within ~1e-15 relative; log_softmax, `(x - max) -
-//! log(sum)`, within 1.5 ulp (see `sub_shift`).
+//! log(sum)`, within 1.5 ulp (3.5 for float32 short rows; see `sub_shift`).
 
 use super::{short_row_exp, RowOp};
 use crate::multiversion;
 use crate::par::Cost;
-use crate::simd::math::ln;
+use crate::simd::math::{ln, log1p};
 use crate::simd::tile;
 use crate::simd::{before_widening, hmax, hsum, lane_barrier, Float, LANES as L};
 
@@ -298,7 +298,8 @@ pub(crate) fn dot_row<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f6
 /// (the max's term is 1), so the two terms never cancel and each of the
 /// three roundings (`x - m`, `c`, the difference) is at most half an ulp of
 /// the result: 1.5 ulp in all (1.27 measured in float32 over logits scaled
-/// 1-1e4). It was `hi + (lo - c)` from the exact TwoSum `x - m = hi + lo`
+/// 1-1e4). The column kernels' float32 `c` is `log1p` in f32 (3 ulp, see
+/// `ln_sums`): 3.5 ulp there (1.6 measured). It was `hi + (lo - c)` from the exact TwoSum `x - m = hi + lo`
 /// (0.5-1.24 ulp), which needs the exactness only in the exp, where an
 /// error of the argument is magnified; plain, the store pass is 2 flops per
 /// element instead of ~10 (alternating A/B, 4096x1000 log_softmax: 0.92 at
@@ -603,6 +604,28 @@ fn store_exp_cols<T: Float>(x: &[T], y: &mut [T], ms: &[T; L]) -> [f64; L] {
     acc
 }
 
+/// `log(sum)` per lane, in T, for the column kernels' sums of
+/// `exp_flush(x - max)` (at least 1, the max's own term; 0 for an all -inf
+/// row, or NaN). f64: `ln` of the f64 sum. f32: `log1p` of `sum - 1` in f32 (the
+/// difference exact in f64, then rounded once; log1p to 3 ulp), a third of
+/// the work of two f64 vectors of `ln`, each with a division, and a
+/// `log(1 + 2e-9)` still kept (`log_softmax([20, 0])`); `simd::tile` takes
+/// the same operations.
+#[inline(always)]
+fn ln_sums<T: Float>(acc: &[f64; L]) -> [T; L] {
+    let mut c = [T::ZERO; L];
+    if T::MANTISSA_DIGITS == 24 {
+        for i in 0..L {
+            c[i] = log1p(T::from_f64(acc[i] - 1.0));
+        }
+    } else {
+        for i in 0..L {
+            c[i] = T::from_f64(ln(acc[i]));
+        }
+    }
+    c
+}
+
 /// Lane maxima (as shifts) of L interleaved rows.
 #[inline(always)]
 pub(crate) fn max_cols<T: Float>(x: &[T]) -> [T; L] {
@@ -665,10 +688,7 @@ multiversion! {
     /// log-softmax-cols: reduce-max, reduce-add-exp, store x - max - log(sum).
     pub fn log_softmax_cols<T: Float>(x: &[T], y: &mut [T]) {
         let (ms, acc) = max_sum_cols(x);
-        let mut c = [T::ZERO; L];
-        for i in 0..L {
-            c[i] = T::from_f64(ln(acc[i]));
-        }
+        let c = ln_sums(&acc);
         for (a, b) in x.chunks_exact(L).zip(y.chunks_exact_mut(L)) {
             for i in 0..L {
                 b[i] = sub_shift(a[i], ms[i], c[i]);
@@ -683,9 +703,10 @@ multiversion! {
     pub fn logsumexp_cols<T: Float>(x: &[T], y: &mut [T]) {
         let (ms, acc) = max_sum_cols(x);
         // The lane logs vectorised (libm's log is a call per lane).
+        let c: [T; L] = ln_sums(&acc);
         let mut ls = [0f64; L];
         for i in 0..L {
-            ls[i] = ln(acc[i]);
+            ls[i] = c[i].to_f64();
         }
         for i in 0..L {
             y[i] = lse_from(ms[i], ls[i], || x.chunks_exact(L).any(|c| c[i].is_nan_()));

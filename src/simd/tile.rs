@@ -145,9 +145,8 @@ pub unsafe fn ce_index(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::float::exp_f32_consts::{BIAS, FLUSH_MIN, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
-    use super::super::math::ln;
     use super::super::transpose::x86::{load_row, store_row, t16x16};
-    use super::super::{lane_barrier, Float};
+    use super::super::Float;
     use std::arch::x86_64::*;
 
     const L: usize = 16;
@@ -388,7 +387,7 @@ mod x86 {
     ) {
         let mut buf = [[_mm512_setzero_ps(); L]; G];
         let mut shift = [_mm512_setzero_ps(); G];
-        let mut sums = [0f64; G * L];
+        let mut sums = [[_mm512_setzero_pd(); 2]; G];
         let mut nan = [0 as __mmask16; G];
         let inf = _mm512_set1_ps(f32::INFINITY);
         let mut r0 = 0;
@@ -422,12 +421,10 @@ mod x86 {
                         *ph = _mm512_add_pd(*ph, widen(ek, h));
                     }
                 }
-                for h in 0..2 {
-                    _mm512_storeu_pd(
-                        sums.as_mut_ptr().add(t * L + 8 * h),
-                        _mm512_add_pd(acc[h], part[h]),
-                    );
-                }
+                sums[t] = [
+                    _mm512_add_pd(acc[0], part[0]),
+                    _mm512_add_pd(acc[1], part[1]),
+                ];
                 shift[t] = ms;
                 if REDUCE {
                     // Which lanes hold a NaN, asked only of a tile with a
@@ -442,23 +439,21 @@ mod x86 {
                     buf[t] = r;
                 }
             }
-            // ln of the sums (the column kernel's f64 `ln`, vectorised here).
-            for c in sums.chunks_exact_mut(L).take(tiles) {
-                for v in c.iter_mut() {
-                    *v = ln(*v);
-                }
-                lane_barrier();
+            // log(sum) as the column kernels take it (`ln_sums`), for all
+            // the round's tiles before any is stored.
+            let mut logs = [_mm512_setzero_ps(); G];
+            for t in 0..tiles {
+                logs[t] = ln_sums(sums[t]);
             }
             for t in 0..tiles {
                 let s = r0 + t * L;
-                let p = sums.as_ptr().add(t * L);
-                let ms = shift[t];
+                let (c, ms) = (logs[t], shift[t]);
                 if REDUCE {
                     // `lse_from`: f32(shift + ln(sum)); a +inf shift gives
                     // +inf, or NaN when the row holds a NaN.
                     let v = combine(
-                        _mm512_cvtpd_ps(_mm512_add_pd(widen(ms, 0), _mm512_loadu_pd(p))),
-                        _mm512_cvtpd_ps(_mm512_add_pd(widen(ms, 1), _mm512_loadu_pd(p.add(8)))),
+                        _mm512_cvtpd_ps(_mm512_add_pd(widen(ms, 0), widen(c, 0))),
+                        _mm512_cvtpd_ps(_mm512_add_pd(widen(ms, 1), widen(c, 1))),
                     );
                     let big = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(ms, inf);
                     let v = _mm512_mask_blend_ps(big, v, inf);
@@ -466,11 +461,7 @@ mod x86 {
                     let w = (rows - s).min(L);
                     store_row(dst, s, rows, ((1u32 << w) - 1) as __mmask16, v);
                 } else {
-                    // Phase two (`sub_shift`): (x - shift) - f32(ln(sum)).
-                    let c = combine(
-                        _mm512_cvtpd_ps(_mm512_loadu_pd(p)),
-                        _mm512_cvtpd_ps(_mm512_loadu_pd(p.add(8))),
-                    );
+                    // Phase two (`sub_shift`): (x - shift) - log(sum).
                     let x = &buf[t];
                     store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
                         _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
@@ -592,6 +583,40 @@ mod x86 {
             _mm512_mul_ps(k, _mm512_set1_ps(ln2_hi)),
             _mm512_add_ps(lm, lo),
         )
+    }
+
+    /// `math::log1p` for f32 with its special cases: log1p(-1) = -inf,
+    /// log1p(inf) = inf, NaN below -1 or for NaN.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn log1p_vec(y: __m512) -> __m512 {
+        let u = _mm512_add_ps(_mm512_set1_ps(1.0), y);
+        let r = log1p_finite(y);
+        let r = _mm512_mask_blend_ps(
+            _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(u, _mm512_setzero_ps()),
+            r,
+            _mm512_set1_ps(f32::NEG_INFINITY),
+        );
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(u, inf), r, inf);
+        // u < 0 or NaN: not (u >= 0), unordered true.
+        _mm512_mask_blend_ps(
+            _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(u, _mm512_setzero_ps()),
+            r,
+            _mm512_set1_ps(f32::NAN),
+        )
+    }
+
+    /// `kernels::softmax::ln_sums` for f32: `log1p(f32(sum - 1))` of a tile's
+    /// two halves of f64 sums.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn ln_sums(acc: [__m512d; 2]) -> __m512 {
+        let one = _mm512_set1_pd(1.0);
+        log1p_vec(combine(
+            _mm512_cvtpd_ps(_mm512_sub_pd(acc[0], one)),
+            _mm512_cvtpd_ps(_mm512_sub_pd(acc[1], one)),
+        ))
     }
 
     /// `f64` lanes `v` with zeros where `c` is 0 (`losses::times`).
