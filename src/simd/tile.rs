@@ -476,7 +476,7 @@ mod x86 {
 
     /// Cross-entropy's phase one for a tile (`ce_index_cols`: `max_cols`,
     /// `pick_cols`, `store_others`): the biased exps into `e[0..N]`; returns
-    /// the lanes' target logits, their exps (the same operations on the same value as
+    /// the lanes' target exps (the same operations on the same value as
     /// `ce_index_lanes`' `e_t`), shifts and sums of the non-target exps.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
@@ -485,16 +485,13 @@ mod x86 {
         left: usize,
         tfv: __m512,
         e: &mut [__m512; L],
-    ) -> (__m512, __m512, __m512, [__m512d; 2]) {
+    ) -> (__m512, __m512, [__m512d; 2]) {
         let (r, ms) = load_tile::<N>(src, left);
         let neg_ms = neg(ms);
-        // `pick_cols`' xt + (v or -0.0) as a masked add (x + -0.0 = x).
-        let mut xt = _mm512_set1_ps(-0.0);
         let mut et = _mm512_setzero_ps();
         let mut o = [_mm512_setzero_ps(); L];
         for k in 0..N {
             let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_set1_ps(k as f32), tfv);
-            xt = _mm512_mask_add_ps(xt, hit, xt, r[k]);
             let (h, l) = diff(r[k], ms, neg_ms);
             e[k] = exp_biased_nonpos(h, l);
             et = _mm512_mask_mov_ps(et, hit, e[k]);
@@ -507,7 +504,7 @@ mod x86 {
         if N % 2 == 1 {
             add_widened(&mut acc, o[N - 1]);
         }
-        (xt, et, ms, acc)
+        (et, ms, acc)
     }
 
     /// The tile's targets from row `s` (`w` rows): each lane's class as f32
@@ -621,14 +618,6 @@ mod x86 {
         ))
     }
 
-    /// `f64` lanes `v` with zeros where `c` is 0 (`losses::times`).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn times(c: __m512d, v: __m512d) -> __m512d {
-        let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(c, _mm512_setzero_pd());
-        _mm512_maskz_mul_pd(nz, c, v)
-    }
-
     /// `kernels::losses::ce_index_lanes` for f32, operation for operation:
     /// the lanes' losses (two f64 halves) and the gradient's factors `(c, gt,
     /// tg)`; None when a lane needs its f64 path (`e_t` below the normal
@@ -664,21 +653,21 @@ mod x86 {
             _mm512_set1_pd(scale),
             _mm512_set1_pd(1.0 / <f32 as Float>::EXP_UNBIAS),
         );
+        // The lanes of non-zero weight: `losses::times` gives 0 elsewhere.
+        let nz = wt.map(|w| _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(w, _mm512_setzero_pd()));
         let mut loss = [_mm512_setzero_pd(); 2];
         let mut c = [_mm256_setzero_ps(); 2];
         let mut gt = [_mm256_setzero_ps(); 2];
         for h in 0..2 {
-            loss[h] = times(wt[h], widen(lt, h));
+            loss[h] = _mm512_maskz_mul_pd(nz[h], wt[h], widen(lt, h));
             // w_t * scale * inv / unbias (the division by a power of two
             // as the multiply by its inverse: the same exact scaling).
-            let nz = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(wt[h], _mm512_setzero_pd());
             let q = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(wt[h], sc), widen(inv, h)), rb);
-            c[h] = _mm512_cvtpd_ps(_mm512_maskz_mov_pd(nz, q));
+            c[h] = _mm512_cvtpd_ps(_mm512_maskz_mov_pd(nz[h], q));
             let g = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_mul_pd(widen(oi, h), wt[h]));
             gt[h] = _mm512_cvtpd_ps(_mm512_mul_pd(g, sc));
         }
-        let wnz = (_mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(wt[0], _mm512_setzero_pd()) as __mmask16)
-            | (_mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(wt[1], _mm512_setzero_pd()) as __mmask16) << 8;
+        let wnz = nz[0] as __mmask16 | (nz[1] as __mmask16) << 8;
         let tg = _mm512_mask_blend_ps(wnz, _mm512_set1_ps(-1.0), tf);
         Some((loss, [combine(c[0], c[1]), combine(gt[0], gt[1]), tg]))
     }
@@ -714,15 +703,19 @@ mod x86 {
                 let s = r0 + t * L;
                 let w = (rows - s).min(L);
                 let (tf, wt) = ce_targets(a, s, w);
-                let (xt, et, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf, &mut buf[t]);
+                let (et, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf, &mut buf[t]);
                 let (loss, [c, gt, tg]) = match ce_terms(et, acc, tf, wt, a.scale) {
                     Some(v) => v,
                     None => {
-                        let (mut xa, mut ma, mut ta) = ([0f32; L], [0f32; L], [0f32; L]);
+                        let (mut ma, mut ta) = ([0f32; L], [0f32; L]);
                         let (mut oa, mut wa) = ([0f64; L], [0f64; L]);
-                        _mm512_storeu_ps(xa.as_mut_ptr(), xt);
                         _mm512_storeu_ps(ma.as_mut_ptr(), ms);
                         _mm512_storeu_ps(ta.as_mut_ptr(), tf);
+                        // The lanes' target logits, read only here (`pick_cols`'
+                        // -0.0 + v; padding lanes repeat row w - 1, class 0).
+                        let xa: [f32; L] = std::array::from_fn(|j| {
+                            -0.0 + *src.add((s + j.min(w - 1)) * N + ta[j] as usize)
+                        });
                         for h in 0..2 {
                             _mm512_storeu_pd(oa.as_mut_ptr().add(8 * h), acc[h]);
                             _mm512_storeu_pd(wa.as_mut_ptr().add(8 * h), wt[h]);
