@@ -14,7 +14,7 @@
 
 use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
 use super::short_row_exp;
-use super::softmax::{dot_row, max_cols, max_sum_row, scale_row, store_row, BLOCK};
+use super::softmax::{dot_row, max_cols, max_sum_row, prefetch_next, scale_row, store_row, BLOCK};
 use crate::multiversion;
 use crate::par::Cost;
 use crate::simd::math::{abs, exp_of_nonpos, ln, log1p, log1p_unit, max};
@@ -507,7 +507,9 @@ multiversion! {
         let mut per_row = per_row;
         let mut total = 0f64;
         let mut shifts = vec![T::ZERO; if eps == 0.0 && grad.is_some() { n.div_ceil(BLOCK) } else { 0 }];
+        let (rows, xp) = (x.len() / n, x.as_ptr());
         for (r, (xr, &tg)) in x.chunks_exact(n).zip(t).enumerate() {
+            prefetch_next(n, r, rows, &[xp]);
             let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
             let loss = if tg == p.ignore_index {
                 if let Some(g) = gr {
@@ -939,7 +941,9 @@ multiversion! {
         let mut grad = grad;
         let mut per_row = per_row;
         let mut total = 0f64;
+        let (rows, xp, yp) = (x.len() / n, x.as_ptr(), y.as_ptr());
         for (r, (xr, yr)) in x.chunks_exact(n).zip(y.chunks_exact(n)).enumerate() {
+            prefetch_next(n, r, rows, &[xp, yp]);
             let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
             let (ms, s) = max_sum_row(xr);
             let ls = s.ln();

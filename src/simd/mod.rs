@@ -50,6 +50,78 @@ pub fn before_widening<T: Float, const N: usize>(v: [T; N]) -> [T; N] {
     }
 }
 
+/// `(t0 + t1) + (t2 + t3)` per lane in f64, over the four vectors of `t`
+/// widened to f64: a group's sum in [`crate::kernels`]' f64 accumulations.
+/// Only for the AVX-512 versions of kernels (the caller checks the level):
+/// for f32 it widens each register's halves in place (`vcvtps2pd` of the low
+/// half and of `vextractf32x8`), where the generic code, to be computed at
+/// full width, went through [`before_widening`]'s store and eight reloads
+/// (store-forwarding stalls).
+#[inline(always)]
+pub fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if T::MANTISSA_DIGITS < 53 {
+        // SAFETY: T is f32 (the only Float with fewer than 53 digits), so
+        // the arrays have the same layout; the caller runs on AVX-512.
+        return unsafe { x86::group_sum_f32(std::mem::transmute_copy(&t)) };
+    }
+    let t = before_widening(t);
+    std::array::from_fn(|i| {
+        (t[i].to_f64() + t[LANES + i].to_f64())
+            + (t[2 * LANES + i].to_f64() + t[3 * LANES + i].to_f64())
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::group_sum_avx512`] for f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) fn group_sum_f32(t: [f32; 64]) -> [f64; 16] {
+        let half = |v: usize, h: usize| {
+            // SAFETY: in bounds (v < 4); unaligned loads.
+            let x = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * v)) };
+            let x = if h == 0 {
+                _mm512_castps512_ps256(x)
+            } else {
+                _mm512_extractf32x8_ps::<1>(x)
+            };
+            _mm512_cvtps_pd(x)
+        };
+        let mut out = [0f64; 16];
+        for h in 0..2 {
+            let s = _mm512_add_pd(
+                _mm512_add_pd(half(0, h), half(1, h)),
+                _mm512_add_pd(half(2, h), half(3, h)),
+            );
+            // SAFETY: in bounds (h < 2); unaligned store.
+            unsafe { _mm512_storeu_pd(out.as_mut_ptr().add(8 * h), s) };
+        }
+        out
+    }
+}
+
+/// Asks for the `bytes` bytes from `p` to be brought into the cache ahead of
+/// their use (`prefetcht0` for each 64-byte line; a no-op off x86-64). A
+/// prefetch reads nothing and never faults, so `p` may be any address.
+#[inline(always)]
+pub fn prefetch(p: *const u8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: a prefetch hint neither faults nor writes.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
+}
+
 /// Horizontal max of a lane array with a fixed pairwise order (NaN ignored).
 #[inline(always)]
 pub fn hmax<T: Float>(v: [T; LANES]) -> T {
