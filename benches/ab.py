@@ -48,6 +48,13 @@ def op(name):
         return lambda: lk.cross_entropy(x, t, return_grad=True, grad_out=y)
     if name == "ce":
         return lambda: lk.cross_entropy(x, t)
+    if name in ("bce_hard", "bce_soft"):
+        u = rng.uniform(0, 1, x.shape)
+        yt = (u < 0.5 if name == "bce_hard" else u).astype(x.dtype)
+        bce = lk.binary_cross_entropy_with_logits
+        return lambda: bce(x, yt, return_grad=True, grad_out=y)
+    if name == "mse":
+        return lambda: lk.mse_loss(x, g, return_grad=True, grad_out=y)
     if name.endswith("_backward"):
         f = getattr(lk, name)
         return lambda: f(g, x, out=y)

@@ -72,6 +72,22 @@ pub fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
     })
 }
 
+/// `v` widened to f64, computed at full width: under AVX-512, f32 in
+/// registers (`vcvtps2pd` of each half), else through [`before_widening`].
+/// One level check per call, for loops heavy enough not to notice it (the
+/// light ones check once and call [`group_sum_avx512`]).
+#[inline(always)]
+pub fn widen<T: Float>(v: [T; LANES]) -> [f64; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if T::MANTISSA_DIGITS < 53 && level() == Level::Avx512 {
+        // SAFETY: T is f32 (the only Float with fewer than 53 digits), so
+        // the arrays have the same layout; the level has AVX-512.
+        return unsafe { x86::widen_f32(std::mem::transmute_copy(&v)) };
+    }
+    let v = before_widening(v);
+    std::array::from_fn(|i| v[i].to_f64())
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -100,6 +116,23 @@ mod x86 {
             unsafe { _mm512_storeu_pd(out.as_mut_ptr().add(8 * h), s) };
         }
         out
+    }
+
+    /// [`super::widen`] for f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) fn widen_f32(v: [f32; 16]) -> [f64; 16] {
+        // SAFETY: unaligned loads and stores within the arrays.
+        unsafe {
+            let x = _mm512_loadu_ps(v.as_ptr());
+            let mut out = [0f64; 16];
+            _mm512_storeu_pd(out.as_mut_ptr(), _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+            _mm512_storeu_pd(
+                out.as_mut_ptr().add(8),
+                _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(x)),
+            );
+            out
+        }
     }
 }
 
