@@ -152,7 +152,8 @@ fn sum_exp<T: Float>(x: &[T], ms: [T; L], acc: &mut [f64; L]) {
                     t[v * L + i] = T::exp_flush(g[v * L + i] - ms[i]);
                 }
             }
-            let g = group_sum_avx512(t);
+            // SAFETY: this branch runs at the AVX-512 level only.
+            let g = unsafe { group_sum_avx512(t) };
             for i in 0..L {
                 acc[i] += g[i];
             }

@@ -52,17 +52,20 @@ pub fn before_widening<T: Float, const N: usize>(v: [T; N]) -> [T; N] {
 
 /// `(t0 + t1) + (t2 + t3)` per lane in f64, over the four vectors of `t`
 /// widened to f64: a group's sum in [`crate::kernels`]' f64 accumulations.
-/// Only for the AVX-512 versions of kernels (the caller checks the level):
-/// for f32 it widens each register's halves in place (`vcvtps2pd` of the low
+/// For f32 it widens each register's halves in place (`vcvtps2pd` of the low
 /// half and of `vextractf32x8`), where the generic code, to be computed at
 /// full width, went through [`before_widening`]'s store and eight reloads
 /// (store-forwarding stalls).
+///
+/// # Safety
+/// The CPU has AVX-512 (`level()` is [`Level::Avx512`]): the caller checks
+/// once, outside its loop.
 #[inline(always)]
-pub fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
+pub unsafe fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
     #[cfg(target_arch = "x86_64")]
-    if T::MANTISSA_DIGITS < 53 {
-        // SAFETY: T is f32 (the only Float with fewer than 53 digits), so
-        // the arrays have the same layout; the caller runs on AVX-512.
+    if T::MANTISSA_DIGITS < 53 && std::mem::size_of::<T>() == 4 {
+        // SAFETY: T is f32 (the only 4-byte Float), so the arrays have the
+        // same layout; the caller guarantees AVX-512.
         return unsafe { x86::group_sum_f32(std::mem::transmute_copy(&t)) };
     }
     let t = before_widening(t);
@@ -79,9 +82,9 @@ pub fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
 #[inline(always)]
 pub fn widen<T: Float>(v: [T; LANES]) -> [f64; LANES] {
     #[cfg(target_arch = "x86_64")]
-    if T::MANTISSA_DIGITS < 53 && level() == Level::Avx512 {
-        // SAFETY: T is f32 (the only Float with fewer than 53 digits), so
-        // the arrays have the same layout; the level has AVX-512.
+    if T::MANTISSA_DIGITS < 53 && std::mem::size_of::<T>() == 4 && level() == Level::Avx512 {
+        // SAFETY: T is f32 (the only 4-byte Float), so the arrays have the
+        // same layout; the level is one the CPU has.
         return unsafe { x86::widen_f32(std::mem::transmute_copy(&v)) };
     }
     let v = before_widening(v);
