@@ -401,13 +401,12 @@ mod x86 {
             for t in 0..tiles {
                 let s = r0 + t * L;
                 let (r, ms) = load_tile::<N>(src.add(s * N), rows - s);
-                let e: [__m512; L] = std::array::from_fn(|k| {
-                    if k < N {
-                        exp_flush(_mm512_sub_ps(r[k], ms))
-                    } else {
-                        _mm512_setzero_ps()
-                    }
-                });
+                // A loop with a constant trip count, unrolled (`from_fn` with
+                // a `k < N` test in it stayed a loop of one exp each).
+                let mut e = [_mm512_setzero_ps(); L];
+                for k in 0..N {
+                    e[k] = exp_flush(_mm512_sub_ps(r[k], ms));
+                }
                 let mut acc = [_mm512_setzero_pd(); 2];
                 for g in e[..N / 4 * 4].chunks_exact(4) {
                     for (h, ah) in acc.iter_mut().enumerate() {
