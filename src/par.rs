@@ -8,16 +8,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Elements below which a call runs on the calling thread: a tiny call costs
-/// one function call, not a pool wake-up.
-pub const SERIAL_ELEMS: usize = 1 << 17;
+/// one function call, not a pool wake-up. It was 128 Ki while a pool call
+/// waited for its helper to wake up (see `for_each_task`); since it no
+/// longer does, light calls pay from the same size as heavy ones (2 threads
+/// against 1 at 64x1000 float32: mse_loss + grad 17.2 -> 11.1 us,
+/// relu_backward 6.8 -> 4.3, log_softmax_backward 29.7 -> 18.4,
+/// softmax_backward 12.9 -> 10.3; relu, a bare copy, 3.1-5.0 against
+/// 3.1-3.8 us: even).
+pub const SERIAL_ELEMS: usize = 60_000;
 
-/// The same for a call with an exp, log or division per element. A pool
-/// wake-up costs ~15 us on the 2-core VM (relu, whose work is a copy, went
-/// 5.7 -> 21 us at 64 000 elements with 2 threads), and a heavy call spends
-/// ~0.5 ns per element, so splitting pays once the part beyond the first
-/// task (`TASK_ELEMS`) takes longer than that: from ~60 000 elements, which
-/// takes in the common 64x1000 (softmax 34 -> 24 us, gelu 49 -> 42 us,
-/// cross-entropy + grad 36 -> 31 us with 2 threads).
+/// The same for a call with an exp, log or division per element: from ~60
+/// 000 elements, which takes in the common 64x1000 (measured when a pool
+/// wake-up was on the critical path: softmax 34 -> 24 us, gelu 49 -> 42 us,
+/// cross-entropy + grad 36 -> 31 us with 2 threads; now softmax 17 -> 9 us).
+/// Equal to [`SERIAL_ELEMS`] on this machine since the pool change; kept
+/// apart because the two classes of call differ by ~4x in time per element.
 pub const SERIAL_ELEMS_HEAVY: usize = 60_000;
 
 /// How much arithmetic a call does per element, which sets the size below

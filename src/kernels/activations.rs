@@ -63,11 +63,14 @@ pub enum Act {
 
 impl Act {
     /// Heavy for the activations that cost more than ~0.5 ns per element
-    /// with one thread (float64 gelu 1.45, softplus and log_sigmoid 0.65):
-    /// below that (sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27,
-    /// float32 gelu 0.21, the clamps a copy) a pool wake-up at 60 000
-    /// elements costs more than it saves (sigmoid on 64x1000: 28.5 -> 34.1
-    /// us; float32 gelu 13.3 us serial, 24.4 us on 2 threads).
+    /// with one thread (float64 gelu 1.45, softplus and log_sigmoid 0.65;
+    /// sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27, float32 gelu
+    /// 0.21, the clamps a copy). While a pool call waited for its helper's
+    /// wake-up the light ones stayed serial up to 128 Ki elements (sigmoid
+    /// on 64x1000 then: 28.5 -> 34.1 us on 2 threads); since stop 18 both
+    /// classes split from 60 000 (`par::SERIAL_ELEMS`; 64x1000 on 2 threads
+    /// against 1: sigmoid 13.5 -> 10.0 us, float32 gelu 13.9 -> 8.0, silu
+    /// 19.9 -> 11.5).
     pub fn cost<T: Float>(self) -> Cost {
         match self {
             Act::Gelu if T::MANTISSA_DIGITS == 24 => Cost::Light,
