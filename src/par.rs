@@ -194,11 +194,14 @@ pub fn for_each_task(ntasks: usize, f: impl Fn(usize) + Sync + Send) {
         if let Some(p) = pool() {
             let helpers = p.current_num_threads().min(ntasks - 1);
             let f: &(dyn Fn(usize) + Sync) = &f;
-            // SAFETY: the lifetime is erased for the helpers, which call `f`
-            // only between entering and leaving the call; `Call::finish`
-            // returns only once the call is closed and no helper is inside,
-            // and this function does not return before it.
-            let f: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
+            // The helpers get `f` as a raw pointer, with its lifetime erased:
+            // they dereference it only between entering and leaving the
+            // call, `Call::finish` returns only once the call is closed and
+            // no helper is inside, and this function does not return before
+            // it. (A helper that runs later holds the pointer, never uses it.)
+            // SAFETY: only the lifetime changes (same fat-pointer layout).
+            let f: *const (dyn Fn(usize) + Sync + 'static) =
+                unsafe { std::mem::transmute(f as *const (dyn Fn(usize) + Sync + '_)) };
             let call = Arc::new(Call {
                 next: AtomicUsize::new(0),
                 ntasks,
@@ -240,8 +243,13 @@ struct Call {
     panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
     /// Valid while the call is open or a helper is inside (see
     /// `for_each_task`).
-    f: &'static (dyn Fn(usize) + Sync),
+    f: *const (dyn Fn(usize) + Sync),
 }
+
+// SAFETY: `f` points to a `Sync` closure, called only while valid (see
+// `for_each_task`); the other fields are `Send + Sync`.
+unsafe impl Send for Call {}
+unsafe impl Sync for Call {}
 
 impl Call {
     /// Takes tasks until none is left.
@@ -251,7 +259,10 @@ impl Call {
             if t >= self.ntasks {
                 break;
             }
-            (self.f)(t);
+            // SAFETY: `work` runs on the caller before `finish`, or on a
+            // helper that entered an open call: `f` is alive (see
+            // `for_each_task`).
+            unsafe { (*self.f)(t) };
         }
     }
 
