@@ -8,43 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Elements below which a call runs on the calling thread: a tiny call costs
-/// one function call, not a pool wake-up. It was 128 Ki while a pool call
-/// waited for its helper to wake up (see `for_each_task`); since it no
-/// longer does, light calls pay from the same size as heavy ones (2 threads
-/// against 1 at 64x1000 float32: mse_loss + grad 17.2 -> 11.1 us,
-/// relu_backward 6.8 -> 4.3, log_softmax_backward 29.7 -> 18.4,
-/// softmax_backward 12.9 -> 10.3; relu, a bare copy, 3.1-5.0 against
-/// 3.1-3.8 us: even).
+/// one function call, not a pool wake-up. From ~60 000 elements splitting
+/// pays, even for a bare copy, now that a pool call no longer waits for its
+/// helper's wake-up (see `for_each_task`). Until stop 18 calls that cost
+/// about a copy stayed serial up to 128 Ki, and those with an exp, log or
+/// division split from 60 000 (measured then: softmax 64x1000 34 -> 24 us,
+/// gelu 49 -> 42 us). 2 threads against 1 at 64x1000 float32 since: softmax
+/// 17 -> 9 us, mse_loss + grad 17.2 -> 11.1, relu_backward 6.8 -> 4.3,
+/// log_softmax_backward 29.7 -> 18.4, sigmoid 13.5 -> 10.0; relu, a bare
+/// copy, even (3.1-5.0 against 3.1-3.8 us).
 pub const SERIAL_ELEMS: usize = 60_000;
-
-/// The same for a call with an exp, log or division per element: from ~60
-/// 000 elements, which takes in the common 64x1000 (measured when a pool
-/// wake-up was on the critical path: softmax 34 -> 24 us, gelu 49 -> 42 us,
-/// cross-entropy + grad 36 -> 31 us with 2 threads; now softmax 17 -> 9 us).
-/// Equal to [`SERIAL_ELEMS`] on this machine since the pool change; kept
-/// apart because the two classes of call differ by ~4x in time per element.
-pub const SERIAL_ELEMS_HEAVY: usize = 60_000;
-
-/// How much arithmetic a call does per element, which sets the size below
-/// which it runs on the calling thread. The tasks, and so the results, are
-/// the same either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cost {
-    /// About a copy (relu, clamps, mse, softmax's backward).
-    Light,
-    /// An exp, log or division per element.
-    Heavy,
-}
-
-impl Cost {
-    /// Elements below which a call of this cost stays serial.
-    pub fn serial_elems(self) -> usize {
-        match self {
-            Cost::Light => SERIAL_ELEMS,
-            Cost::Heavy => SERIAL_ELEMS_HEAVY,
-        }
-    }
-}
 
 /// Elements above which a call releases the GIL (cheap next to the work, and
 /// it lets other Python threads run their own calls meanwhile).

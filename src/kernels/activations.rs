@@ -14,7 +14,6 @@
 
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
 use crate::multiversion;
-use crate::par::Cost;
 use crate::simd::math::{
     abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, ln_corr, log1p_unit, max, min, tanh,
     tanh_deriv, x_ndtr, x_ndtr_deriv,
@@ -59,25 +58,6 @@ pub enum Act {
         max: f64,
     },
     HardSwish,
-}
-
-impl Act {
-    /// Heavy for the activations that cost more than ~0.5 ns per element
-    /// with one thread (float64 gelu 1.45, softplus and log_sigmoid 0.65;
-    /// sigmoid and tanh 0.42, silu and mish 0.47, elu 0.27, float32 gelu
-    /// 0.21, the clamps a copy). While a pool call waited for its helper's
-    /// wake-up the light ones stayed serial up to 128 Ki elements (sigmoid
-    /// on 64x1000 then: 28.5 -> 34.1 us on 2 threads); since stop 18 both
-    /// classes split from 60 000 (`par::SERIAL_ELEMS`; 64x1000 on 2 threads
-    /// against 1: sigmoid 13.5 -> 10.0 us, float32 gelu 13.9 -> 8.0, silu
-    /// 19.9 -> 11.5).
-    pub fn cost<T: Float>(self) -> Cost {
-        match self {
-            Act::Gelu if T::MANTISSA_DIGITS == 24 => Cost::Light,
-            Act::Gelu | Act::LogSigmoid | Act::Softplus { .. } | Act::Logit { .. } => Cost::Heavy,
-            _ => Cost::Light,
-        }
-    }
 }
 
 #[inline(always)]
@@ -531,7 +511,7 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     // Non-temporal stores when input and output outgrow the cache (not in place).
     let stream = !std::ptr::eq(x, y) && stream::wanted(2 * n * std::mem::size_of::<T>());
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
-    run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
+    run_tasks(n, 1, |_, i0, i1| {
         fwd_k(
             act,
             Ptr(x.get().wrapping_add(i0)),
@@ -552,7 +532,7 @@ pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut 
         && !std::ptr::eq(x, y)
         && stream::wanted(3 * n * std::mem::size_of::<T>());
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
-    run_tasks(n, 1, act.cost::<T>(), |_, i0, i1| {
+    run_tasks(n, 1, |_, i0, i1| {
         bwd_k(
             act,
             Ptr(g.get().wrapping_add(i0)),
@@ -581,7 +561,7 @@ pub unsafe fn bias_forward<T: Float>(
     nf: usize,
 ) {
     let (h, b, z, y) = (Ptr(h as *mut T), Ptr(bias as *mut T), Ptr(z), Ptr(y));
-    run_tasks(rows, nf, act.cost::<T>(), |_, r0, r1| {
+    run_tasks(rows, nf, |_, r0, r1| {
         let o = r0 * nf;
         let zt = if z.is_null() {
             z
@@ -626,7 +606,7 @@ pub unsafe fn bias_backward<T: Float>(
         Ptr(y),
         Ptr(partial.as_mut_ptr()),
     );
-    run_tasks(rows, nf, act.cost::<T>(), |t, r0, r1| {
+    run_tasks(rows, nf, |t, r0, r1| {
         let o = r0 * nf;
         bias_bwd_k(
             act,

@@ -1,7 +1,7 @@
 //! The one elementwise driver: a contiguous range of `n` units (elements, or
 //! rows of a fixed width) split into fixed-size tasks of about `TASK_ELEMS`
-//! elements, run in parallel on the pool (serially below a size set by the
-//! call's [`Cost`]).
+//! elements, run in parallel on the pool (serially below
+//! [`crate::par::SERIAL_ELEMS`]).
 //! Task boundaries depend only on the sizes, never on the thread count, so a
 //! per-task partial result (a column sum) combined in task order is
 //! bit-identical for any number of threads.
@@ -11,7 +11,7 @@
 //! writing it, which makes exact aliasing safe. Partial overlap is the
 //! caller's job to rule out.
 
-use crate::par::{for_each_task, Cost, TASK_ELEMS};
+use crate::par::{for_each_task, SERIAL_ELEMS, TASK_ELEMS};
 use crate::simd::{Float, LANES as L};
 
 /// A raw pointer that tasks writing disjoint ranges may share.
@@ -54,19 +54,14 @@ pub fn tasks(units: usize, width: usize) -> (usize, usize) {
 
 /// Runs `f(task, u0, u1)` over `units` units of `width` elements each, in the
 /// fixed tasks of [`tasks`], in parallel unless the total is small.
-pub fn run_tasks(
-    units: usize,
-    width: usize,
-    cost: Cost,
-    f: impl Fn(usize, usize, usize) + Sync + Send,
-) {
+pub fn run_tasks(units: usize, width: usize, f: impl Fn(usize, usize, usize) + Sync + Send) {
     let (per, ntasks) = tasks(units, width);
     let body = |t: usize| {
         let u0 = t * per;
         let u1 = (u0 + per).min(units);
         f(t, u0, u1)
     };
-    if units * width < cost.serial_elems() {
+    if units * width < SERIAL_ELEMS {
         (0..ntasks).for_each(body);
     } else {
         for_each_task(ntasks, body);

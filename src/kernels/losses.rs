@@ -16,7 +16,6 @@ use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
 use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, prefetch_next, scale_row, store_row, BLOCK};
 use crate::multiversion;
-use crate::par::Cost;
 use crate::simd::math::{abs, exp_of_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, lane_barrier, tile, widen, Float, Level, LANES as L};
@@ -33,12 +32,10 @@ pub enum Input<'a, T> {
 /// Runs `f(r0, r1, x_rows, grad_rows, loss_rows)` over fixed blocks of rows
 /// and returns the sum of the blocks' results, combined in block order.
 /// `grad` (if any) has `rows * n` elements; `per_row` (if any) has `rows`.
-/// `cost` sets the size below which the blocks run on the calling thread.
 #[allow(clippy::too_many_arguments)]
 pub fn blocked_sum<T: Float>(
     rows: usize,
     n: usize,
-    cost: Cost,
     x: Input<'_, T>,
     grad: Option<&mut [T]>,
     per_row: Option<&mut [T]>,
@@ -61,7 +58,7 @@ pub fn blocked_sum<T: Float>(
     let gp = grad.map(|g| Ptr(g.as_mut_ptr()));
     let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
     let pp = Ptr(partial.as_mut_ptr());
-    run_tasks(rows, n, cost, |b, r0, r1| {
+    run_tasks(rows, n, |b, r0, r1| {
         // SAFETY: block b alone owns rows r0..r1 of grad and per_row and
         // entry b of partial.
         let g = gp
@@ -1035,12 +1032,17 @@ fn sign(d: f64) -> f64 {
     }
 }
 
-/// log(1 + exp(-|x|)) and sigmoid(x), stable for any x.
+/// log(1 + exp(-|x|)) and sigmoid(x), stable for any x; with `SP32` the
+/// first in f32 (see [`bce_logits`]).
 #[inline(always)]
-fn softplus_neg_abs_sigmoid(x: f64) -> (f64, f64) {
+fn softplus_neg_abs_sigmoid<const SP32: bool>(x: f64) -> (f64, f64) {
     // The SIMD layer's exp / log1p_unit (<= 2 ulp) vectorise; libm's would not.
     let e = <f64 as Float>::exp(-x.abs());
-    let sp = log1p_unit(e);
+    let sp = if SP32 {
+        log1p_unit(e as f32) as f64
+    } else {
+        log1p_unit(e)
+    };
     let s = if x >= 0.0 {
         1.0 / (1.0 + e)
     } else {
@@ -1058,17 +1060,7 @@ fn softplus_neg_abs_sigmoid(x: f64) -> (f64, f64) {
 /// per-element loss error 2.1e-7 relative at most (was 0.5 ulp).
 #[inline(always)]
 fn bce_logits<const SP32: bool>(x: f64, y: f64, pw: f64) -> (f64, f64) {
-    let e = <f64 as Float>::exp(-x.abs());
-    let sp = if SP32 {
-        log1p_unit(e as f32) as f64
-    } else {
-        log1p_unit(e)
-    };
-    let s = if x >= 0.0 {
-        1.0 / (1.0 + e)
-    } else {
-        e / (1.0 + e)
-    };
+    let (sp, s) = softplus_neg_abs_sigmoid::<SP32>(x);
     // max(x, 0) - y x, and with pos_weight (1 - y) x + (1 + (pw - 1) y)
     // softplus(-x), as (1 - y) max(x, 0) - pw y min(x, 0) + ..: at x = +-inf
     // the limit (0 or +inf), not inf - inf.
@@ -1087,18 +1079,6 @@ fn bce_logits<const SP32: bool>(x: f64, y: f64, pw: f64) -> (f64, f64) {
 }
 
 impl Pointwise {
-    /// Light for the losses of differences (a few flops per element); the
-    /// others take an exp or log per element.
-    pub fn cost(self) -> Cost {
-        match self {
-            Pointwise::Mse
-            | Pointwise::L1
-            | Pointwise::Huber { .. }
-            | Pointwise::SmoothL1 { .. } => Cost::Light,
-            _ => Cost::Heavy,
-        }
-    }
-
     /// `(loss, dloss/dx)` at one element; `pw` is the pos_weight (BceLogits).
     #[inline(always)]
     pub fn eval(self, x: f64, y: f64, pw: f64) -> (f64, f64) {
@@ -1152,7 +1132,7 @@ impl Pointwise {
                 }
             }
             Pointwise::Focal { alpha, gamma } => {
-                let (sp, p) = softplus_neg_abs_sigmoid(x);
+                let (sp, p) = softplus_neg_abs_sigmoid::<false>(x);
                 // BCE with logits as in its own arm: the limit at x = +-inf.
                 let ce = times(1.0 - y, x.max(0.0)) - times(y, x.min(0.0)) + sp;
                 let pt = p * y + (1.0 - p) * (1.0 - y);
@@ -1409,7 +1389,7 @@ pub fn pointwise<T: Float>(
     per_elem: Option<&mut [T]>,
 ) -> f64 {
     let len = y.len();
-    blocked_sum(len, 1, op.cost(), x, grad, per_elem, |r0, r1, xs, g, l| {
+    blocked_sum(len, 1, x, grad, per_elem, |r0, r1, xs, g, l| {
         pointwise_rows(
             op,
             xs,
@@ -1448,15 +1428,9 @@ pub fn row_loss<T: Float>(
     if n == 0 {
         return 0.0;
     }
-    // nll_loss reads one element per row; the others an exp per element.
-    let cost = match targets {
-        Targets::Nll(_) => Cost::Light,
-        _ => Cost::Heavy,
-    };
     blocked_sum(
         rows,
         n,
-        cost,
         x,
         grad,
         per_row,

@@ -8,7 +8,6 @@ pub mod matmul;
 pub mod optim;
 pub mod softmax;
 
-use crate::par::Cost;
 use crate::simd::tile;
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{Float, LANES as L};
@@ -50,10 +49,6 @@ pub trait RowOp<T: Float>: Sync {
     /// a reduction).
     fn masked_fill(&self) -> T {
         T::NAN
-    }
-    /// Arithmetic per element (an exp or log unless overridden).
-    fn cost(&self) -> Cost {
-        Cost::Heavy
     }
     /// Rows (on the last axis) shorter than this run through [`Self::cols`].
     fn short_row(&self) -> usize {
@@ -146,7 +141,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
     if inner == 1 && n >= op.short_row() {
-        run_tasks(outer, n, op.cost(), |_, r0, r1| {
+        run_tasks(outer, n, |_, r0, r1| {
             let (len, off) = ((r1 - r0) * n, r0 * n);
             // An input that is the output is copied before the output is borrowed.
             let mut copies: [Vec<T>; 2] = [Vec::new(), Vec::new()];
@@ -176,7 +171,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
         } else {
             outer * col_blocks
         };
-        run_tasks(units, n * L, op.cost(), |_, u0, u1| {
+        run_tasks(units, n * L, |_, u0, u1| {
             if let (1, None, 1, 24, Some(t)) = (inner, mask, nin, T::MANTISSA_DIGITS, op.tile()) {
                 let (r0, r1) = (u0 * L, (u1 * L).min(outer));
                 // SAFETY: T is f32 (the only Float type with a 24-bit

@@ -9,7 +9,6 @@
 
 use super::elementwise::{run_tasks, Ptr};
 use crate::multiversion;
-use crate::par::Cost;
 use crate::simd::{Float, LANES as L};
 
 /// Square root through f64: correctly rounded for f32 too (f64 has more than
@@ -174,7 +173,7 @@ multiversion! {
 
 /// Runs `f(start, end)` over the driver's fixed chunks of `len` elements.
 fn chunked(len: usize, f: impl Fn(usize, usize) + Sync + Send) {
-    run_tasks(len, 1, Cost::Light, |_, s, e| f(s, e));
+    run_tasks(len, 1, |_, s, e| f(s, e));
 }
 
 /// In-place SGD step over `param` with gradient `grad`; `buf` is the momentum

@@ -12,7 +12,6 @@
 
 use super::{short_row_exp, RowOp};
 use crate::multiversion;
-use crate::par::Cost;
 use crate::simd::math::{ln, log1p};
 use crate::simd::tile;
 use crate::simd::{
@@ -872,10 +871,6 @@ impl<T: Float> RowOp<T> for SoftmaxBackward {
     }
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         softmax_backward_cols(ins[0], ins[1], out)
-    }
-    /// A dot product and a multiply per element.
-    fn cost(&self) -> Cost {
-        Cost::Light
     }
 }
 

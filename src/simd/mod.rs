@@ -52,8 +52,7 @@ pub fn before_widening<T: Float, const N: usize>(v: [T; N]) -> [T; N] {
 
 /// `(t0 + t1) + (t2 + t3)` per lane in f64, over the four vectors of `t`
 /// widened to f64: a group's sum in [`crate::kernels`]' f64 accumulations.
-/// For f32 it widens each register's halves in place (`vcvtps2pd` of the low
-/// half and of `vextractf32x8`), where the generic code, to be computed at
+/// For f32 it widens each register's halves in place ([`x86::widen`]), where the generic code, to be computed at
 /// full width, went through [`before_widening`]'s store and eight reloads
 /// (store-forwarding stalls).
 ///
@@ -76,7 +75,7 @@ pub unsafe fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
 }
 
 /// `v` widened to f64, computed at full width: under AVX-512, f32 in
-/// registers (`vcvtps2pd` of each half), else through [`before_widening`].
+/// registers ([`x86::widen`] of each half), else through [`before_widening`].
 /// One level check per call, for loops heavy enough not to notice it (the
 /// light ones check once and call [`group_sum_avx512`]).
 #[inline(always)]
@@ -92,28 +91,33 @@ pub fn widen<T: Float>(v: [T; LANES]) -> [f64; LANES] {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
+
+    /// Lanes `8h..8h + 8` of `v` widened to f64 (`vcvtps2pd` of the low
+    /// half, or of `vextractf64x4`'s high one).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn widen(v: __m512, h: usize) -> __m512d {
+        let half = if h == 0 {
+            _mm512_castps512_ps256(v)
+        } else {
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+        };
+        _mm512_cvtps_pd(half)
+    }
 
     /// [`super::group_sum_avx512`] for f32.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512dq")]
+    #[target_feature(enable = "avx512f")]
     pub(super) fn group_sum_f32(t: [f32; 64]) -> [f64; 16] {
-        let half = |v: usize, h: usize| {
-            // SAFETY: in bounds (v < 4); unaligned loads.
-            let x = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * v)) };
-            let x = if h == 0 {
-                _mm512_castps512_ps256(x)
-            } else {
-                _mm512_extractf32x8_ps::<1>(x)
-            };
-            _mm512_cvtps_pd(x)
-        };
+        // SAFETY: in bounds (v < 4); unaligned loads.
+        let x = |v: usize| unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * v)) };
         let mut out = [0f64; 16];
         for h in 0..2 {
             let s = _mm512_add_pd(
-                _mm512_add_pd(half(0, h), half(1, h)),
-                _mm512_add_pd(half(2, h), half(3, h)),
+                _mm512_add_pd(widen(x(0), h), widen(x(1), h)),
+                _mm512_add_pd(widen(x(2), h), widen(x(3), h)),
             );
             // SAFETY: in bounds (h < 2); unaligned store.
             unsafe { _mm512_storeu_pd(out.as_mut_ptr().add(8 * h), s) };
@@ -123,17 +127,15 @@ mod x86 {
 
     /// [`super::widen`] for f32.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512dq")]
+    #[target_feature(enable = "avx512f")]
     pub(super) fn widen_f32(v: [f32; 16]) -> [f64; 16] {
         // SAFETY: unaligned loads and stores within the arrays.
         unsafe {
             let x = _mm512_loadu_ps(v.as_ptr());
             let mut out = [0f64; 16];
-            _mm512_storeu_pd(out.as_mut_ptr(), _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
-            _mm512_storeu_pd(
-                out.as_mut_ptr().add(8),
-                _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(x)),
-            );
+            for h in 0..2 {
+                _mm512_storeu_pd(out.as_mut_ptr().add(8 * h), widen(x, h));
+            }
             out
         }
     }

@@ -148,6 +148,7 @@ pub unsafe fn ce_index(
 mod x86 {
     use super::super::float::exp_f32_consts::{BIAS, FLUSH_MIN, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
     use super::super::transpose::x86::{load_row, store_row, t16x16};
+    use super::super::x86::widen;
     use super::super::Float;
     use std::arch::x86_64::*;
 
@@ -212,18 +213,6 @@ mod x86 {
         let (q, n) = expm1_poly(hi, lo);
         let s = pow2(n, BIAS);
         _mm512_maskz_fmadd_ps(keep, q, s, s)
-    }
-
-    /// Lanes `8h..8h + 8` of `v` widened to f64.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn widen(v: __m512, h: usize) -> __m512d {
-        let half = if h == 0 {
-            _mm512_castps512_ps256(v)
-        } else {
-            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
-        };
-        _mm512_cvtps_pd(half)
     }
 
     /// 16 lanes from two halves of 8.
