@@ -12,13 +12,13 @@
 //! `(max - x_t) + log(sum)` is formed in f64 from non-negative parts, so f32
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
-use super::elementwise::{dst, flush, ld, run_tasks, src, st, tasks, Ptr};
+use super::elementwise::{ld, run_tasks, st, tasks, Ptr};
 use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, prefetch_next, scale_row, store_row, BLOCK};
 use crate::multiversion;
 use crate::simd::math::{abs, exp_of_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
-use crate::simd::{hsum, lane_barrier, tile, widen, Float, Level, LANES as L};
+use crate::simd::{hsum, lane_barrier, tile, widen_at, Float, Level, LANES as L};
 
 /// Where a loss reads its input from: its own slice, or the gradient buffer
 /// (in-place: `grad_out` is the input), copied block by block to scratch
@@ -1243,77 +1243,124 @@ where
     let mut acc = [0f64; L];
     let gp = grad.map(|g| g.as_mut_ptr());
     let lp = per_elem.map(|o| o.as_mut_ptr());
-    // Tail buffers for the lane helpers (fixed-width loads and stores; see
-    // `elementwise::src`). A missing weight reads as 1.
-    let (mut bx, mut by, mut bw, mut bp) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
-    let (mut bg, mut bl) = ([T::ZERO; L], [T::ZERO; L]);
+    // A missing weight or pos_weight reads as 1.
     let ones = [T::ONE; L];
+    let lvl = crate::simd::level();
+    // Full lane arrays straight from and to the arrays; the partial last one
+    // after the loop, through buffers, so that the loop holds no tail code
+    // (its zeroing of the padding lanes' losses was a memset call in the
+    // loop, which kept the lane sums in xmm pieces).
+    let full = n / L * L;
     let mut j = 0;
-    while j < n {
-        let m = (n - j).min(L);
+    while j < full {
         // SAFETY: x, y (and w, pw when present) hold n elements, as do grad
-        // and per_elem; j < n.
+        // and per_elem; j + L <= n.
         unsafe {
-            let xs = ld(src(x.as_ptr(), j, n, &mut bx));
-            let ys = ld(src(y.as_ptr(), j, n, &mut by));
-            let ws = if W {
-                ld(src(w.as_ptr(), j, n, &mut bw))
-            } else {
-                ones
-            };
-            let ps = pw.map_or(ones, |p| ld(src(p.as_ptr(), j, n, &mut bp)));
-            let mut lv = [0f64; L];
-            let mut gv = [T::ZERO; L];
-            let mut lt = [T::ZERO; L];
-            match &fast {
-                Some((pass, ft)) if pass(&ys) => {
-                    let (mut lf, mut gf) = ([T::ZERO; L], [T::ZERO; L]);
-                    for i in 0..L {
-                        (lf[i], gf[i]) = ft(xs[i], ys[i]);
-                    }
-                    // Computed at full width before the f64 steps, not at
-                    // half width as LLVM had it (float32 256x1000 with 0/1
-                    // targets, 1 thread, ns per 16 elements: 21.9 -> 18.7
-                    // through `before_widening`, 16.9 with `widen`).
-                    let (lf, gf) = (widen(lf), widen(gf));
-                    for i in 0..L {
-                        let wi = ws[i].to_f64();
-                        lv[i] = times(wi, lf[i]);
-                        gv[i] = T::from_f64(wi * gf[i] * scale);
-                        lt[i] = T::from_f64(lv[i]);
-                    }
-                }
-                _ => {
-                    for i in 0..L {
-                        let wi = ws[i].to_f64();
-                        let (l, g) = f(xs[i].to_f64(), ys[i].to_f64(), ps[i].to_f64());
-                        lv[i] = times(wi, l);
-                        gv[i] = T::from_f64(wi * g * scale);
-                        lt[i] = T::from_f64(lv[i]);
-                    }
-                }
-            }
-            // Lanes past the end (the last array only) add nothing; a
-            // select per lane on the index cost more than the loss itself.
-            if m < L {
-                lv[m..].fill(0.0);
-            }
+            let ws = if W { ld(w.as_ptr().add(j)) } else { ones };
+            let ps = pw.map_or(ones, |p| ld(p.as_ptr().add(j)));
+            let (xs, ys) = (ld(x.as_ptr().add(j)), ld(y.as_ptr().add(j)));
+            let (lv, gv, lt) = eval_lanes(&f, &fast, lvl, scale, xs, ys, ws, ps);
             for i in 0..L {
                 acc[i] += lv[i];
             }
             if let Some(g) = gp {
-                st(dst(g, j, n, &mut bg), gv);
-                flush(g, j, n, &bg);
+                st(g.add(j), gv);
             }
             if let Some(o) = lp {
-                st(dst(o, j, n, &mut bl), lt);
-                flush(o, j, n, &bl);
+                st(o.add(j), lt);
             }
         }
         lane_barrier();
         j += L;
     }
-    hsum(acc)
+    if j < n {
+        let m = n - j;
+        let part = |a: &[T], fill: [T; L]| {
+            let mut b = fill;
+            b[..m].copy_from_slice(&a[j..]);
+            b
+        };
+        let zeros = [T::ZERO; L];
+        let ws = if W { part(w, zeros) } else { ones };
+        let ps = pw.map_or(ones, |p| part(p, zeros));
+        let (xs, ys) = (part(x, zeros), part(y, zeros));
+        let (mut lv, gv, lt) = eval_lanes(&f, &fast, lvl, scale, xs, ys, ws, ps);
+        // Lanes past the end add nothing.
+        lv[m..].fill(0.0);
+        for i in 0..L {
+            acc[i] += lv[i];
+        }
+        // SAFETY: grad and per_elem hold n = j + m elements.
+        unsafe {
+            if let Some(g) = gp {
+                std::ptr::copy_nonoverlapping(gv.as_ptr(), g.add(j), m);
+            }
+            if let Some(o) = lp {
+                std::ptr::copy_nonoverlapping(lt.as_ptr(), o.add(j), m);
+            }
+        }
+    }
+    // Through black_box: with hsum's pairwise tree in view, LLVM kept the
+    // lane sums in the loop as eight xmm pairs (six extracts and eight adds
+    // per lane array instead of two zmm adds).
+    hsum(std::hint::black_box(acc))
+}
+
+/// [`sweep`]'s arithmetic on one lane array: the losses (f64), gradients and
+/// per-element losses. A function, not a closure in `sweep`: a closure does
+/// not take the instruction set of the function it is in, and one this
+/// large is not inlined (8x slower).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn eval_lanes<T, F, P, FT>(
+    f: &F,
+    fast: &Option<(P, FT)>,
+    lvl: Level,
+    scale: f64,
+    xs: [T; L],
+    ys: [T; L],
+    ws: [T; L],
+    ps: [T; L],
+) -> ([f64; L], [T; L], [T; L])
+where
+    T: Float,
+    F: Fn(f64, f64, f64) -> (f64, f64),
+    P: Fn(&[T; L]) -> bool,
+    FT: Fn(T, T) -> (T, T),
+{
+    let mut lv = [0f64; L];
+    let mut gv = [T::ZERO; L];
+    let mut lt = [T::ZERO; L];
+    match fast {
+        Some((pass, ft)) if pass(&ys) => {
+            let (mut lf, mut gf) = ([T::ZERO; L], [T::ZERO; L]);
+            for i in 0..L {
+                (lf[i], gf[i]) = ft(xs[i], ys[i]);
+            }
+            // Computed at full width before the f64 steps, not at
+            // half width as LLVM had it (float32 256x1000 with 0/1
+            // targets, 1 thread, ns per 16 elements: 21.9 -> 18.7
+            // through `before_widening`, 16.9 with `widen_at`).
+            // SAFETY: `lvl` is `level()`'s.
+            let (lf, gf) = unsafe { (widen_at(lf, lvl), widen_at(gf, lvl)) };
+            for i in 0..L {
+                let wi = ws[i].to_f64();
+                lv[i] = times(wi, lf[i]);
+                gv[i] = T::from_f64(wi * gf[i] * scale);
+                lt[i] = T::from_f64(lv[i]);
+            }
+        }
+        _ => {
+            for i in 0..L {
+                let wi = ws[i].to_f64();
+                let (l, g) = f(xs[i].to_f64(), ys[i].to_f64(), ps[i].to_f64());
+                lv[i] = times(wi, l);
+                gv[i] = T::from_f64(wi * g * scale);
+                lt[i] = T::from_f64(lv[i]);
+            }
+        }
+    }
+    (lv, gv, lt)
 }
 
 /// `binary_cross_entropy_with_logits` at one element with a target of 0 or

@@ -74,18 +74,23 @@ pub unsafe fn group_sum_avx512<T: Float>(t: [T; 4 * LANES]) -> [f64; LANES] {
     })
 }
 
-/// `v` widened to f64, computed at full width: under AVX-512, f32 in
-/// registers ([`x86::widen`] of each half), else through [`before_widening`].
-/// One level check per call, for loops heavy enough not to notice it (the
-/// light ones check once and call [`group_sum_avx512`]).
+/// `v` widened to f64, computed at full width: under AVX-512 (`lvl`), f32
+/// in registers ([`x86::widen`] of each half), else through
+/// [`before_widening`]. The level is read once by the caller, outside its
+/// loop: a `level()` inside keeps its rare call that reads the environment,
+/// and the spills around that call, in the loop.
+///
+/// # Safety
+/// `lvl` is a level the CPU supports, such as [`level()`]'s.
 #[inline(always)]
-pub fn widen<T: Float>(v: [T; LANES]) -> [f64; LANES] {
+pub unsafe fn widen_at<T: Float>(v: [T; LANES], lvl: Level) -> [f64; LANES] {
     #[cfg(target_arch = "x86_64")]
-    if T::MANTISSA_DIGITS < 53 && std::mem::size_of::<T>() == 4 && level() == Level::Avx512 {
+    if T::MANTISSA_DIGITS < 53 && std::mem::size_of::<T>() == 4 && lvl == Level::Avx512 {
         // SAFETY: T is f32 (the only 4-byte Float), so the arrays have the
-        // same layout; the level is one the CPU has.
+        // same layout; the caller guarantees the level.
         return unsafe { x86::widen_f32(std::mem::transmute_copy(&v)) };
     }
+    let _ = lvl;
     let v = before_widening(v);
     std::array::from_fn(|i| v[i].to_f64())
 }
@@ -125,7 +130,7 @@ pub(crate) mod x86 {
         out
     }
 
-    /// [`super::widen`] for f32.
+    /// [`super::widen_at`] for f32.
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(super) fn widen_f32(v: [f32; 16]) -> [f64; 16] {
