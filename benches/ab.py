@@ -53,8 +53,22 @@ def op(name):
         yt = (u < 0.5 if name == "bce_hard" else u).astype(x.dtype)
         bce = lk.binary_cross_entropy_with_logits
         return lambda: bce(x, yt, return_grad=True, grad_out=y)
-    if name == "mse":
-        return lambda: lk.mse_loss(x, g, return_grad=True, grad_out=y)
+    if name in ("mse", "l1", "huber", "smooth_l1"):
+        f = getattr(lk, name + "_loss")
+        return lambda: f(x, g, return_grad=True, grad_out=y)
+    if name == "bce_probs":
+        p = (1 / (1 + np.exp(-x))).astype(x.dtype)
+        yt = rng.uniform(0, 1, x.shape).astype(x.dtype)
+        return lambda: lk.binary_cross_entropy(p, yt, return_grad=True, grad_out=y)
+    if name == "focal":
+        yt = (rng.uniform(0, 1, x.shape) < 0.5).astype(x.dtype)
+        return lambda: lk.sigmoid_focal_loss(x, yt, return_grad=True, grad_out=y)
+    if name == "kl_div":
+        lp, pt = lk.log_softmax(x), lk.softmax(g)
+        return lambda: lk.kl_div(lp, pt, return_grad=True, grad_out=y)
+    if name == "kl_div_log":
+        lp, lt = lk.log_softmax(x), lk.log_softmax(g)
+        return lambda: lk.kl_div(lp, lt, log_target=True, return_grad=True, grad_out=y)
     if name.endswith("_backward"):
         f = getattr(lk, name)
         return lambda: f(g, x, out=y)
