@@ -48,6 +48,11 @@ def op(name):
         return lambda: lk.cross_entropy(x, t, return_grad=True, grad_out=y)
     if name == "ce":
         return lambda: lk.cross_entropy(x, t)
+    if name == "ce_ls":
+        return lambda: lk.cross_entropy(x, t, label_smoothing=0.1, return_grad=True, grad_out=y)
+    if name == "ce_probs":
+        pt = lk.softmax(g)
+        return lambda: lk.cross_entropy(x, pt, return_grad=True, grad_out=y)
     if name in ("bce_hard", "bce_soft"):
         u = rng.uniform(0, 1, x.shape)
         yt = (u < 0.5 if name == "bce_hard" else u).astype(x.dtype)

@@ -201,9 +201,11 @@ fn times(c: f64, v: f64) -> f64 {
     }
 }
 
-/// Write pass of a cross-entropy row: stores `g_j = e_j * c - scale * q_j`
-/// (`e_j = exp(x_j - ms)`, `q_j = w_j * (alpha * y_j + beta)`) when `G`, and
-/// returns `sum_j q_j * (ms - x_j)` (0-weight terms skipped) when `S`.
+/// Last pass of a cross-entropy row: with `G`, `g` holds `c * p_j` on entry
+/// (`p` the row's softmax, from [`store_row`] and [`scale_row`]: one exp per
+/// element for the whole row) and gets `g_j - scale * q_j` (`q_j = w_j *
+/// (alpha * y_j + beta)`); with `S`, returns `sum_j q_j * (ms - x_j)`
+/// (0-weight terms skipped).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool>(
@@ -212,7 +214,6 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
     y: &[T],
     g: &mut [T],
     ms: T,
-    c: f64,
     scale: f64,
     alpha: f64,
     beta: f64,
@@ -238,21 +239,9 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
         };
         if G {
             let gs: &mut [T; L] = (&mut g[j..j + L]).try_into().unwrap();
-            ce_lanes::<T, W, Y, G, S>(xs, ws, ys, gs, &mut acc, ms, msf, c, scale, alpha, beta);
+            ce_lanes::<T, W, Y, G, S>(xs, ws, ys, gs, &mut acc, msf, scale, alpha, beta);
         } else {
-            ce_lanes::<T, W, Y, G, S>(
-                xs,
-                ws,
-                ys,
-                &mut gdummy,
-                &mut acc,
-                ms,
-                msf,
-                c,
-                scale,
-                alpha,
-                beta,
-            );
+            ce_lanes::<T, W, Y, G, S>(xs, ws, ys, &mut gdummy, &mut acc, msf, scale, alpha, beta);
         }
         crate::simd::lane_barrier();
         j += L;
@@ -271,10 +260,11 @@ fn ce_write<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
             ys[..r].copy_from_slice(&y[full..]);
         }
         let mut gs = [T::ZERO; L];
+        if G {
+            gs[..r].copy_from_slice(&g[full..]);
+        }
         let mut a2 = [0f64; L];
-        ce_lanes::<T, W, Y, G, S>(
-            &xs, &ws, &ys, &mut gs, &mut a2, ms, msf, c, scale, alpha, beta,
-        );
+        ce_lanes::<T, W, Y, G, S>(&xs, &ws, &ys, &mut gs, &mut a2, msf, scale, alpha, beta);
         for i in 0..r {
             acc[i] += a2[i];
         }
@@ -294,9 +284,7 @@ fn ce_lanes<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
     ys: &[T; L],
     gs: &mut [T; L],
     acc: &mut [f64; L],
-    ms: T,
     msf: f64,
-    c: f64,
     scale: f64,
     alpha: f64,
     beta: f64,
@@ -312,20 +300,15 @@ fn ce_lanes<T: Float, const W: bool, const Y: bool, const G: bool, const S: bool
         q[i] = wi * yi;
     }
     if G {
-        let mut e = [T::ZERO; L];
-        for i in 0..L {
-            let (h, l) = T::diff(xs[i], ms);
-            e[i] = T::exp_corr(h, l);
-        }
         if !W && !Y {
             // q is the constant beta: stay in T (one more rounding, < 1 ulp).
-            let (ct, kt) = (T::from_f64(c), T::from_f64(scale * beta));
-            for i in 0..L {
-                gs[i] = e[i] * ct - kt;
+            let kt = T::from_f64(scale * beta);
+            for v in gs.iter_mut() {
+                *v = *v - kt;
             }
         } else {
             for i in 0..L {
-                gs[i] = T::from_f64(e[i].to_f64() * c - scale * q[i]);
+                gs[i] = T::from_f64(gs[i].to_f64() - scale * q[i]);
             }
         }
     }
@@ -348,7 +331,6 @@ fn ce_write_any<T: Float>(
     g: Option<&mut [T]>,
     sum: bool,
     ms: T,
-    c: f64,
     scale: f64,
     alpha: f64,
     beta: f64,
@@ -358,28 +340,28 @@ fn ce_write_any<T: Float>(
         ($g:expr, $G:literal) => {
             match (w.is_some(), y.is_some(), sum) {
                 (false, false, false) => {
-                    ce_write::<T, false, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, false, false, $G, false>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (false, false, true) => {
-                    ce_write::<T, false, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, false, false, $G, true>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (false, true, false) => {
-                    ce_write::<T, false, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, false, true, $G, false>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (false, true, true) => {
-                    ce_write::<T, false, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, false, true, $G, true>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (true, false, false) => {
-                    ce_write::<T, true, false, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, true, false, $G, false>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (true, false, true) => {
-                    ce_write::<T, true, false, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, true, false, $G, true>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (true, true, false) => {
-                    ce_write::<T, true, true, $G, false>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, true, true, $G, false>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
                 (true, true, true) => {
-                    ce_write::<T, true, true, $G, true>(x, wv, yv, $g, ms, c, scale, alpha, beta)
+                    ce_write::<T, true, true, $G, true>(x, wv, yv, $g, ms, scale, alpha, beta)
                 }
             }
         };
@@ -387,6 +369,24 @@ fn ce_write_any<T: Float>(
     match g {
         Some(g) => go!(g, true),
         None => go!(&mut [], false),
+    }
+}
+
+/// The row's shift and log-sum-exp `(ms, ln sum exp(x - ms))`, and with a
+/// gradient row `g`, `g = c * softmax(x)` ([`store_row`], [`scale_row`]: the
+/// exps computed once, for both, where [`ce_write`] used to take them again).
+#[inline(always)]
+fn softmax_times<T: Float>(x: &[T], g: Option<&mut [T]>, shifts: &mut [T], c: f64) -> (T, f64) {
+    match g {
+        Some(g) => {
+            let (ms, sb) = store_row(x, g, shifts);
+            scale_row(x, g, shifts, ms, sb, c);
+            (ms, (sb * T::EXP_UNBIAS).ln())
+        }
+        None => {
+            let (ms, s) = max_sum_row(x);
+            (ms, s.ln())
+        }
     }
 }
 
@@ -486,10 +486,13 @@ fn ce_index_row_plain<T: Float>(
 }
 
 multiversion! {
-    /// cross-entropy-index-rows: per row, reduce (online max + rescaled sum),
-    /// then one sweep that stores softmax * c - smoothing * w (the target's
-    /// one-hot subtracted in f64 afterwards) and reduce-adds the smoothing
-    /// term. Loss within a few ulp; gradient entries within 3 ulp.
+    /// cross-entropy-index-rows: per row, with label smoothing: the softmax
+    /// times c stored as softmax stores it (one exp per element; without a
+    /// gradient, the online max + rescaled sum), then one sweep that
+    /// subtracts smoothing * w (the target's one-hot subtracted in f64
+    /// afterwards) and reduce-adds the smoothing term; without, see
+    /// `ce_index_row_plain`. Loss within a few ulp; gradient within 1.5e-7 of
+    /// the row's largest entry (float32).
     pub fn ce_index_rows<T: Float>(
         x: &[T],
         t: &[i64],
@@ -503,7 +506,7 @@ multiversion! {
         let mut grad = grad;
         let mut per_row = per_row;
         let mut total = 0f64;
-        let mut shifts = vec![T::ZERO; if eps == 0.0 && grad.is_some() { n.div_ceil(BLOCK) } else { 0 }];
+        let mut shifts = vec![T::ZERO; if grad.is_some() { n.div_ceil(BLOCK) } else { 0 }];
         let (rows, xp) = (x.len() / n, x.as_ptr());
         for (r, (xr, &tg)) in x.chunks_exact(n).zip(t).enumerate() {
             prefetch_next(n, r, rows, &[xp]);
@@ -519,13 +522,12 @@ multiversion! {
                 if eps == 0.0 {
                     ce_index_row_plain(xr, ti, wt, p.scale, gr, &mut shifts)
                 } else {
-                    let (ms, s) = max_sum_row(xr);
-                    let ls = s.ln();
-                    let xt = xr[ti];
-                    let nll = (ms.to_f64() - xt.to_f64()) + ls;
                     let a = (1.0 - eps) * wt + k * p.weight_sum;
                     let mut gr = gr;
-                    let smooth = ce_write_any(xr, p.weight, None, gr.as_deref_mut(), true, ms, a * p.scale / s, p.scale, 0.0, k);
+                    let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
+                    let xt = xr[ti];
+                    let nll = (ms.to_f64() - xt.to_f64()) + ls;
+                    let smooth = ce_write_any(xr, p.weight, None, gr.as_deref_mut(), true, ms, p.scale, 0.0, k);
                     if let Some(g) = gr {
                         // The target entry p_t * a - (1 - eps) w_t - k w_t cancels
                         // when p_t -> 1: recompute it in f64 from x_t - max - log(sum).
@@ -922,9 +924,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// cross-entropy-prob-rows: per row, reduce (online max + rescaled sum),
-    /// reduce-dot sum(w * y'), then one sweep storing softmax * sum(w y') - w y'
-    /// and reduce-adding w y' (max - x). y' = (1 - eps) y + eps / n.
+    /// cross-entropy-prob-rows: per row, reduce-dot sum(w * y'), the softmax
+    /// times sum(w y') stored as softmax stores it (without a gradient, the
+    /// online max + rescaled sum), then one sweep subtracting w y' and
+    /// reduce-adding w y' (max - x). y' = (1 - eps) y + eps / n.
     pub fn ce_prob_rows<T: Float>(
         x: &[T],
         y: &[T],
@@ -938,18 +941,18 @@ multiversion! {
         let mut grad = grad;
         let mut per_row = per_row;
         let mut total = 0f64;
+        let mut shifts = vec![T::ZERO; if grad.is_some() { n.div_ceil(BLOCK) } else { 0 }];
         let (rows, xp, yp) = (x.len() / n, x.as_ptr(), y.as_ptr());
         for (r, (xr, yr)) in x.chunks_exact(n).zip(y.chunks_exact(n)).enumerate() {
             prefetch_next(n, r, rows, &[xp, yp]);
-            let gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
-            let (ms, s) = max_sum_row(xr);
-            let ls = s.ln();
+            let mut gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
             let wy = match p.weight {
                 Some(w) => dot_row(yr, w, |a, b| a.to_f64() * b.to_f64()),
                 None => dot_row(yr, yr, |a, _| a.to_f64()),
             };
             let a = (1.0 - eps) * wy + k * p.weight_sum;
-            let smooth = ce_write_any(xr, p.weight, Some(yr), gr, true, ms, a * p.scale / s, p.scale, 1.0 - eps, k);
+            let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
+            let smooth = ce_write_any(xr, p.weight, Some(yr), gr, true, ms, p.scale, 1.0 - eps, k);
             let loss = smooth + times(a, ls);
             if let Some(lr) = per_row.as_deref_mut() {
                 lr[r] = T::from_f64(loss);
