@@ -590,6 +590,99 @@ def test_results_bit_identical_for_1_2_8_threads(call):
         lk.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 16, 17, 40, 63, 64, 100])
+def test_cross_entropy_smoothing_and_probabilities_on_short_and_long_rows(dtype, tol, n):
+    # Label smoothing and probability targets: rows shorter than 64 classes
+    # (float32; 16 for float64) go 16 at a time through the column path,
+    # longer ones through the row kernels. Both against the float64
+    # definition, with weights, ignored rows, every reduction, and in place.
+    r = rng(60 + n)
+    x = (r.standard_normal((45, n)) * 8).astype(dtype)
+    t = r.integers(0, n, 45)
+    t[[3, 20]] = -100
+    y = r.dirichlet(np.ones(n), 45).astype(dtype)
+    y[5] = 0
+    y[5, -1] = 1  # a one-hot row: zeros in the target
+    w = r.uniform(0.2, 2.0, n).astype(dtype)
+    cases = [(t, ls) for ls in (0.1, 0.4)] + [(y, ls) for ls in (0.0, 0.1)]
+    for target, ls in cases:
+        for weight in (None, w):
+            for reduction in RED:
+                kw = dict(weight=weight, label_smoothing=ls, reduction=reduction)
+                loss, g = lk.cross_entropy(x, target, return_grad=True, **kw)
+                want, gw = ref_ce(x, target, weight=weight, ls=ls, reduction=reduction)
+                # A row loss near 0 (row 5, one-hot) is lse - x_t in the
+                # reference, which holds it only to ~1e-16 * |x|.
+                atol = 4e-16 * np.abs(x).max() if reduction == "none" else 0
+                np.testing.assert_allclose(loss, want, rtol=tol, atol=atol)
+                np.testing.assert_allclose(g, gw, rtol=tol, atol=tol * np.abs(gw).max())
+                plain = lk.cross_entropy(x, target, **kw)
+                np.testing.assert_allclose(plain, want, rtol=tol, atol=atol)
+                xi = x.copy()
+                loss_i, gi = lk.cross_entropy(xi, target, return_grad=True, grad_out=xi, **kw)
+                assert gi is xi
+                np.testing.assert_array_equal(gi, g)
+                np.testing.assert_array_equal(loss_i, loss)
+
+
+def test_cross_entropy_smoothing_short_rows_edge_values():
+    # The column path with -inf logits (finite loss where no target mass
+    # sits on them, +inf where smoothing puts some), a -inf target logit
+    # (+inf loss, finite gradient), a NaN (its row's loss and gradient NaN,
+    # the other rows untouched) and a fully ignored batch (mean 0).
+    x = np.array([[0.0, -np.inf, 2.0], [1.0, 2.0, 3.0], [-np.inf, 0.0, 1.0], [np.nan, 0, 1]])
+    y = np.array([[0.5, 0.0, 0.5], [0.2, 0.3, 0.5], [0.0, 0.5, 0.5], [0.2, 0.3, 0.5]])
+    for dtype in (np.float32, np.float64):
+        xd, yd = x.astype(dtype), y.astype(dtype)
+        loss, g = lk.cross_entropy(xd, yd, reduction="none", return_grad=True)
+        want, gw = ref_ce(xd[:3], yd[:3], reduction="none")
+        np.testing.assert_allclose(loss[:3], want, rtol=2e-6)
+        np.testing.assert_allclose(g[:3], gw, rtol=2e-6, atol=1e-7)
+        assert np.isnan(loss[3]) and np.isnan(g[3]).all()
+        loss, g = lk.cross_entropy(
+            xd[:3], np.array([2, 1, 0]), label_smoothing=0.1, reduction="none", return_grad=True
+        )
+        assert loss[0] == np.inf and loss[2] == np.inf and np.isfinite(loss[1])
+        assert np.isfinite(g).all()
+        loss, g = lk.cross_entropy(
+            xd[1:3], np.array([-100, -100]), label_smoothing=0.1, return_grad=True
+        )
+        assert loss == 0 and not g.any()
+
+
+def test_cross_entropy_probability_gradient_keeps_a_small_term_next_to_the_max():
+    # Two classes, p = 1 - 2.5e-9 at the target's 1.0: the gradient p a - w y
+    # cancels to 5.1e-10. With the exps summed in float32 pairs the small
+    # term was lost next to the max's, and the gradient came out 8x too
+    # large, of the wrong sign.
+    x = np.array([[-20.394087, -0.6064146]], np.float32)
+    y = np.array([[2.5791436e-09, 1.0]], np.float32)
+    w = np.array([1.5865387, 1.8066226], np.float32)
+    _, g = lk.cross_entropy(x, y, weight=w, reduction="sum", return_grad=True)
+    _, gw = ref_ce(x, y, weight=w, reduction="sum")
+    assert abs(gw[0, 0]) == pytest.approx(5.1267e-10, rel=1e-4)
+    np.testing.assert_allclose(g, gw, rtol=2e-6)
+
+
+def test_cross_entropy_smoothing_short_rows_bit_identical_for_1_2_8_threads():
+    r = rng(13)
+    x = (r.standard_normal((20000, 10)) * 5).astype(np.float32)
+    t = r.integers(0, 10, 20000)
+    y = r.dirichlet(np.ones(10), 20000).astype(np.float32)
+    before = lk.get_num_threads()
+    try:
+        for target, ls in ((t, 0.1), (y, 0.0), (y, 0.2)):
+            res = []
+            for n in (1, 2, 8):
+                lk.set_num_threads(n)
+                loss, g = lk.cross_entropy(x, target, label_smoothing=ls, return_grad=True)
+                res.append((np.asarray(loss).tobytes(), g.tobytes()))
+            assert res[0] == res[1] == res[2]
+    finally:
+        lk.set_num_threads(before)
+
+
 @pytest.mark.parametrize("n", [7, 40, 63, 64])
 def test_cross_entropy_short_rows_in_place_matches_reference(n):
     # float32 rows shorter than 64 classes go 16 at a time through the column kernel

@@ -16,7 +16,7 @@ use super::elementwise::{ld, run_tasks, st, tasks, Ptr};
 use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, prefetch_next, scale_row, store_row, BLOCK};
 use crate::multiversion;
-use crate::simd::math::{abs, exp_of_nonpos, ln, log1p, log1p_unit, max};
+use crate::simd::math::{abs, exp_of_nonpos, expm1_nonpos, ln, log1p, log1p_unit, max};
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{hsum, lane_barrier, tile, widen_at, Float, Level, LANES as L};
 
@@ -536,8 +536,8 @@ multiversion! {
                         // overflows): p_t = 0, not exp(NaN) from TwoSum's
                         // error term.
                         let l = if h == T::NEG_INF { T::ZERO } else { l };
-                        let pt = ((h.to_f64() - ls) + l.to_f64()).exp();
-                        g[ti] = T::from_f64((pt * a - (1.0 - eps) * wt - k * wt) * p.scale);
+                        let d = (h.to_f64() - ls) + l.to_f64();
+                        g[ti] = T::from_f64(smooth_target_grad(d, a, k, p.weight_sum, wt, p.scale));
                     }
                     times((1.0 - eps) * wt, nll) + smooth + times(k * p.weight_sum, ls)
                 }
@@ -920,6 +920,198 @@ multiversion! {
             total += hsum(loss);
         }
         total
+    }
+}
+
+/// Cross-entropy with label smoothing (class indices, `PROB` false: `y`
+/// empty) or with class probabilities `y` (`PROB`) over rows shorter
+/// than [`short_row_exp`], `L` rows at a time in lanes (class k of row j
+/// at `k * L + j`, as [`ce_index_cols`]): the lane maxima, the biased
+/// exps and their f64 lane sums (`softmax_cols`' first pass), then per
+/// element the smoothing term `q (max - x)` and the gradient `(a p - q)
+/// scale` in f64 (`q = w (1 - eps) y + w eps / n`, `a` the row's sum of
+/// `q`); with class indices the target's entry is recomputed from `x_t -
+/// max - log(sum)` in f64, as [`ce_index_rows`] does. The row kernels
+/// took every row on its own, through paths for rows of thousands
+/// (262144x10 with label smoothing: 8x plain cross-entropy's time). Each
+/// group's losses summed pairwise, the groups in row order.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ce_smooth_short<T: Float, const PROB: bool>(
+    x: &[T],
+    t: &[i64],
+    y: &[T],
+    p: &CeParams<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    let n = p.n;
+    let rows = x.len() / n;
+    let (eps, scale) = (p.smoothing, p.scale);
+    let k = eps / n as f64;
+    let wc: Vec<f64> = (0..n)
+        .map(|c| p.weight.map_or(1.0, |w| w[c].to_f64()))
+        .collect();
+    let mut xg = vec![T::ZERO; n * L];
+    let mut eg = vec![T::ZERO; n * L];
+    let mut yg = vec![T::ZERO; if PROB { n * L } else { 0 }];
+    let mut grad = grad;
+    let mut per_row = per_row;
+    let mut total = 0f64;
+    for r0 in (0..rows).step_by(L) {
+        let w = (rows - r0).min(L);
+        // Padding lanes repeat the last row and do not count (`live` 0).
+        rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut xg);
+        let mut live = [0f64; L];
+        let mut tc = [0usize; L];
+        let mut wt = [0f64; L];
+        if PROB {
+            rows_to_lanes(&y[r0 * n..(r0 + w) * n], w, n, &mut yg);
+            live[..w].fill(1.0);
+        } else {
+            for j in 0..w {
+                let tg = t[r0 + j];
+                if tg != p.ignore_index {
+                    (live[j], tc[j], wt[j]) = (1.0, tg as usize, wc[tg as usize]);
+                }
+            }
+        }
+        let ms = max_cols(&xg);
+        // The biased exps and their lane sums, each term widened before it
+        // is added: `a p - q` cancels where a target is close to its p, and
+        // softmax's pairs summed in T (`store_exp_cols`) lost a small term
+        // next to the max's 1 (two classes, p = 1 - 2.5e-9: the gradient
+        // 8x its size, of the wrong sign).
+        let mut sb = [0f64; L];
+        for (xc, ec) in xg.chunks_exact(L).zip(eg.chunks_exact_mut(L)) {
+            for j in 0..L {
+                let (h, l) = T::diff(xc[j], ms[j]);
+                ec[j] = T::exp_biased_nonpos(h, l);
+                sb[j] += ec[j].to_f64();
+            }
+            lane_barrier();
+        }
+        let mut a = [0f64; L];
+        if PROB {
+            for (c, &w) in wc.iter().enumerate() {
+                for j in 0..L {
+                    a[j] += smooth_q::<T, PROB>(live[j], w, eps, k, &yg, c * L + j);
+                }
+            }
+        } else {
+            for j in 0..L {
+                a[j] = live[j] * ((1.0 - eps) * wt[j] + k * p.weight_sum);
+            }
+        }
+        let mut ls = [0f64; L];
+        let mut inv = [0f64; L];
+        for j in 0..L {
+            ls[j] = ln(sb[j] * T::EXP_UNBIAS);
+            inv[j] = 1.0 / sb[j];
+        }
+        let mut smooth = [0f64; L];
+        for c in 0..n {
+            for j in 0..L {
+                let q = smooth_q::<T, PROB>(live[j], wc[c], eps, k, &yg, c * L + j);
+                let d = ms[j].to_f64() - xg[c * L + j].to_f64();
+                smooth[j] += if q == 0.0 { 0.0 } else { q * d };
+                // In place of the exp: eg becomes the gradient block.
+                // (a p - q) scale: exactly 0 for a row of one class (p = 1).
+                let v = T::from_f64((a[j] * (eg[c * L + j].to_f64() * inv[j]) - q) * scale);
+                eg[c * L + j] = if live[j] == 0.0 { T::ZERO } else { v };
+            }
+            lane_barrier();
+        }
+        let mut loss = [0f64; L];
+        for j in 0..w {
+            if live[j] == 0.0 {
+                continue;
+            }
+            if PROB {
+                loss[j] = smooth[j] + times(a[j], ls[j]);
+            } else {
+                let (ti, m) = (tc[j], ms[j]);
+                let xt = xg[ti * L + j];
+                let nll = (m.to_f64() - xt.to_f64()) + ls[j];
+                loss[j] =
+                    times((1.0 - eps) * wt[j], nll) + smooth[j] + times(k * p.weight_sum, ls[j]);
+                // The target's entry p_t a - (1 - eps) w_t - k w_t cancels
+                // when p_t -> 1: from x_t - max - log(sum) in f64, and p_t
+                // = 0 where x_t - max = -inf (not exp(NaN)).
+                let (h, l) = T::diff(xt, m);
+                let l = if h == T::NEG_INF { T::ZERO } else { l };
+                let d = (h.to_f64() - ls[j]) + l.to_f64();
+                eg[ti * L + j] =
+                    T::from_f64(smooth_target_grad(d, a[j], k, p.weight_sum, wt[j], scale));
+            }
+        }
+        if let Some(g) = grad.as_deref_mut() {
+            lanes_to_rows(&eg, n, w, &mut g[r0 * n..(r0 + w) * n]);
+        }
+        if let Some(lr) = per_row.as_deref_mut() {
+            for j in 0..w {
+                lr[r0 + j] = T::from_f64(loss[j]);
+            }
+        }
+        total += hsum(loss);
+    }
+    total
+}
+
+/// The gradient at the target of a label-smoothed row, `(p_t a - (1 - eps)
+/// w_t - k w_t) scale` with `a = (1 - eps) w_t + k sum(w)`, from `d = x_t -
+/// max - log(sum) <= 0` (`p_t = exp(d)`) as `(expm1(d) a + k (sum(w) - w_t))
+/// scale`: the same value, but what is left of `a` once `(1 - eps) w_t + k
+/// w_t` is taken away is `k (sum(w) - w_t)` exactly, and `p_t - 1` is
+/// `expm1(d)` without cancellation (a row of one class gets 0, not -7e-18).
+#[inline(always)]
+fn smooth_target_grad(d: f64, a: f64, k: f64, weight_sum: f64, wt: f64, scale: f64) -> f64 {
+    (expm1_nonpos(d) * a + k * (weight_sum - wt)) * scale
+}
+
+/// [`ce_smooth_short`]'s `q` of one element: `live w ((1 - eps) y + k)`
+/// (probabilities: `y = yg[i]`) or `live w k` (class indices; the target's
+/// own term is the caller's). A function, not a closure: a closure is
+/// compiled without the kernel's instruction set, and called if not inlined.
+#[inline(always)]
+fn smooth_q<T: Float, const PROB: bool>(
+    live: f64,
+    w: f64,
+    eps: f64,
+    k: f64,
+    yg: &[T],
+    i: usize,
+) -> f64 {
+    if PROB {
+        live * w * ((1.0 - eps) * yg[i].to_f64() + k)
+    } else {
+        live * w * k
+    }
+}
+
+multiversion! {
+    /// [`ce_smooth_short`] with class indices and label smoothing.
+    fn ce_smooth_short_index<T: Float>(
+        x: &[T],
+        t: &[i64],
+        p: &CeParams<'_, T>,
+        grad: Option<&mut [T]>,
+        per_row: Option<&mut [T]>,
+    ) -> f64 {
+        ce_smooth_short::<T, false>(x, t, &[], p, grad, per_row)
+    }
+}
+
+multiversion! {
+    /// [`ce_smooth_short`] with class probabilities.
+    fn ce_smooth_short_prob<T: Float>(
+        x: &[T],
+        y: &[T],
+        p: &CeParams<'_, T>,
+        grad: Option<&mut [T]>,
+        per_row: Option<&mut [T]>,
+    ) -> f64 {
+        ce_smooth_short::<T, true>(x, &[], y, p, grad, per_row)
     }
 }
 
@@ -1518,7 +1710,13 @@ pub fn row_loss<T: Float>(
             Targets::Index(t) if n < short_row_exp::<T>() && p.smoothing == 0.0 => {
                 ce_index_short(xs, &t[r0..r1], p, g, l, crate::simd::level())
             }
+            Targets::Index(t) if n < short_row_exp::<T>() => {
+                ce_smooth_short_index(xs, &t[r0..r1], p, g, l)
+            }
             Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
+            Targets::Prob(y) if n < short_row_exp::<T>() => {
+                ce_smooth_short_prob(xs, &y[r0 * n..r1 * n], p, g, l)
+            }
             Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
             Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),
         },
