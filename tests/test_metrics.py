@@ -87,6 +87,20 @@ def test_metrics_accept_empty_lists():
     assert lk.confusion_matrix([], []).shape == (0, 0)
 
 
+def test_top_k_accuracy_ties_without_nan_match_argsort():
+    # Integer scores: many ties, broken by the lower class index (a stable
+    # sort of -score), on the path without NaN; float64 and int64 alike.
+    r = rng(5)
+    s = r.integers(0, 4, (300, 7))
+    t = r.integers(0, 7, 300)
+    for scores in (s, s.astype(np.float64), s.reshape(30, 10, 7)):
+        tt = t.reshape(scores.shape[:-1])
+        for k in (1, 2, 4, 7):
+            order = np.argsort(-s, axis=-1, kind="stable")[:, :k]
+            want = np.mean([y in row for row, y in zip(order, t, strict=True)])
+            assert lk.top_k_accuracy(scores, tt, k) == pytest.approx(want)
+
+
 def test_top_1_accuracy_is_accuracy_with_ties_and_nan():
     s = np.array([[0.0, 0.0, 0.0], [1, 1, 0], [2, 5, 5], [np.nan, 1, 2]])
     for t in ([2, 1, 2, 0], [0, 0, 1, 1]):
