@@ -908,16 +908,7 @@ multiversion! {
                 p.scale,
                 grad.is_some().then_some(&mut gg[..]),
             );
-            if let Some(g) = grad.as_deref_mut() {
-                lanes_to_rows(&gg, n, w, &mut g[r0 * n..(r0 + w) * n]);
-            }
-            if let Some(lr) = per_row.as_deref_mut() {
-                for j in 0..w {
-                    lr[r0 + j] = T::from_f64(loss[j]);
-                }
-            }
-            // Padding lanes have weight 0 and loss 0; a fixed pairwise order.
-            total += hsum(loss);
+            total += group_out(&gg, &loss, n, r0, w, grad.as_deref_mut(), per_row.as_deref_mut());
         }
         total
     }
@@ -1045,17 +1036,42 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
                     T::from_f64(smooth_target_grad(d, a[j], k, p.weight_sum, wt[j], scale));
             }
         }
-        if let Some(g) = grad.as_deref_mut() {
-            lanes_to_rows(&eg, n, w, &mut g[r0 * n..(r0 + w) * n]);
-        }
-        if let Some(lr) = per_row.as_deref_mut() {
-            for j in 0..w {
-                lr[r0 + j] = T::from_f64(loss[j]);
-            }
-        }
-        total += hsum(loss);
+        total += group_out(
+            &eg,
+            &loss,
+            n,
+            r0,
+            w,
+            grad.as_deref_mut(),
+            per_row.as_deref_mut(),
+        );
     }
     total
+}
+
+/// A group of `w` short rows from row `r0` out of the lanes: its gradient
+/// block `gg` (when there is a gradient) back to rows, its lane losses to
+/// `per_row`; returns their sum (padding lanes hold 0; a fixed pairwise
+/// order).
+#[inline(always)]
+fn group_out<T: Float>(
+    gg: &[T],
+    loss: &[f64; L],
+    n: usize,
+    r0: usize,
+    w: usize,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    if let Some(g) = grad {
+        lanes_to_rows(gg, n, w, &mut g[r0 * n..(r0 + w) * n]);
+    }
+    if let Some(lr) = per_row {
+        for j in 0..w {
+            lr[r0 + j] = T::from_f64(loss[j]);
+        }
+    }
+    hsum(*loss)
 }
 
 /// The gradient at the target of a label-smoothed row, `(p_t a - (1 - eps)
@@ -1090,28 +1106,22 @@ fn smooth_q<T: Float, const PROB: bool>(
 }
 
 multiversion! {
-    /// [`ce_smooth_short`] with class indices and label smoothing.
-    fn ce_smooth_short_index<T: Float>(
+    /// [`ce_smooth_short`] with class probabilities `y` (`prob`), or with
+    /// class indices `t` and label smoothing.
+    fn ce_smooth_short_v<T: Float>(
         x: &[T],
         t: &[i64],
-        p: &CeParams<'_, T>,
-        grad: Option<&mut [T]>,
-        per_row: Option<&mut [T]>,
-    ) -> f64 {
-        ce_smooth_short::<T, false>(x, t, &[], p, grad, per_row)
-    }
-}
-
-multiversion! {
-    /// [`ce_smooth_short`] with class probabilities.
-    fn ce_smooth_short_prob<T: Float>(
-        x: &[T],
         y: &[T],
+        prob: bool,
         p: &CeParams<'_, T>,
         grad: Option<&mut [T]>,
         per_row: Option<&mut [T]>,
     ) -> f64 {
-        ce_smooth_short::<T, true>(x, &[], y, p, grad, per_row)
+        if prob {
+            ce_smooth_short::<T, true>(x, &[], y, p, grad, per_row)
+        } else {
+            ce_smooth_short::<T, false>(x, t, &[], p, grad, per_row)
+        }
     }
 }
 
@@ -1711,11 +1721,11 @@ pub fn row_loss<T: Float>(
                 ce_index_short(xs, &t[r0..r1], p, g, l, crate::simd::level())
             }
             Targets::Index(t) if n < short_row_exp::<T>() => {
-                ce_smooth_short_index(xs, &t[r0..r1], p, g, l)
+                ce_smooth_short_v(xs, &t[r0..r1], &[], false, p, g, l)
             }
             Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
             Targets::Prob(y) if n < short_row_exp::<T>() => {
-                ce_smooth_short_prob(xs, &y[r0 * n..r1 * n], p, g, l)
+                ce_smooth_short_v(xs, &[], &y[r0 * n..r1 * n], true, p, g, l)
             }
             Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
             Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),
