@@ -986,7 +986,13 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
         if PROB {
             for (c, &w) in wc.iter().enumerate() {
                 for j in 0..L {
-                    a[j] += smooth_q::<T, PROB>(live[j], w, eps, k, &yg, c * L + j);
+                    a[j] += smooth_q::<T, PROB>(
+                        live[j],
+                        w,
+                        eps,
+                        k,
+                        if PROB { yg[c * L + j] } else { T::ZERO },
+                    );
                 }
             }
         } else {
@@ -1000,40 +1006,60 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
             ls[j] = ln(sb[j] * T::EXP_UNBIAS);
             inv[j] = 1.0 / sb[j];
         }
+        // Lane arrays from chunks (no bounds check per element, which kept
+        // these loops scalar).
         let mut smooth = [0f64; L];
-        for c in 0..n {
+        for (c, (xc, ec)) in xg.chunks_exact(L).zip(eg.chunks_exact_mut(L)).enumerate() {
+            let xc: &[T; L] = xc.try_into().unwrap();
+            let ec: &mut [T; L] = ec.try_into().unwrap();
+            let yc: [T; L] = if PROB {
+                yg[c * L..(c + 1) * L].try_into().unwrap()
+            } else {
+                [T::ZERO; L]
+            };
             for j in 0..L {
-                let q = smooth_q::<T, PROB>(live[j], wc[c], eps, k, &yg, c * L + j);
-                let d = ms[j].to_f64() - xg[c * L + j].to_f64();
+                let q = smooth_q::<T, PROB>(live[j], wc[c], eps, k, yc[j]);
+                let d = ms[j].to_f64() - xc[j].to_f64();
                 smooth[j] += if q == 0.0 { 0.0 } else { q * d };
                 // In place of the exp: eg becomes the gradient block.
                 // (a p - q) scale: exactly 0 for a row of one class (p = 1).
-                let v = T::from_f64((a[j] * (eg[c * L + j].to_f64() * inv[j]) - q) * scale);
-                eg[c * L + j] = if live[j] == 0.0 { T::ZERO } else { v };
+                let v = T::from_f64((a[j] * (ec[j].to_f64() * inv[j]) - q) * scale);
+                ec[j] = if live[j] == 0.0 { T::ZERO } else { v };
             }
             lane_barrier();
         }
         let mut loss = [0f64; L];
-        for j in 0..w {
-            if live[j] == 0.0 {
-                continue;
+        if PROB {
+            for j in 0..L {
+                loss[j] = if live[j] == 0.0 {
+                    0.0
+                } else {
+                    smooth[j] + times(a[j], ls[j])
+                };
             }
-            if PROB {
-                loss[j] = smooth[j] + times(a[j], ls[j]);
-            } else {
-                let (ti, m) = (tc[j], ms[j]);
-                let xt = xg[ti * L + j];
-                let nll = (m.to_f64() - xt.to_f64()) + ls[j];
-                loss[j] =
+        } else {
+            // Every lane at once (an ignored or padding lane's class is 0 and
+            // its results dropped), then the targets' entries stored.
+            let xt: [T; L] = std::array::from_fn(|j| xg[tc[j] * L + j]);
+            let mut gt = [0f64; L];
+            for j in 0..L {
+                let m = ms[j];
+                let nll = (m.to_f64() - xt[j].to_f64()) + ls[j];
+                let lj =
                     times((1.0 - eps) * wt[j], nll) + smooth[j] + times(k * p.weight_sum, ls[j]);
+                loss[j] = if live[j] == 0.0 { 0.0 } else { lj };
                 // The target's entry p_t a - (1 - eps) w_t - k w_t cancels
                 // when p_t -> 1: from x_t - max - log(sum) in f64, and p_t
                 // = 0 where x_t - max = -inf (not exp(NaN)).
-                let (h, l) = T::diff(xt, m);
+                let (h, l) = T::diff(xt[j], m);
                 let l = if h == T::NEG_INF { T::ZERO } else { l };
                 let d = (h.to_f64() - ls[j]) + l.to_f64();
-                eg[ti * L + j] =
-                    T::from_f64(smooth_target_grad(d, a[j], k, p.weight_sum, wt[j], scale));
+                gt[j] = smooth_target_grad(d, a[j], k, p.weight_sum, wt[j], scale);
+            }
+            for j in 0..w {
+                if live[j] != 0.0 {
+                    eg[tc[j] * L + j] = T::from_f64(gt[j]);
+                }
             }
         }
         total += group_out(
@@ -1086,20 +1112,13 @@ fn smooth_target_grad(d: f64, a: f64, k: f64, weight_sum: f64, wt: f64, scale: f
 }
 
 /// [`ce_smooth_short`]'s `q` of one element: `live w ((1 - eps) y + k)`
-/// (probabilities: `y = yg[i]`) or `live w k` (class indices; the target's
+/// (probabilities) or `live w k` (class indices, `y` unused; the target's
 /// own term is the caller's). A function, not a closure: a closure is
 /// compiled without the kernel's instruction set, and called if not inlined.
 #[inline(always)]
-fn smooth_q<T: Float, const PROB: bool>(
-    live: f64,
-    w: f64,
-    eps: f64,
-    k: f64,
-    yg: &[T],
-    i: usize,
-) -> f64 {
+fn smooth_q<T: Float, const PROB: bool>(live: f64, w: f64, eps: f64, k: f64, y: T) -> f64 {
     if PROB {
-        live * w * ((1.0 - eps) * yg[i].to_f64() + k)
+        live * w * ((1.0 - eps) * y.to_f64() + k)
     } else {
         live * w * k
     }
