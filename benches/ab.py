@@ -77,6 +77,10 @@ def op(name):
     if name.endswith("_backward"):
         f = getattr(lk, name)
         return lambda: f(g, x, out=y)
+    if name in ("softmax_where", "log_softmax_where"):
+        m = rng.uniform(0, 1, x.shape) < 0.9
+        f = getattr(lk, name.removesuffix("_where"))
+        return lambda: f(x, where=m, out=y)
     if name == "logsumexp":
         return lambda: lk.logsumexp(x)
     f = getattr(lk, name)

@@ -1113,8 +1113,8 @@ fn smooth_target_grad(d: f64, a: f64, k: f64, weight_sum: f64, wt: f64, scale: f
 
 /// [`ce_smooth_short`]'s `q` of one element: `live w ((1 - eps) y + k)`
 /// (probabilities) or `live w k` (class indices, `y` unused; the target's
-/// own term is the caller's). A function, not a closure: a closure is
-/// compiled without the kernel's instruction set, and called if not inlined.
+/// own term is the caller's). A function marked `#[inline(always)]`, not a
+/// closure, which LLVM may leave out of line: a call per element.
 #[inline(always)]
 fn smooth_q<T: Float, const PROB: bool>(live: f64, w: f64, eps: f64, k: f64, y: T) -> f64 {
     if PROB {
@@ -1405,8 +1405,10 @@ impl<F: Fn(f64, f64, f64) -> (f64, f64)> ElemLoss for F {
 
 /// [`Pointwise::eval`] as an [`ElemLoss`] that is always inlined. A closure
 /// calling it was not, for the losses with a logarithm (binary cross-entropy
-/// on probabilities, kl_div, focal): the closure, compiled without the
-/// sweep's instruction set, was called once per element, 20-50 x slower.
+/// on probabilities, focal): LLVM left the closure, large with the inlined
+/// `ln` / `log1p` / `exp`, out of line, and the sweep called it once per
+/// element, in scalar code (`perf annotate`: `vfmadd213sd`, then `ret`),
+/// 6-7 x slower.
 #[derive(Clone, Copy)]
 struct Pw(Pointwise);
 
@@ -1557,9 +1559,9 @@ where
 }
 
 /// [`sweep`]'s arithmetic on one lane array: the losses (f64), gradients and
-/// per-element losses. A function, not a closure in `sweep`: a closure does
-/// not take the instruction set of the function it is in, and one this
-/// large is not inlined (8x slower).
+/// per-element losses. A function marked `#[inline(always)]`, not a closure
+/// in `sweep`: a closure this large was left out of line and called per
+/// element (8x slower when tried).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn eval_lanes<T, F, P, FT>(

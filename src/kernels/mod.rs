@@ -8,6 +8,7 @@ pub mod matmul;
 pub mod optim;
 pub mod softmax;
 
+use crate::multiversion;
 use crate::simd::tile;
 use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
 use crate::simd::{Float, LANES as L};
@@ -231,12 +232,9 @@ fn rows_task<T: Float, Op: RowOp<T>>(
     for r in 0..ins[0].len() / n {
         let mr = &mask[r * n..(r + 1) * n];
         let o = &mut out[r * per_row..(r + 1) * per_row];
-        if !mr.iter().any(|&b| b != 0) {
+        if !masked_row(&ins[0][r * n..(r + 1) * n], mr, &mut row) {
             o.fill(op.masked_fill());
             continue;
-        }
-        for ((d, &x), &keep) in row.iter_mut().zip(&ins[0][r * n..(r + 1) * n]).zip(mr) {
-            *d = if keep != 0 { x } else { T::NEG_INF };
         }
         let mut ins_row: [&[T]; 2] = [&row, &[]];
         if let Some(g) = ins.get(1) {
@@ -246,10 +244,32 @@ fn rows_task<T: Float, Op: RowOp<T>>(
         if per_row == n {
             // Masked entries are the masked value even where the rest of
             // the row is NaN (all its unmasked entries -inf, say).
-            for (v, &keep) in o.iter_mut().zip(mr) {
-                if keep == 0 {
-                    *v = op.masked_fill();
-                }
+            fill_masked(o, mr, op.masked_fill());
+        }
+    }
+}
+
+// The mask's passes over a row in versions for the instruction sets (this
+// module's drivers are compiled for the baseline: 62 % of a masked float32
+// softmax's time, 1024x1000 at 1 thread, went to these loops in SSE2).
+multiversion! {
+    /// `row[k] = if m[k] != 0 { x[k] } else { -inf }`; whether any `m[k]` is set.
+    fn masked_row<T: Float>(x: &[T], m: &[u8], row: &mut [T]) -> bool {
+        let mut any = 0u8;
+        for ((d, &v), &keep) in row.iter_mut().zip(x).zip(m) {
+            *d = if keep != 0 { v } else { T::NEG_INF };
+            any |= keep;
+        }
+        any != 0
+    }
+}
+
+multiversion! {
+    /// `o[k] = fill` wherever `m[k]` is 0.
+    fn fill_masked<T: Float>(o: &mut [T], m: &[u8], fill: T) {
+        for (v, &keep) in o.iter_mut().zip(m) {
+            if keep == 0 {
+                *v = fill;
             }
         }
     }
