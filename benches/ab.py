@@ -81,6 +81,11 @@ def op(name):
         m = rng.uniform(0, 1, x.shape) < 0.9
         f = getattr(lk, name.removesuffix("_where"))
         return lambda: f(x, where=m, out=y)
+    if name in ("softmax_axis0", "softmax_fortran"):
+        xs = x if name == "softmax_axis0" else np.asfortranarray(x)
+        ys = np.zeros_like(xs)
+        ax = 0 if name == "softmax_axis0" else -1
+        return lambda: lk.softmax(xs, axis=ax, out=ys)
     if name == "logsumexp":
         return lambda: lk.logsumexp(x)
     f = getattr(lk, name)

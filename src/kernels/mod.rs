@@ -294,12 +294,25 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
 ) {
     let Layout { n, inner, .. } = layout;
     let base: [usize; L] = std::array::from_fn(|j| lanes[j].0 * n * inner + lanes[j].1);
+    // A full unit of an inner axis: each class's 16 lanes are 16 adjacent
+    // elements, moved as one lane array (element by element, this driver's
+    // baseline code took 8.8 ms for softmax over axis 0 of a C-ordered
+    // 4096x1000 float32 array, 8.7 x a copy).
+    let adjacent = inner > 1 && w == L && (0..L).all(|j| base[j] == base[0] + j);
     let (gathered, rest) = scratch.split_at_mut(n * L * ins.len());
     for (i, src) in ins.iter().enumerate() {
         let g = &mut gathered[i * n * L..(i + 1) * n * L];
-        for k in 0..n {
-            for j in 0..L {
-                g[k * L + j] = *src.get().add(base[j] + k * inner);
+        if adjacent {
+            for (k, gk) in g.chunks_exact_mut(L).enumerate() {
+                let v =
+                    std::ptr::read_unaligned(src.get().add(base[0] + k * inner) as *const [T; L]);
+                gk.copy_from_slice(&v);
+            }
+        } else {
+            for k in 0..n {
+                for j in 0..L {
+                    g[k * L + j] = *src.get().add(base[j] + k * inner);
+                }
             }
         }
         if i == 0 {
@@ -322,6 +335,13 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
     let reduces = op.reduces();
     let res = &mut rest[..if reduces { L } else { n * L }];
     op.cols(&views[..ins.len()], res);
+    if adjacent && mask.is_none() && !reduces {
+        for (k, rk) in res.chunks_exact(L).enumerate() {
+            let v: [T; L] = rk.try_into().unwrap();
+            std::ptr::write_unaligned(dst.get().add(base[0] + k * inner) as *mut [T; L], v);
+        }
+        return;
+    }
     for j in 0..w {
         let full_masked = match mask {
             None => false,
