@@ -194,11 +194,11 @@ def test_where_mask_semantics():
     np.testing.assert_allclose(yt, y.T, rtol=1e-15)
 
 
-@pytest.mark.parametrize("n", [31, 32, 40, 63, 64, 100])
+@pytest.mark.parametrize("n", [3, 10, 17, 31, 32, 40, 63, 64, 100])
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
 def test_where_mask_matches_reference_on_both_kernel_paths(n, dtype, tol):
     # Masked rows run through the row kernel from 32 (float64) or 64
-    # (float32) classes and through the column kernel below.
+    # (float32) classes and through the column kernel below; in place too.
     rng = np.random.default_rng(n)
     x = (rng.standard_normal((37, n)) * 5).astype(dtype)
     w = rng.random((37, n)) < 0.7
@@ -222,6 +222,11 @@ def test_where_mask_matches_reference_on_both_kernel_paths(n, dtype, tol):
     ls = lk.logsumexp(x, where=w)
     assert ls[3] == -np.inf
     assert max_rel(ls, lse, 1.0) <= tol
+    for f, want in ((lk.softmax, y), (lk.log_softmax, ly)):
+        xi = x.copy()
+        got = f(xi, where=w, out=xi)
+        assert got is xi
+        np.testing.assert_array_equal(got, want)
 
 
 def test_axis_none_reduces_over_everything():
