@@ -920,3 +920,23 @@ def test_pointwise_losses_take_fortran_ordered_inputs_in_their_order(dtype):
     bad[2, 3] = 1.5
     with pytest.raises(ValueError, match=r"probs\[2, 3\] = 1.5 is not a probability"):
         lk.binary_cross_entropy(bad, np.zeros((4, 5), dtype))
+
+
+def test_cross_entropy_takes_fortran_ordered_logits():
+    # A Fortran-ordered 2-D input is made C-ordered by the package's own
+    # transposes (not NumPy's transposing copy): the same bits as the
+    # C-ordered array, for sizes around the 16-row blocks, both dtypes.
+    r = rng(71)
+    for shape in ((4099, 17), (100, 1000), (64, 64)):
+        for dtype in (np.float32, np.float64):
+            x = (r.standard_normal(shape) * 4).astype(dtype)
+            t = r.integers(0, shape[1], shape[0])
+            lc, gc = lk.cross_entropy(x, t, reduction="sum", return_grad=True)
+            lf, gf = lk.cross_entropy(np.asfortranarray(x), t, reduction="sum", return_grad=True)
+            assert lf == lc
+            np.testing.assert_array_equal(gf, gc)
+            y = r.dirichlet(np.ones(shape[1]), shape[0]).astype(dtype)
+            lc, gc = lk.cross_entropy(x, y, return_grad=True)
+            lf, gf = lk.cross_entropy(x, np.asfortranarray(y), return_grad=True)
+            assert lf == lc
+            np.testing.assert_array_equal(gf, gc)

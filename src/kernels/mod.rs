@@ -255,6 +255,38 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     }
 }
 
+/// `dst = src^T`: `src` is `rows` rows of `cols` (C order), `dst` `cols` rows
+/// of `rows`. Sixteen source rows at a time through the in-register
+/// transposes ([`rows_to_lanes`]) into a block of `cols x 16`, whose rows are
+/// then 16 adjacent elements of a destination row; the blocks in parallel.
+/// (NumPy's `ascontiguousarray` of a Fortran-ordered 4096x1000 float32
+/// array took 17-19 ms, against ~1 ms for a copy.)
+///
+/// # Panics
+/// If `src` or `dst` is shorter than `rows * cols`.
+pub fn transpose_into<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let out = Ptr(dst.as_mut_ptr());
+    run_tasks(rows.div_ceil(L), cols * L, |_, u0, u1| {
+        let mut g = vec![T::ZERO; cols * L];
+        for u in u0..u1 {
+            let r0 = u * L;
+            let w = (rows - r0).min(L);
+            rows_to_lanes(&src[r0 * cols..(r0 + w) * cols], w, cols, &mut g);
+            for (k, gk) in g.chunks_exact(L).enumerate() {
+                // SAFETY: dst holds rows * cols elements; this unit alone
+                // writes rows r0..r0 + w of each destination row k.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(gk.as_ptr(), out.get().add(k * rows + r0), w)
+                };
+            }
+        }
+    });
+}
+
 /// Contiguous rows on the last axis through the row kernel; `mask` covers
 /// the same rows as `ins`.
 fn rows_task<T: Float, Op: RowOp<T>>(

@@ -417,3 +417,42 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn transpose_into_matches_index_formula_at_every_level() {
+    // Shapes around the 16-row blocks and the parallel split (60 000+).
+    for &(rows, cols) in &[
+        (1, 1),
+        (1, 7),
+        (15, 3),
+        (16, 16),
+        (17, 33),
+        (100, 1000),
+        (4099, 17),
+    ] {
+        let src32: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let src64: Vec<f64> = (0..rows * cols).map(|i| i as f64 + 0.5).collect();
+        for lvl in [Level::Scalar, Level::Avx2, Level::Avx512] {
+            set_level(lvl);
+            let mut d32 = vec![f32::NAN; rows * cols];
+            let mut d64 = vec![f64::NAN; rows * cols];
+            transpose_into(&src32, rows, cols, &mut d32);
+            transpose_into(&src64, rows, cols, &mut d64);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        d32[c * rows + r],
+                        src32[r * cols + c],
+                        "{rows}x{cols} {lvl:?}"
+                    );
+                    assert_eq!(
+                        d64[c * rows + r],
+                        src64[r * cols + c],
+                        "{rows}x{cols} {lvl:?}"
+                    );
+                }
+            }
+        }
+        crate::simd::set_level_from_env();
+    }
+}

@@ -212,6 +212,9 @@ pub fn in_order<'py>(
     if fits(a, order) {
         return Ok(a.clone());
     }
+    if let Some(c) = c_of_fortran_2d(a, order) {
+        return Ok(c);
+    }
     let np = numpy(a.py())?;
     let f = if order == Order::C {
         "ascontiguousarray"
@@ -219,6 +222,47 @@ pub fn in_order<'py>(
         "asfortranarray"
     };
     Ok(np.call_method1(f, (a,))?.cast_into::<PyUntypedArray>()?)
+}
+
+/// A C-ordered copy of a Fortran-ordered 2-D float32/float64 array of at
+/// least 4096 elements, made by [`crate::kernels::transpose_into`] (in place
+/// of NumPy's transposing copy, 17-19 ms for 16 MB); None for any other
+/// request.
+fn c_of_fortran_2d<'py>(
+    a: &Bound<'py, PyUntypedArray>,
+    order: Order,
+) -> Option<Bound<'py, PyUntypedArray>> {
+    if order != Order::C || a.ndim() != 2 || a.len() < 4096 || !fits(a, Order::F) {
+        return None;
+    }
+    let d = a.dtype();
+    if d.is_native_byteorder() == Some(false) {
+        return None;
+    }
+    let dt = match (d.kind(), d.itemsize()) {
+        (b'f', 4) => Dt::F32,
+        (b'f', 8) => Dt::F64,
+        _ => return None,
+    };
+    let (r, c) = (a.shape()[0], a.shape()[1]);
+    let py = a.py();
+    let out = new_of(py, dt, &[r, c], Order::C);
+    // SAFETY: `a` is aligned and Fortran-contiguous (its memory is the C
+    // order of its transpose, c rows of r) and `out` a new C-ordered array of
+    // the same dtype and size, so neither overlaps the other.
+    unsafe {
+        match dt {
+            Dt::F32 => {
+                let (s, o) = (slice_of::<f32>(a), slice_mut_of::<f32>(&out));
+                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, c, r, o));
+            }
+            Dt::F64 => {
+                let (s, o) = (slice_of::<f64>(a), slice_mut_of::<f64>(&out));
+                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, c, r, o));
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Normalises `axis` for `ndim` dimensions (a 0-d array counts as 1-d).
