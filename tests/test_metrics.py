@@ -111,3 +111,61 @@ def test_top_1_accuracy_is_accuracy_with_ties_and_nan():
     assert lk.top_k_accuracy(s[3:], [0], 1) == 1.0
     assert lk.top_k_accuracy(s[3:], [2], 1) == 0.0
     assert lk.top_k_accuracy(s[3:], [2], 2) == 1.0
+
+
+def _ref_ranks(s, t):
+    # Rank by (NaN first, then higher score, then lower index), as np.argmax
+    # ranks the top: the number of classes ordered before the target.
+    out = []
+    for row, y in zip(s, t, strict=True):
+
+        def key(j, row=row):
+            v = row[j]
+            return (0, 0.0, j) if np.isnan(v) else (1, -v, j)
+
+        out.append(sum(key(j) < key(y) for j in range(len(row))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_ranks_kernel_matches_reference_with_ties_and_nan(dtype):
+    r = rng(6)
+    s = r.integers(-2, 3, (400, 9)).astype(dtype)
+    s[r.random(s.shape) < 0.1] = np.nan
+    s[5] = np.nan
+    t = r.integers(0, 9, 400)
+    got = lk._core.top_k_ranks(s, t, np.empty(400, np.int64))
+    np.testing.assert_array_equal(got, _ref_ranks(s, t))
+    for k in (1, 2, 5, 9):
+        assert lk.top_k_accuracy(s, t, k) == pytest.approx(np.mean(_ref_ranks(s, t) < k))
+    # Large enough for the thread pool: equal to the NumPy counting.
+    s = r.standard_normal((3000, 300)).astype(dtype)
+    t = r.integers(0, 300, 3000)
+    got = lk._core.top_k_ranks(s, t, np.empty(3000, np.int64))
+    ts = s[np.arange(3000), t][:, None]
+    np.testing.assert_array_equal(got, (s > ts).sum(1))
+
+
+def test_top_k_ranks_bad_input():
+    s = np.zeros((2, 3))
+    ok_t, ok_o = np.array([0, 1]), np.empty(2, np.int64)
+    with pytest.raises(TypeError, match="scores must have dtype float32 or float64"):
+        lk._core.top_k_ranks(s.astype(np.int64), ok_t, ok_o)
+    with pytest.raises(ValueError, match="scores must be a C-contiguous 2-D array"):
+        lk._core.top_k_ranks(np.zeros((2, 3, 1)), ok_t, ok_o)
+    with pytest.raises(TypeError, match="target must have dtype int64"):
+        lk._core.top_k_ranks(s, np.array([0.0, 1.0]), ok_o)
+    with pytest.raises(
+        ValueError, match=r"target must be a contiguous int64 array of shape \(2,\)"
+    ):
+        lk._core.top_k_ranks(s, np.array([0, 1, 2]), ok_o)
+    with pytest.raises(ValueError, match=r"target\[1\] = 3 is not a class index for 3 classes"):
+        lk._core.top_k_ranks(s, np.array([0, 3]), ok_o)
+    with pytest.raises(ValueError, match=r"target\[0\] = -1 is not a class index"):
+        lk._core.top_k_ranks(s, np.array([-1, 0]), ok_o)
+    ro = np.empty(2, np.int64)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        lk._core.top_k_ranks(s, ok_t, ro)
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        lk._core.top_k_ranks(s, ok_t, [0, 0])

@@ -60,6 +60,11 @@ def matmul(
     b: NDArray[np.floating[Any]],
     out: NDArray[np.floating[Any]],
 ) -> NDArray[np.floating[Any]]: ...
+def top_k_ranks(
+    scores: NDArray[np.floating[Any]],
+    target: NDArray[np.int64],
+    out: NDArray[np.int64],
+) -> NDArray[np.int64]: ...
 def adam_step(
     param: NDArray[np.floating[Any]],
     grad: NDArray[np.floating[Any]],

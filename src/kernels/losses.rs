@@ -1184,6 +1184,30 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// target-ranks: per row of `n` scores, the rank of the target's score as
+    /// `accuracy`'s argmax ranks them (`top_k_accuracy`): the classes scoring
+    /// higher, NaN above every number, and those tied with it (NaN ties
+    /// NaN) at a lower index. Before the target, a class counts when `v >=
+    /// s_t` or `v` is NaN; from it on, when `v > s_t`, or `v` is NaN and
+    /// `s_t` is not. Every target must be in `0..n`.
+    pub fn target_ranks<T: Float>(s: &[T], t: &[i64], n: usize, ranks: &mut [i64]) {
+        for ((row, &tg), rk) in s.chunks_exact(n).zip(t).zip(ranks.iter_mut()) {
+            let ti = tg as usize;
+            let ts = row[ti];
+            let t_nan = ts.is_nan_();
+            let mut c = 0u64;
+            for &v in &row[..ti] {
+                c += u64::from(v >= ts || v.is_nan_());
+            }
+            for &v in &row[ti..] {
+                c += u64::from(v > ts || (v.is_nan_() && !t_nan));
+            }
+            *rk = c as i64;
+        }
+    }
+}
+
 /// nll-index-rows: loss -w_t * x_t per row; the gradient row is zero except
 /// -w_t * scale at the target.
 pub fn nll_index_rows<T: Float>(

@@ -5,6 +5,7 @@ mod activations;
 mod array;
 mod losses;
 mod matmul;
+mod metrics;
 mod optim;
 mod rows;
 
@@ -206,5 +207,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     losses::register(m)?;
     activations::register(m)?;
     matmul::register(m)?;
+    metrics::register(m)?;
     Ok(())
 }
