@@ -1671,7 +1671,8 @@ where
 /// input): `-(y max(ln p, -100) + (1 - y) max(log1p(-p), -100))` and the
 /// gradient `(p - y) / max((1 - p) p, 1e-12)`. The loss is a sum of terms >=
 /// 0 and the gradient's `p - y` is of two exact inputs, so nothing cancels:
-/// a few ulp, where the f64 path (`Pointwise::eval`) took four times as long.
+/// within 2e-7 relative per element (measured), where the f64 path
+/// (`Pointwise::eval`) took 2.7 times as long.
 #[inline(always)]
 fn bce_probs_t<T: Float>(p: T, y: T) -> (T, T) {
     let floor = T::from_f64(-100.0);
