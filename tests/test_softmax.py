@@ -88,6 +88,7 @@ def test_log_softmax_keeps_tiny_values():
         ((4, 6, 9), 1),
         ((4, 6, 9), 0),
         ((3, 4, 5, 6), -2),
+        ((70001, 5), 0),
         ((1,), 0),
         ((12,), -1),
     ],
@@ -440,7 +441,10 @@ def test_read_only_out_is_rejected():
 # ------------------------------------------------------------------- threads
 
 
-@pytest.mark.parametrize("shape,axis", [((512, 1000), -1), ((20000, 10), -1), ((600, 400), 0)])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((512, 1000), -1), ((20000, 10), -1), ((600, 400), 0), ((30000, 10), 0), ((40, 900, 3), 1)],
+)
 def test_bit_identical_for_1_2_8_threads(shape, axis):
     x = np.random.default_rng(11).standard_normal(shape).astype(np.float32) * 10
     g = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
@@ -524,7 +528,15 @@ def test_pool_survives_fork():
 
 
 @pytest.mark.parametrize(
-    "shape,axis", [((300, 10), -1), ((40, 50), 0), ((5000, 100), -1), ((3, 4, 70), 1)]
+    "shape,axis",
+    [
+        ((300, 10), -1),
+        ((40, 50), 0),
+        ((5000, 100), -1),
+        ((3, 4, 70), 1),
+        ((3000, 10), 0),
+        ((5, 400, 7), 1),
+    ],
 )
 def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
     rng = np.random.default_rng(6)
@@ -540,6 +552,32 @@ def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
     lk.softmax_backward(g, on_y, axis, out=on_y)
     assert np.array_equal(on_grad, want_g)
     assert np.array_equal(on_y, want_g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", [((5000, 10), 0), ((3, 2000, 5), 1), ((9, 15), 0)])
+def test_narrow_inner_axis_gives_the_bits_of_the_same_rows_on_the_last_axis(dtype, shape, axis):
+    # An axis with fewer than 16 elements after it is computed by
+    # transposing those rows to the last axis; each row must come out as the
+    # same row does there, for every op of the family.
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    x[0, 1] = -np.inf
+    x[-1, -1] = np.nan
+    xl, gl = np.moveaxis(x, axis, -1).copy(), np.moveaxis(g, axis, -1).copy()
+    y, yl = lk.softmax(x, axis), lk.softmax(xl)
+    ly, lyl = lk.log_softmax(x, axis), lk.log_softmax(xl)
+    pairs = [
+        (y, yl),
+        (ly, lyl),
+        (lk.softmax_backward(g, y, axis), lk.softmax_backward(gl, yl)),
+        (lk.log_softmax_backward(g, ly, axis), lk.log_softmax_backward(gl, lyl)),
+    ]
+    for a, b in pairs:
+        assert np.moveaxis(a, axis, -1).tobytes() == b.tobytes()
+    assert lk.logsumexp(x, axis).tobytes() == lk.logsumexp(xl).tobytes()
+    assert np.isnan(y[:, -1] if axis == 0 else y[-1, :, -1]).all()
 
 
 @pytest.mark.parametrize("axis", [-1, 0])

@@ -138,6 +138,10 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
         std::slice::from_raw_parts_mut(out, layout.rows()).fill(op.masked_fill());
         return;
     }
+    if inner > 1 && inner < INNER_BY_TRANSPOSE && mask.is_none() {
+        inner_by_transpose(op, layout, ins, out);
+        return;
+    }
     let nin = ins.len();
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
@@ -255,33 +259,145 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     }
 }
 
-/// `dst = src^T`: `src` is `rows` rows of `cols` (C order), `dst` `cols` rows
-/// of `rows`. Sixteen source rows at a time through the in-register
-/// transposes ([`rows_to_lanes`]) into a block of `cols x 16`, whose rows are
-/// then 16 adjacent elements of a destination row; the blocks in parallel.
-/// (NumPy's `ascontiguousarray` of a Fortran-ordered 4096x1000 float32
-/// array took 17-19 ms, against ~1 ms for a copy.)
+/// Inner axes narrower than this (`1 < inner < INNER_BY_TRANSPOSE`), when
+/// unmasked, go through [`inner_by_transpose`]. The column units of
+/// [`cols_unit`] take 16 adjacent elements of a row of the array at a time;
+/// narrower rows leave lanes idle and are gathered element by element, by a
+/// single unit when `inner < 16` (softmax over axis 0 of a 262144x10
+/// float32 array took 58 x a copy).
+const INNER_BY_TRANSPOSE: usize = L;
+
+/// [`run_rows_raw`] for an inner axis through the last-axis path: each
+/// input's `outer` blocks of `(n, inner)` transposed to `(inner, n)` by
+/// [`transpose_into`], the op over those `outer * inner` contiguous rows of
+/// `n` (whose order is that of the output of a reduction), and the output of
+/// a map transposed back. Each row is then computed as the same row on the
+/// last axis is, so the bits do not depend on the thread count either.
+/// Takes a temporary copy of each input.
+///
+/// # Safety
+/// As [`run_rows_raw`], with `mask` None.
+unsafe fn inner_by_transpose<T: Float, Op: RowOp<T>>(
+    op: &Op,
+    layout: Layout,
+    ins: &[*const T],
+    out: *mut T,
+) {
+    let Layout { outer, n, inner } = layout;
+    let len = layout.len();
+    // Uninitialised until written in full (a zero fill took 10 % of the
+    // time): every element is written before `set_len`.
+    let mut t: [Vec<T>; 2] = [Vec::new(), Vec::new()];
+    for (ti, &p) in t.iter_mut().zip(ins) {
+        *ti = Vec::with_capacity(len);
+        transpose_to(
+            std::slice::from_raw_parts(p, len),
+            outer,
+            n,
+            inner,
+            ti.as_mut_ptr(),
+        );
+        ti.set_len(len);
+    }
+    let ptrs = [t[0].as_ptr(), t[1].as_ptr()];
+    let rows = Layout {
+        outer: outer * inner,
+        n,
+        inner: 1,
+    };
+    if op.reduces() {
+        run_rows_raw(op, rows, &ptrs[..ins.len()], None, out);
+    } else {
+        // In place in the first input's copy (a map may write over its
+        // input), which saves a third temporary.
+        let y = t[0].as_mut_ptr();
+        run_rows_raw(op, rows, &ptrs[..ins.len()], None, y);
+        transpose_to(&t[0], outer, inner, n, out);
+    }
+}
+
+/// `dst = src^T` for each of `batches` matrices: batch `b` of `src` is
+/// `rows` rows of `cols` (C order) from `b * rows * cols`, and the same batch
+/// of `dst` its `cols` rows of `rows`. Sixteen rows or columns at a time,
+/// whichever dimension is the longer, go through the in-register transposes
+/// ([`rows_to_lanes`] / [`lanes_to_rows`]) by a block of 16 lanes per row of
+/// the shorter dimension; the blocks in parallel. (NumPy's
+/// `ascontiguousarray` of a Fortran-ordered 4096x1000 float32 array took
+/// 17-19 ms, against ~1 ms for a copy.)
 ///
 /// # Panics
-/// If `src` or `dst` is shorter than `rows * cols`.
-pub fn transpose_into<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    if rows == 0 || cols == 0 {
+/// If `src` or `dst` is shorter than `batches * rows * cols`.
+pub fn transpose_into<T: Float>(
+    src: &[T],
+    batches: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+) {
+    assert!(dst.len() >= batches * rows * cols);
+    // SAFETY: dst is writable for that many elements.
+    unsafe { transpose_to(src, batches, rows, cols, dst.as_mut_ptr()) }
+}
+
+/// [`transpose_into`] to a pointer, which may be to uninitialised memory.
+///
+/// # Safety
+/// `dst` writable for `batches * rows * cols` elements, not overlapping `src`.
+///
+/// # Panics
+/// If `src` is shorter than `batches * rows * cols`.
+unsafe fn transpose_to<T: Float>(src: &[T], batches: usize, rows: usize, cols: usize, dst: *mut T) {
+    let size = rows * cols;
+    assert!(src.len() >= batches * size);
+    if size == 0 || batches == 0 {
         return;
     }
-    let out = Ptr(dst.as_mut_ptr());
-    run_tasks(rows.div_ceil(L), cols * L, |_, u0, u1| {
-        let mut g = vec![T::ZERO; cols * L];
+    let out = Ptr(dst);
+    // Blocks of 16 along the longer dimension; `short` lanes rows per block.
+    let by_rows = rows >= cols;
+    let (long, short) = if by_rows { (rows, cols) } else { (cols, rows) };
+    let per = long.div_ceil(L);
+    run_tasks(batches * per, short * L, |_, u0, u1| {
+        let mut g = vec![T::ZERO; short * L];
         for u in u0..u1 {
-            let r0 = u * L;
-            let w = (rows - r0).min(L);
-            rows_to_lanes(&src[r0 * cols..(r0 + w) * cols], w, cols, &mut g);
-            for (k, gk) in g.chunks_exact(L).enumerate() {
-                // SAFETY: dst holds rows * cols elements; this unit alone
-                // writes rows r0..r0 + w of each destination row k.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(gk.as_ptr(), out.get().add(k * rows + r0), w)
-                };
+            let (b, i0) = (u / per, (u % per) * L);
+            let w = (long - i0).min(L);
+            let (s, d) = (&src[b * size..][..size], out.get().wrapping_add(b * size));
+            if by_rows {
+                // Source rows i0..i0 + w into lanes, whose class k is then
+                // 16 adjacent elements of destination row k.
+                rows_to_lanes(&s[i0 * cols..(i0 + w) * cols], w, cols, &mut g);
+                for (k, gk) in g.chunks_exact(L).enumerate() {
+                    // SAFETY: dst holds the batch's rows * cols elements;
+                    // this unit alone writes rows i0..i0 + w of each
+                    // destination row k.
+                    unsafe {
+                        let o = d.add(k * rows + i0);
+                        if w == L {
+                            // A constant length: one vector move, not a call.
+                            let v: [T; L] = gk.try_into().unwrap();
+                            std::ptr::write_unaligned(o as *mut [T; L], v);
+                        } else {
+                            std::ptr::copy_nonoverlapping(gk.as_ptr(), o, w);
+                        }
+                    }
+                }
+            } else {
+                // Columns i0..i0 + w of each source row k as lane array k,
+                // whose lanes are then destination rows i0..i0 + w.
+                for (k, gk) in g.chunks_exact_mut(L).enumerate() {
+                    let row = &s[k * cols + i0..];
+                    if w == L {
+                        // A constant length: one vector move, not a call.
+                        gk.copy_from_slice(&row[..L]);
+                    } else {
+                        gk[..w].copy_from_slice(&row[..w]);
+                    }
+                }
+                // SAFETY: this unit alone writes destination rows i0..i0 + w
+                // (of `rows` each) of the batch.
+                let o = unsafe { std::slice::from_raw_parts_mut(d.add(i0 * rows), w * rows) };
+                lanes_to_rows(&g, rows, w, o);
             }
         }
     });

@@ -420,38 +420,47 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
 
 #[test]
 fn transpose_into_matches_index_formula_at_every_level() {
-    // Shapes around the 16-row blocks and the parallel split (60 000+).
-    for &(rows, cols) in &[
-        (1, 1),
-        (1, 7),
-        (15, 3),
-        (16, 16),
-        (17, 33),
-        (100, 1000),
-        (4099, 17),
+    // Shapes around the 16-row and 16-column blocks, both orientations (by
+    // rows when rows >= cols, else by columns) and the parallel split
+    // (60 000+ elements), one batch and several.
+    for &(batches, rows, cols) in &[
+        (1, 1, 1),
+        (1, 1, 7),
+        (1, 15, 3),
+        (1, 3, 15),
+        (1, 16, 16),
+        (1, 17, 33),
+        (1, 33, 17),
+        (1, 100, 1000),
+        (1, 4099, 17),
+        (1, 10, 7001),
+        (3, 5, 9),
+        (4, 9, 5),
+        (7, 21, 40),
+        (5, 3000, 11),
+        (5, 11, 3000),
     ] {
-        let src32: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-        let src64: Vec<f64> = (0..rows * cols).map(|i| i as f64 + 0.5).collect();
+        let len = batches * rows * cols;
+        let src32: Vec<f32> = (0..len).map(|i| i as f32).collect();
+        let src64: Vec<f64> = (0..len).map(|i| i as f64 + 0.5).collect();
         for lvl in [Level::Scalar, Level::Avx2, Level::Avx512] {
             set_level(lvl);
-            let mut d32 = vec![f32::NAN; rows * cols];
-            let mut d64 = vec![f64::NAN; rows * cols];
-            transpose_into(&src32, rows, cols, &mut d32);
-            transpose_into(&src64, rows, cols, &mut d64);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(
-                        d32[c * rows + r],
-                        src32[r * cols + c],
-                        "{rows}x{cols} {lvl:?}"
-                    );
-                    assert_eq!(
-                        d64[c * rows + r],
-                        src64[r * cols + c],
-                        "{rows}x{cols} {lvl:?}"
-                    );
+            // One element past the end, to see that nothing is written there.
+            let mut d32 = vec![f32::NAN; len + 1];
+            let mut d64 = vec![f64::NAN; len + 1];
+            transpose_into(&src32, batches, rows, cols, &mut d32);
+            transpose_into(&src64, batches, rows, cols, &mut d64);
+            let at = format!("{batches}x{rows}x{cols} {lvl:?}");
+            for b in 0..batches {
+                let o = b * rows * cols;
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(d32[o + c * rows + r], src32[o + r * cols + c], "{at}");
+                        assert_eq!(d64[o + c * rows + r], src64[o + r * cols + c], "{at}");
+                    }
                 }
             }
+            assert!(d32[len].is_nan() && d64[len].is_nan(), "{at}");
         }
         crate::simd::set_level_from_env();
     }

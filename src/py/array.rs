@@ -254,11 +254,11 @@ fn c_of_fortran_2d<'py>(
         match dt {
             Dt::F32 => {
                 let (s, o) = (slice_of::<f32>(a), slice_mut_of::<f32>(&out));
-                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, c, r, o));
+                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, 1, c, r, o));
             }
             Dt::F64 => {
                 let (s, o) = (slice_of::<f64>(a), slice_mut_of::<f64>(&out));
-                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, c, r, o));
+                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, 1, c, r, o));
             }
         }
     }
