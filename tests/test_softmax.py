@@ -580,6 +580,43 @@ def test_narrow_inner_axis_gives_the_bits_of_the_same_rows_on_the_last_axis(dtyp
     assert np.isnan(y[:, -1] if axis == 0 else y[-1, :, -1]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cols", [10, 40])
+@pytest.mark.parametrize("rows", [20, 300])
+def test_masked_inner_axis_matches_the_last_axis(dtype, cols, rows):
+    # Over axis 0, 10 columns go through the transposes and 40 through the
+    # column units (16 adjacent columns per unit, the mask read by lanes);
+    # both must give what the same rows give on the last axis: masked
+    # entries 0 / -inf, fully masked columns all 0 / -inf, NaN where the
+    # unmasked entries are all -inf.
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((rows, cols)) * 4).astype(dtype)
+    m = rng.uniform(size=x.shape) < 0.8
+    m[:, 1] = False
+    x[:, 2] = -np.inf
+    m[0, 2] = False
+    x[3, 3] = np.nan
+    xt, mt = x.T.copy(), m.T.copy()
+    for f in (lk.softmax, lk.log_softmax, lk.logsumexp):
+        got, want = f(x, axis=0, where=m), f(xt, where=mt)
+        if f is not lk.logsumexp:
+            got = got.T
+        if rows == 20:
+            # Short rows take the same column kernel both ways: same bits.
+            assert got.tobytes() == want.tobytes(), f.__name__
+        else:
+            # Two kernels each within the bounds of a float64 reference.
+            tol = 4e-6 if dtype == np.float32 else 2e-14
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    sm = lk.softmax(x, axis=0, where=m)
+    assert (sm[:, 1] == 0).all() and (lk.log_softmax(x, axis=0, where=m)[:, 1] == -np.inf).all()
+    # Column 2: the unmasked entries are all -inf (NaN), the masked ones 0.
+    assert np.array_equal(np.isnan(sm[:, 2]), m[:, 2]) and (sm[~m[:, 2], 2] == 0).all()
+    # Column 3: a NaN reaches its unmasked entries only if it is unmasked.
+    assert np.isnan(sm[m[:, 3], 3]).all() == bool(m[3, 3]) and (sm[~m[:, 3], 3] == 0).all()
+    assert lk.logsumexp(x, axis=0, where=m)[1] == -np.inf
+
+
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_masked_entries_keep_their_value_when_the_unmasked_ones_are_all_minus_inf(axis):
     x = np.full((3, 20), -np.inf)

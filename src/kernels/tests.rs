@@ -465,3 +465,35 @@ fn transpose_into_matches_index_formula_at_every_level() {
         crate::simd::set_level_from_env();
     }
 }
+
+#[test]
+fn transpose_mask_matches_index_formula() {
+    // Shapes around the 64x64 tiles, one batch and several.
+    for &(batches, rows, cols) in &[
+        (1, 1, 1),
+        (1, 3, 200),
+        (1, 200, 3),
+        (1, 64, 64),
+        (1, 65, 129),
+        (3, 70, 10),
+        (2, 5, 4097),
+    ] {
+        let len = batches * rows * cols;
+        let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+        let mut dst = vec![0u8; len + 1];
+        transpose_mask(&src, batches, rows, cols, &mut dst);
+        for b in 0..batches {
+            let o = b * rows * cols;
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[o + c * rows + r],
+                        src[o + r * cols + c],
+                        "{batches}x{rows}x{cols}"
+                    );
+                }
+            }
+        }
+        assert_eq!(dst[len], 0, "{batches}x{rows}x{cols}: written past the end");
+    }
+}
