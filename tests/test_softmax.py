@@ -617,6 +617,25 @@ def test_masked_inner_axis_matches_the_last_axis(dtype, cols, rows):
     assert lk.logsumexp(x, axis=0, where=m)[1] == -np.inf
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("mask_order", ["C", "F"])
+def test_fortran_x_with_a_mask_of_either_order(axis, mask_order):
+    # A C-ordered mask for a Fortran-ordered x of 4096+ elements is
+    # transposed by the package itself: the result must be that of C-ordered
+    # inputs.
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((150, 70)).astype(np.float32)
+    m = rng.uniform(size=x.shape) < 0.7
+    m[:, 5] = False
+    m[7, :] = False
+    xf, mo = np.asfortranarray(x), (np.asfortranarray(m) if mask_order == "F" else m)
+    for f in (lk.softmax, lk.log_softmax, lk.logsumexp):
+        got, want = f(xf, axis=axis, where=mo), f(x, axis=axis, where=m)
+        np.testing.assert_allclose(got, want, rtol=4e-6, atol=4e-6)
+        assert np.array_equal(np.isneginf(got), np.isneginf(want))
+    assert (lk.softmax(xf, axis=axis, where=mo)[~m] == 0).all()
+
+
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_masked_entries_keep_their_value_when_the_unmasked_ones_are_all_minus_inf(axis):
     x = np.full((3, 20), -np.inf)

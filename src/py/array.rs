@@ -503,6 +503,33 @@ pub fn prepare_mask<'py>(
             ))
         })?;
     let b = b.cast_into::<PyUntypedArray>()?;
+    if order == Order::F && b.ndim() == 2 && b.len() >= 4096 && fits(&b, Order::C) {
+        // A C-ordered mask for a Fortran-ordered x: the transposing copy by
+        // `transpose_mask` (NumPy's `asfortranarray` of a 1024x1024 bool
+        // array took 40 % of softmax where='s time).
+        let (r, c) = (shape[0], shape[1]);
+        let kw = pyo3::types::PyDict::new(py);
+        kw.set_item("dtype", "bool")?;
+        kw.set_item("order", "F")?;
+        let out = np
+            .call_method("empty", (&shape_t,), Some(&kw))?
+            .cast_into::<PyUntypedArray>()?;
+        // SAFETY: `b` is a C-contiguous bool array of r x c (one byte each)
+        // and `out` a new Fortran-ordered one of the same shape, whose
+        // memory is the C order of the transpose (c rows of r); the two do
+        // not overlap, and both outlive this block.
+        unsafe {
+            let src = mask_bytes(&b);
+            let dst = std::slice::from_raw_parts_mut(
+                (*out.as_array_ptr()).fields.data.cast::<u8>(),
+                r * c,
+            );
+            maybe_detach(py, r * c, || {
+                crate::kernels::transpose_mask(src, 1, r, c, dst)
+            });
+        }
+        return Ok(out);
+    }
     let f = if order == Order::C {
         "ascontiguousarray"
     } else {
