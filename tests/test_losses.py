@@ -202,6 +202,48 @@ def test_cross_entropy_any_axis(axis):
     np.testing.assert_allclose(g, gw, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_over_a_class_axis_in_the_middle(dtype):
+    # PyTorch's N x C x H x W layout: the class axis is moved to the end
+    # (and the gradient back) by the package's transposes. Each row must
+    # give what it gives when the caller moves the axis: the same bits.
+    r = rng(12)
+    x = (r.standard_normal((3, 7, 20, 30)) * 3).astype(dtype)
+    t = r.integers(0, 7, (3, 20, 30))
+    t[0, 0, :5] = -100
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    w = r.uniform(0.5, 2, 7).astype(dtype)
+    for kw in ({}, {"weight": w, "label_smoothing": 0.1}, {"reduction": "none"}):
+        loss, g = lk.cross_entropy(x, t, axis=1, return_grad=True, **kw)
+        loss_l, g_l = lk.cross_entropy(xl, t, return_grad=True, **kw)
+        assert np.asarray(loss).tobytes() == np.asarray(loss_l).tobytes()
+        assert g.flags.c_contiguous and g.dtype == dtype
+        assert g.tobytes() == np.ascontiguousarray(np.moveaxis(g_l, -1, 1)).tobytes()
+        out = np.empty_like(x)
+        loss2, g2 = lk.cross_entropy(x, t, axis=1, return_grad=True, grad_out=out, **kw)
+        assert g2 is out and np.array_equal(out, g)
+        assert np.asarray(loss2).tobytes() == np.asarray(loss).tobytes()
+    # Probability targets on the same axis, and a Fortran-ordered grad_out
+    # (the copy-back path).
+    y = np.moveaxis(r.dirichlet(np.ones(7), (3, 20, 30)), -1, 1).astype(dtype)
+    loss, g = lk.cross_entropy(x, y, axis=1, return_grad=True)
+    yl = np.ascontiguousarray(np.moveaxis(y, 1, -1))
+    loss_l, g_l = lk.cross_entropy(xl, yl, return_grad=True)
+    assert loss == loss_l and np.array_equal(g, np.moveaxis(g_l, -1, 1))
+    out_f = np.empty(x.shape, dtype, order="F")
+    _, g3 = lk.cross_entropy(x, y, axis=1, return_grad=True, grad_out=out_f)
+    assert g3 is out_f and np.array_equal(out_f, g)
+    want, gw = ref_ce(x, y, axis=1)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert loss == pytest.approx(want, rel=tol)
+    np.testing.assert_allclose(g, gw, rtol=tol, atol=tol * np.abs(gw).max())
+    # nll_loss takes the same path.
+    lp = lk.log_softmax(x, axis=1)
+    nl, ng = lk.nll_loss(lp, t, axis=1, return_grad=True)
+    nl_l, ng_l = lk.nll_loss(np.ascontiguousarray(np.moveaxis(lp, 1, -1)), t, return_grad=True)
+    assert nl == nl_l and np.array_equal(ng, np.moveaxis(ng_l, -1, 1))
+
+
 def test_cross_entropy_gradient_matches_finite_differences():
     r = rng(5)
     x = r.standard_normal((4, 6))
