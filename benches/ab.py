@@ -86,6 +86,15 @@ def op(name):
         ys = np.zeros_like(xs)
         ax = 0 if name == "softmax_axis0" else -1
         return lambda: lk.softmax(xs, axis=ax, out=ys)
+    if name in ("logsumexp_axis0", "softmax_where_axis0", "logsumexp_where_axis0"):
+        m = rng.uniform(0, 1, x.shape) < 0.9 if "where" in name else None
+        if name.startswith("softmax"):
+            return lambda: lk.softmax(x, axis=0, where=m, out=y)
+        return lambda: lk.logsumexp(x, axis=0, where=m)
+    if name == "ce_grad_axis0":
+        # Class axis first: the (C, N) logits of x.T, moved by the package.
+        xt, gt = np.ascontiguousarray(x.T), np.zeros((x.shape[1], x.shape[0]), x.dtype)
+        return lambda: lk.cross_entropy(xt, t, axis=0, return_grad=True, grad_out=gt)
     if name == "ce_grad_fortran":
         xf = np.asfortranarray(x)
         return lambda: lk.cross_entropy(xf, t, return_grad=True)
