@@ -440,7 +440,7 @@ unsafe fn transpose_to<T: Float>(src: &[T], batches: usize, rows: usize, cols: u
         return;
     }
     let out = Ptr(dst);
-    // Blocks of 16 along the longer dimension; `short` lanes rows per block.
+    // Blocks of 16 along the longer dimension, each `short` lane arrays.
     let by_rows = rows >= cols;
     let (long, short) = if by_rows { (rows, cols) } else { (cols, rows) };
     let per = long.div_ceil(L);

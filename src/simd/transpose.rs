@@ -211,9 +211,11 @@ pub(crate) mod x86 {
             t16x16(&mut r);
             // Plain stores of the first `cw`, as straight-line code: LLVM
             // turned a loop of `cw` stores, contiguous here, into a memcpy
-            // call from a stack copy of `r`; and masked stores, even with a
-            // full or an empty mask, are slow on AMD (on Zen 4, 16 of them
-            // took a third of a 262144x10 transpose's time).
+            // call from a stack copy of `r`. Masked stores (with a full or
+            // an empty mask) are slow on AMD (see `tile`); on Zen 4, perf
+            // put most of this function's samples right after them, though
+            // with plain stores the samples moved to the loads and the time
+            // of a 262144x10 transpose changed within the noise.
             macro_rules! stores {
                 ($($k:literal)*) => {$(
                     if $k < cw {
