@@ -555,9 +555,11 @@ def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape,axis", [((5000, 10), 0), ((3, 2000, 5), 1), ((9, 15), 0)])
+@pytest.mark.parametrize(
+    "shape,axis", [((5000, 10), 0), ((3, 2000, 5), 1), ((9, 15), 0), ((3000, 40), 0)]
+)
 def test_narrow_inner_axis_gives_the_bits_of_the_same_rows_on_the_last_axis(dtype, shape, axis):
-    # An axis with fewer than 16 elements after it is computed by
+    # An axis with fewer than 64 elements after it is computed by
     # transposing those rows to the last axis; each row must come out as the
     # same row does there, for every op of the family.
     rng = np.random.default_rng(8)
@@ -581,11 +583,12 @@ def test_narrow_inner_axis_gives_the_bits_of_the_same_rows_on_the_last_axis(dtyp
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cols", [10, 40])
+@pytest.mark.parametrize("cols", [10, 40, 100])
 @pytest.mark.parametrize("rows", [20, 300])
 def test_masked_inner_axis_matches_the_last_axis(dtype, cols, rows):
-    # Over axis 0, 10 columns go through the transposes and 40 through the
-    # column units (16 adjacent columns per unit, the mask read by lanes);
+    # Over axis 0, 10 and 40 columns go through the transposes and 100
+    # through the column units (16 adjacent columns per unit, the mask read
+    # by lanes, and a partial unit of 4);
     # both must give what the same rows give on the last axis: masked
     # entries 0 / -inf, fully masked columns all 0 / -inf, NaN where the
     # unmasked entries are all -inf.

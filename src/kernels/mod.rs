@@ -262,14 +262,17 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
 /// Inner axes narrower than this (`1 < inner < INNER_BY_TRANSPOSE`), masked
 /// or not, go through [`inner_by_transpose`]. The column units of
 /// [`cols_unit`] take 16 adjacent elements of a row of the array at a time;
-/// narrower rows leave lanes idle and are gathered element by element, by a
-/// single unit when `inner < 16` (softmax over axis 0 of a 262144x10 float32
-/// array took 58 x a copy; with `where=`, 131072x8: 6.3 ms against 1.9 ms
-/// through the transposes). Wider masked axes stay on the units: there the
-/// transposes made softmax `where=` faster (0.56-0.93 of the time) but
-/// logsumexp slower (1.5-1.9 x) in A/B, before the units applied the mask
-/// by lane arrays.
-const INNER_BY_TRANSPOSE: usize = L;
+/// the columns past the last multiple of 16 form a partial unit gathered
+/// element by element, all of them when `inner < 16` (softmax over axis 0
+/// of a 262144x10 float32 array took 58 x a copy; with `where=`, 131072x8:
+/// 6.3 ms against 1.9 ms through the transposes). Axis 0 of float32 arrays
+/// of 2^20 elements, 2 threads, transposes over units, three alternating
+/// rounds: 17-40 columns 0.37-0.74 (softmax, logsumexp, softmax_backward,
+/// softmax where=), 63 columns 0.62-0.86, 100 columns 1.00-1.39, 250
+/// columns 1.34-1.85 (the transposes' temporaries and their page faults
+/// against a unit's strided copies); wider masked axes were slower through
+/// the transposes too (logsumexp 1.5-1.9 x at 1024 columns).
+const INNER_BY_TRANSPOSE: usize = 4 * L;
 
 /// [`run_rows_raw`] for an inner axis through the last-axis path: each
 /// input's `outer` blocks of `(n, inner)` transposed to `(inner, n)` by
