@@ -237,12 +237,12 @@ fn native_float(a: &Bound<'_, PyUntypedArray>) -> Option<Dt> {
     }
 }
 
-/// `dst = ` the C-contiguous `src` as `outer` matrices of `rows` x `cols`,
-/// each transposed ([`crate::kernels::transpose_into`]), GIL released for
-/// a large array.
+/// `dst = ` the memory of `src` as `outer` C-ordered matrices of `rows` x
+/// `cols`, each transposed ([`crate::kernels::transpose_into`]) into the
+/// memory of `dst`, GIL released for a large array.
 ///
 /// # Safety
-/// `src` and `dst` aligned, C-contiguous arrays of dtype `dt` and
+/// `src` and `dst` aligned, contiguous arrays of dtype `dt` and
 /// `outer * rows * cols` elements, not overlapping.
 unsafe fn transpose_arrays(
     src: &Bound<'_, PyUntypedArray>,
@@ -297,8 +297,18 @@ pub fn moved_to_last_c<'py>(
         unsafe { transpose_arrays(a, dt, outer, n, inner, &out) };
         return Ok(out);
     }
-    let m = numpy(py)?.call_method1("moveaxis", (a, ax as isize, -1isize))?;
-    in_order(&m.cast_into::<PyUntypedArray>()?, Order::C)
+    in_order(&moveaxis(a, ax as isize, -1)?, Order::C)
+}
+
+/// NumPy's `moveaxis` (a view).
+pub fn moveaxis<'py>(
+    a: &Bound<'py, PyUntypedArray>,
+    from: isize,
+    to: isize,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    Ok(numpy(a.py())?
+        .call_method1("moveaxis", (a, from, to))?
+        .cast_into::<PyUntypedArray>()?)
 }
 
 /// The inverse of [`moved_to_last_c`] for a C-ordered native float `a`
@@ -352,33 +362,13 @@ fn c_of_fortran_2d<'py>(
     if order != Order::C || a.ndim() != 2 || a.len() < 4096 || !fits(a, Order::F) {
         return None;
     }
-    let d = a.dtype();
-    if d.is_native_byteorder() == Some(false) {
-        return None;
-    }
-    let dt = match (d.kind(), d.itemsize()) {
-        (b'f', 4) => Dt::F32,
-        (b'f', 8) => Dt::F64,
-        _ => return None,
-    };
+    let dt = native_float(a)?;
     let (r, c) = (a.shape()[0], a.shape()[1]);
-    let py = a.py();
-    let out = new_of(py, dt, &[r, c], Order::C);
+    let out = new_of(a.py(), dt, &[r, c], Order::C);
     // SAFETY: `a` is aligned and Fortran-contiguous (its memory is the C
     // order of its transpose, c rows of r) and `out` a new C-ordered array of
     // the same dtype and size, so neither overlaps the other.
-    unsafe {
-        match dt {
-            Dt::F32 => {
-                let (s, o) = (slice_of::<f32>(a), slice_mut_of::<f32>(&out));
-                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, 1, c, r, o));
-            }
-            Dt::F64 => {
-                let (s, o) = (slice_of::<f64>(a), slice_mut_of::<f64>(&out));
-                maybe_detach(py, r * c, || crate::kernels::transpose_into(s, 1, c, r, o));
-            }
-        }
-    }
+    unsafe { transpose_arrays(a, dt, 1, c, r, &out) };
     Some(out)
 }
 

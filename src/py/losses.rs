@@ -69,16 +69,6 @@ fn scalar<'py>(py: Python<'py>, v: f64, name: &str) -> PyResult<Bound<'py, PyAny
     numpy(py)?.getattr(name)?.call1((v,))
 }
 
-fn moveaxis<'py>(
-    a: &Bound<'py, PyUntypedArray>,
-    from: isize,
-    to: isize,
-) -> PyResult<Bound<'py, PyUntypedArray>> {
-    Ok(numpy(a.py())?
-        .call_method1("moveaxis", (a, from, to))?
-        .cast_into::<PyUntypedArray>()?)
-}
-
 /// Where the gradient is computed and how it reaches the caller.
 struct GradPlan<'py> {
     user: Option<Bound<'py, PyUntypedArray>>,
