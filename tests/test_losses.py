@@ -244,6 +244,128 @@ def test_cross_entropy_over_a_class_axis_in_the_middle(dtype):
     assert nl == nl_l and np.array_equal(ng, np.moveaxis(ng_l, -1, 1))
 
 
+INNER_CASES = [
+    # (shape, axis): inner axes of 2, 3 and 17 elements (groups of 16 rows
+    # that span two blocks of the leading axes), 600, the class axis first.
+    ((50, 7, 2), 1),
+    ((9, 5, 3, 1), 1),
+    ((4, 10, 17), 1),
+    ((3, 7, 20, 30), 1),
+    ((12, 40, 5), 0),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", INNER_CASES)
+def test_cross_entropy_class_axis_not_last_bitwise_like_moving_it(dtype, shape, axis):
+    # Short rows over a class axis that is not the last are taken from the
+    # array as it is, in the row path's groups and order of sums: every
+    # result has the bits of the same call on the axis moved last by hand.
+    r = rng(31)
+    x = (r.standard_normal(shape) * 4).astype(dtype)
+    n = shape[axis]
+    tshape = shape[:axis] + shape[axis + 1 :]
+    t = r.integers(0, n, tshape)
+    t.flat[::7] = -100
+    y = np.moveaxis(r.dirichlet(np.ones(n), tshape), -1, axis).astype(dtype)
+    w = r.uniform(0.5, 2, n).astype(dtype)
+    xl = np.ascontiguousarray(np.moveaxis(x, axis, -1))
+    yl = np.ascontiguousarray(np.moveaxis(y, axis, -1))
+    calls = [
+        ({"target": t}, {}),
+        ({"target": t}, {"weight": w, "reduction": "sum"}),
+        ({"target": t}, {"label_smoothing": 0.2, "reduction": "none"}),
+        ({"target": y}, {"label_smoothing": 0.1}),
+    ]
+    for tgt, kw in calls:
+        tl = yl if tgt["target"] is y else t
+        loss, g = lk.cross_entropy(x, tgt["target"], axis=axis, return_grad=True, **kw)
+        loss_l, g_l = lk.cross_entropy(xl, tl, return_grad=True, **kw)
+        assert np.asarray(loss).tobytes() == np.asarray(loss_l).tobytes()
+        assert g.shape == x.shape and g.flags.c_contiguous
+        assert g.tobytes() == np.ascontiguousarray(np.moveaxis(g_l, -1, axis)).tobytes()
+        # In place (the logits are the gradient's buffer) and into grad_out.
+        xi = x.copy()
+        loss_i, g_i = lk.cross_entropy(
+            xi, tgt["target"], axis=axis, return_grad=True, grad_out=xi, **kw
+        )
+        assert g_i is xi and g_i.tobytes() == g.tobytes()
+        assert np.asarray(loss_i).tobytes() == np.asarray(loss).tobytes()
+        lo = lk.cross_entropy(x, tgt["target"], axis=axis, **kw)
+        assert np.asarray(lo).tobytes() == np.asarray(loss).tobytes()
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("n", [1, 63, 64, 150, 2048, 2049])
+def test_cross_entropy_class_axis_not_last_matches_float64_reference(dtype, tol, n):
+    # Up to 2048 classes the column kernels take the rows from the array as
+    # it is (from 64 classes, float32, where the moved rows would go to the
+    # row kernels); 2049 goes through the transposes. Logits x 30 and
+    # weights, smoothing, probability targets.
+    r = rng(32)
+    shape = (2, n, 19)
+    x = (r.standard_normal(shape) * 30).astype(dtype)
+    t = r.integers(0, n, (2, 19))
+    t[0, 3] = -100
+    w = r.uniform(0.5, 2, n).astype(dtype)
+    y = np.moveaxis(r.dirichlet(np.ones(n), (2, 19)), -1, 1).astype(dtype)
+    for tgt, kw in (
+        (t, {"weight": w}),
+        (t, {"label_smoothing": 0.1, "reduction": "sum"}),
+        (y, {"reduction": "none"}),
+    ):
+        loss, g = lk.cross_entropy(x, tgt, axis=1, return_grad=True, **kw)
+        want, gw = ref_ce(
+            x,
+            tgt,
+            weight=kw.get("weight"),
+            ls=kw.get("label_smoothing", 0.0),
+            reduction=kw.get("reduction", "mean"),
+            axis=1,
+        )
+        np.testing.assert_allclose(loss, want, rtol=tol, atol=tol * 1e-3)
+        np.testing.assert_allclose(g, gw, rtol=tol, atol=tol * np.abs(gw).max())
+
+
+def test_cross_entropy_class_axis_not_last_threads_and_errors():
+    r = rng(33)
+    x = (r.standard_normal((40, 21, 300)) * 5).astype(np.float32)
+    t = r.integers(0, 21, (40, 300))
+    before = lk.get_num_threads()
+    try:
+        res = []
+        for k in (1, 2, 8):
+            lk.set_num_threads(k)
+            loss, g = lk.cross_entropy(x, t, axis=1, label_smoothing=0.1, return_grad=True)
+            loss2, g2 = lk.cross_entropy(x, t, axis=1, return_grad=True)
+            res.append((loss.tobytes(), g.tobytes(), loss2.tobytes(), g2.tobytes()))
+        assert res[0] == res[1] == res[2]
+    finally:
+        lk.set_num_threads(before)
+    # Errors name positions in the caller's coordinates.
+    t[5, 7] = 21
+    with pytest.raises(ValueError, match=r"target\[5, 7\] = 21 is not a class index for 21"):
+        lk.cross_entropy(x, t, axis=1)
+    y = np.moveaxis(r.dirichlet(np.ones(21), (40, 300)), -1, 1).astype(np.float32)
+    y[3, 4, 5] = np.nan
+    with pytest.raises(ValueError, match=r"target\[3, 4, 5\] is NaN"):
+        lk.cross_entropy(x, y, axis=1)
+
+
+def test_class_axis_before_trailing_axes_of_length_one():
+    # Nothing after the class axis: the rows are contiguous as they are.
+    r = rng(34)
+    x = (r.standard_normal((30, 97, 1, 1)) * 3).astype(np.float32)
+    t = r.integers(0, 97, (30, 1, 1))
+    xl = x.reshape(30, 97)
+    for f, a in ((lk.cross_entropy, x), (lk.nll_loss, lk.log_softmax(x, axis=1))):
+        loss, g = f(a, t, axis=1, return_grad=True, reduction="none")
+        loss_l, g_l = f(a.reshape(30, 97), t.reshape(30), return_grad=True, reduction="none")
+        assert loss.shape == (30, 1, 1) and g.shape == x.shape
+        assert loss.tobytes() == loss_l.tobytes() and g.tobytes() == g_l.tobytes()
+    del xl
+
+
 def test_cross_entropy_gradient_matches_finite_differences():
     r = rng(5)
     x = r.standard_normal((4, 6))

@@ -862,6 +862,7 @@ multiversion! {
         grad: Option<&mut [T]>,
         per_row: Option<&mut [T]>,
         level: Level,
+        groups: Groups<T>,
     ) -> f64 {
         let n = p.n;
         let rows = t.len();
@@ -872,9 +873,12 @@ multiversion! {
         let mut math = |xt: &[T; L], ms: &[T; L], o: &[f64; L], tl: &[T; L], wl: &[f64; L]| {
             ce_index_lanes(xt, ms, o, tl, wl, p.scale)
         };
-        if let Some(total) = ce_index_tiles(x, t, p, grad.as_deref_mut(), per_row.as_deref_mut(), level, &mut math) {
-            return total;
+        if let Groups::Rows = groups {
+            if let Some(total) = ce_index_tiles(x, t, p, grad.as_deref_mut(), per_row.as_deref_mut(), level, &mut math) {
+                return total;
+            }
         }
+        let want_grad = grad.is_some() || groups.has_grad();
         let mut xg = vec![T::ZERO; n * L];
         let mut gg = vec![T::ZERO; n * L];
         let mut total = 0f64;
@@ -900,15 +904,15 @@ multiversion! {
                 }
             }
             // Padding lanes repeat the last row; their weight is 0.
-            rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut xg);
+            groups.to_lanes(x, n, r0, w, &mut xg);
             let loss = ce_index_cols(
                 &xg,
                 &tf,
                 &wt,
                 p.scale,
-                grad.is_some().then_some(&mut gg[..]),
+                want_grad.then_some(&mut gg[..]),
             );
-            total += group_out(&gg, &loss, n, r0, w, grad.as_deref_mut(), per_row.as_deref_mut());
+            total += group_out(&gg, &loss, n, r0, w, grad.as_deref_mut(), per_row.as_deref_mut(), groups);
         }
         total
     }
@@ -935,9 +939,10 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
     p: &CeParams<'_, T>,
     grad: Option<&mut [T]>,
     per_row: Option<&mut [T]>,
+    groups: Groups<T>,
 ) -> f64 {
     let n = p.n;
-    let rows = x.len() / n;
+    let rows = groups.rows(x.len() / n);
     let (eps, scale) = (p.smoothing, p.scale);
     let k = eps / n as f64;
     let wc: Vec<f64> = (0..n)
@@ -952,12 +957,12 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
     for r0 in (0..rows).step_by(L) {
         let w = (rows - r0).min(L);
         // Padding lanes repeat the last row and do not count (`live` 0).
-        rows_to_lanes(&x[r0 * n..(r0 + w) * n], w, n, &mut xg);
+        groups.to_lanes(x, n, r0, w, &mut xg);
         let mut live = [0f64; L];
         let mut tc = [0usize; L];
         let mut wt = [0f64; L];
         if PROB {
-            rows_to_lanes(&y[r0 * n..(r0 + w) * n], w, n, &mut yg);
+            groups.targets().to_lanes(y, n, r0, w, &mut yg);
             live[..w].fill(1.0);
         } else {
             for j in 0..w {
@@ -1066,6 +1071,7 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
             w,
             grad.as_deref_mut(),
             per_row.as_deref_mut(),
+            groups,
         );
     }
     total
@@ -1076,6 +1082,7 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
 /// `per_row`; returns their sum (padding lanes hold 0; a fixed pairwise
 /// order).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn group_out<T: Float>(
     gg: &[T],
     loss: &[f64; L],
@@ -1084,9 +1091,16 @@ fn group_out<T: Float>(
     w: usize,
     grad: Option<&mut [T]>,
     per_row: Option<&mut [T]>,
+    groups: Groups<T>,
 ) -> f64 {
     if let Some(g) = grad {
         lanes_to_rows(gg, n, w, &mut g[r0 * n..(r0 + w) * n]);
+    }
+    if let Groups::Inner { inner, base, g, .. } = groups {
+        if !g.is_null() {
+            // SAFETY: as `Groups::Inner` promises.
+            unsafe { lanes_to_inner(gg, n, inner, base + r0, w, g) };
+        }
     }
     if let Some(lr) = per_row {
         for j in 0..w {
@@ -1094,6 +1108,174 @@ fn group_out<T: Float>(
         }
     }
     hsum(*loss)
+}
+
+/// Where the short-row kernels take each group of `L` rows from and put
+/// its gradient.
+#[derive(Clone, Copy)]
+enum Groups<T> {
+    /// The block's own slices: rows of `n` contiguous elements.
+    Rows,
+    /// `rows` rows, from row `base` on, of arrays whose class axis is not
+    /// the last (cross-entropy over axis 1 of N x C x H x W logits): row `r
+    /// = o * inner + c` has class `k` at `o * n * inner + k * inner + c` of
+    /// `x` (the logits), `y` (probability targets, or null) and `g` (the
+    /// gradient, or null), which the kernels take instead of the slices.
+    /// Built by [`row_loss_inner`] only. In place, `x` is `g`: a group's
+    /// rows are read in full before their gradient is written, and no
+    /// other group touches them.
+    Inner {
+        inner: usize,
+        base: usize,
+        rows: usize,
+        x: *const T,
+        y: *const T,
+        g: *mut T,
+    },
+}
+
+impl<T: Float> Groups<T> {
+    #[inline(always)]
+    fn has_grad(self) -> bool {
+        matches!(self, Groups::Inner { g, .. } if !g.is_null())
+    }
+
+    /// The number of rows: `slice_rows` (the slices') for `Rows`.
+    #[inline(always)]
+    fn rows(self, slice_rows: usize) -> usize {
+        match self {
+            Groups::Rows => slice_rows,
+            Groups::Inner { rows, .. } => rows,
+        }
+    }
+
+    /// The same groups of the probability targets (`y` as `x`).
+    #[inline(always)]
+    fn targets(self) -> Self {
+        match self {
+            Groups::Inner {
+                inner,
+                base,
+                rows,
+                y,
+                ..
+            } => Groups::Inner {
+                inner,
+                base,
+                rows,
+                x: y,
+                y,
+                g: std::ptr::null_mut(),
+            },
+            r => r,
+        }
+    }
+
+    /// Rows `r0..r0 + w` (`1 <= w <= L`) of `s` (`Rows`) or of `x`
+    /// (`Inner`) into lanes, as [`rows_to_lanes`] lays them out.
+    #[inline(always)]
+    fn to_lanes(self, s: &[T], n: usize, r0: usize, w: usize, dst: &mut [T]) {
+        match self {
+            Groups::Rows => rows_to_lanes(&s[r0 * n..(r0 + w) * n], w, n, dst),
+            Groups::Inner {
+                inner,
+                base,
+                rows,
+                x,
+                ..
+            } => {
+                assert!(r0 + w <= rows && (1..=L).contains(&w) && dst.len() >= n * L);
+                // SAFETY: `row_loss_inner` made `x` readable for the rows
+                // `base..base + rows`, and the group's are among them.
+                unsafe { inner_to_lanes(x, n, inner, base + r0, w, dst) }
+            }
+        }
+    }
+}
+
+/// `dst[k * L + j]` = class `k` of row `r0 + min(j, w - 1)` of `x`, whose
+/// row `r = o * inner + c` has class `k` at `o * n * inner + k * inner +
+/// c` (the layout of [`rows_to_lanes`]' output): each class's lanes are
+/// copied from runs of adjacent elements, 16 at a time where a run of the
+/// group's rows is that long.
+///
+/// # Safety
+/// `x` readable at the classes of rows `r0..r0 + w`; `1 <= w <= L`, `dst`
+/// at least `n * L` long.
+#[inline(always)]
+unsafe fn inner_to_lanes<T: Float>(
+    x: *const T,
+    n: usize,
+    inner: usize,
+    r0: usize,
+    w: usize,
+    dst: &mut [T],
+) {
+    let d = dst.as_mut_ptr();
+    let mut j = 0;
+    while j < w {
+        let (o, c) = ((r0 + j) / inner, (r0 + j) % inner);
+        let run = (inner - c).min(w - j);
+        let src = x.add(o * n * inner + c);
+        if run == L {
+            for k in 0..n {
+                std::ptr::copy_nonoverlapping(src.add(k * inner), d.add(k * L), L);
+            }
+        } else {
+            for k in 0..n {
+                for i in 0..run {
+                    *d.add(k * L + j + i) = *src.add(k * inner + i);
+                }
+            }
+        }
+        j += run;
+    }
+    // Padding lanes repeat the last row, as in `rows_to_lanes`.
+    if w < L {
+        for k in 0..n {
+            let v = *d.add(k * L + w - 1);
+            for i in w..L {
+                *d.add(k * L + i) = v;
+            }
+        }
+    }
+}
+
+/// The inverse of [`inner_to_lanes`] for the first `w` lanes: `src[k * L +
+/// j]` to class `k` of row `r0 + j` of `g`.
+///
+/// # Safety
+/// `g` writable at the classes of rows `r0..r0 + w`; `1 <= w <= L`, `src`
+/// at least `n * L` long.
+#[inline(always)]
+unsafe fn lanes_to_inner<T: Float>(
+    src: &[T],
+    n: usize,
+    inner: usize,
+    r0: usize,
+    w: usize,
+    g: *mut T,
+) {
+    assert!((1..=L).contains(&w) && src.len() >= n * L);
+    let s = src.as_ptr();
+    let mut j = 0;
+    while j < w {
+        let (o, c) = ((r0 + j) / inner, (r0 + j) % inner);
+        let run = (inner - c).min(w - j);
+        let dst = g.add(o * n * inner + c);
+        if run == L {
+            for k in 0..n {
+                std::ptr::copy_nonoverlapping(s.add(k * L), dst.add(k * inner), L);
+            }
+        } else {
+            for k in 0..n {
+                for i in 0..run {
+                    *dst.add(k * inner + i) = *s.add(k * L + j + i);
+                }
+            }
+        }
+        j += run;
+    }
 }
 
 /// The gradient at the target of a label-smoothed row, `(p_t a - (1 - eps)
@@ -1121,21 +1303,21 @@ fn smooth_q<T: Float, const PROB: bool>(live: f64, w: f64, eps: f64, k: f64, y: 
 }
 
 multiversion! {
-    /// [`ce_smooth_short`] with class probabilities `y` (`prob`), or with
-    /// class indices `t` and label smoothing.
+    /// [`ce_smooth_short`] with class probabilities (`Targets::Prob`, the
+    /// block's rows), or with class indices (`Targets::Index`, the block's)
+    /// and label smoothing.
     fn ce_smooth_short_v<T: Float>(
         x: &[T],
-        t: &[i64],
-        y: &[T],
-        prob: bool,
+        targets: Targets<'_, T>,
         p: &CeParams<'_, T>,
         grad: Option<&mut [T]>,
         per_row: Option<&mut [T]>,
+        groups: Groups<T>,
     ) -> f64 {
-        if prob {
-            ce_smooth_short::<T, true>(x, &[], y, p, grad, per_row)
-        } else {
-            ce_smooth_short::<T, false>(x, t, &[], p, grad, per_row)
+        match targets {
+            Targets::Prob(y) => ce_smooth_short::<T, true>(x, &[], y, p, grad, per_row, groups),
+            Targets::Index(t) => ce_smooth_short::<T, false>(x, t, &[], p, grad, per_row, groups),
+            Targets::Nll(_) => unreachable!("nll_loss has no smoothing"),
         }
     }
 }
@@ -1805,19 +1987,115 @@ pub fn row_loss<T: Float>(
         per_row,
         |r0, r1, xs, g, l| match targets {
             Targets::Index(t) if n < short_row_exp::<T>() && p.smoothing == 0.0 => {
-                ce_index_short(xs, &t[r0..r1], p, g, l, crate::simd::level())
+                ce_index_short(xs, &t[r0..r1], p, g, l, crate::simd::level(), Groups::Rows)
             }
             Targets::Index(t) if n < short_row_exp::<T>() => {
-                ce_smooth_short_v(xs, &t[r0..r1], &[], false, p, g, l)
+                ce_smooth_short_v(xs, Targets::Index(&t[r0..r1]), p, g, l, Groups::Rows)
             }
             Targets::Index(t) => ce_index_rows(xs, &t[r0..r1], p, g, l),
             Targets::Prob(y) if n < short_row_exp::<T>() => {
-                ce_smooth_short_v(xs, &[], &y[r0 * n..r1 * n], true, p, g, l)
+                ce_smooth_short_v(xs, Targets::Prob(&y[r0 * n..r1 * n]), p, g, l, Groups::Rows)
             }
             Targets::Prob(y) => ce_prob_rows(xs, &y[r0 * n..r1 * n], p, g, l),
             Targets::Nll(t) => nll_index_rows(xs, &t[r0..r1], p, g, l),
         },
     )
+}
+
+/// The most classes [`row_loss_inner`] takes (more go through transposes
+/// and the row kernels): 2 threads, alternating A/B against the transposes
+/// over an axis of 1000 (2048) elements, float32 0.63 (0.66) of the time,
+/// but 1.29 at 4096 classes (the groups' scratch blocks of 16 rows, 256
+/// KiB each, no longer stay in cache); float64 0.37 at 2048 classes.
+pub const CE_INNER_MAX_CLASSES: usize = 2048;
+
+/// Cross-entropy (class indices or probabilities) over a class axis that
+/// is not the last, with 1 to [`CE_INNER_MAX_CLASSES`] classes: the logits
+/// `x` (and probability targets, and the gradient) are `(outer, n, inner)`
+/// arrays, row `r = o * inner + c` the classes of position `c` of block `o`
+/// (the targets and `per_row` in that order: the logits' shape without the
+/// axis, C-ordered). The short-row kernels of [`row_loss`] (column kernels,
+/// `L` rows in lanes) take each group of rows from runs of adjacent
+/// elements (`inner_to_lanes`) and put its gradient back the same way,
+/// where moving the axis last took transposed copies of the logits and the
+/// gradient (and each group was transposed again on the way into the
+/// lanes). Rows, blocks, groups and the order of the sums are those of
+/// [`row_loss`] on the moved axis, so below [`short_row_exp`] classes every
+/// result has the same bits as there; from it on the row kernels would
+/// have taken the moved rows, and the results can differ from theirs in the
+/// last bits. `x` may be the gradient (`Input::InGrad`).
+///
+/// # Panics
+/// If `n` is above [`CE_INNER_MAX_CLASSES`], the targets are `Nll`, or a
+/// slice's length is not the layout's.
+pub fn row_loss_inner<T: Float>(
+    layout: super::Layout,
+    x: Input<'_, T>,
+    targets: Targets<'_, T>,
+    p: &CeParams<'_, T>,
+    grad: Option<&mut [T]>,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    let super::Layout { n, inner, .. } = layout;
+    let (rows, len) = (layout.rows(), layout.len());
+    assert!(n == p.n && n <= CE_INNER_MAX_CLASSES && inner >= 1);
+    if rows == 0 || n == 0 {
+        return 0.0;
+    }
+    let yp = match targets {
+        Targets::Index(t) => {
+            assert_eq!(t.len(), rows);
+            std::ptr::null()
+        }
+        Targets::Prob(y) => {
+            assert_eq!(y.len(), len);
+            y.as_ptr()
+        }
+        Targets::Nll(_) => panic!("nll_loss has no inner-axis kernel"),
+    };
+    assert!(grad.as_ref().is_none_or(|g| g.len() == len));
+    assert!(per_row.as_ref().is_none_or(|l| l.len() == rows));
+    let gp = Ptr(grad.map_or(std::ptr::null_mut(), |g| g.as_mut_ptr()));
+    let xp = match x {
+        Input::Slice(s) => {
+            assert_eq!(s.len(), len);
+            Ptr(s.as_ptr() as *mut T)
+        }
+        Input::InGrad => {
+            assert!(!gp.get().is_null(), "in-place needs a gradient");
+            gp
+        }
+    };
+    let yp = Ptr(yp as *mut T);
+    let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
+    let (_, nblocks) = tasks(rows, n);
+    let mut partial = vec![0f64; nblocks];
+    let pp = Ptr(partial.as_mut_ptr());
+    let level = crate::simd::level();
+    run_tasks(rows, n, |b, r0, r1| {
+        let groups = Groups::Inner {
+            inner,
+            base: r0,
+            rows: r1 - r0,
+            x: xp.get(),
+            y: yp.get(),
+            g: gp.get(),
+        };
+        // SAFETY: block b alone owns rows r0..r1 of per_row (and of the
+        // gradient, written through `groups`), and entry b of partial.
+        let l = lp.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0), r1 - r0) });
+        let s = match targets {
+            Targets::Index(t) if p.smoothing == 0.0 => {
+                ce_index_short(&[], &t[r0..r1], p, None, l, level, groups)
+            }
+            Targets::Index(t) => {
+                ce_smooth_short_v(&[], Targets::Index(&t[r0..r1]), p, None, l, groups)
+            }
+            _ => ce_smooth_short_v(&[], Targets::Prob(&[]), p, None, l, groups),
+        };
+        unsafe { *pp.get().add(b) = s };
+    });
+    partial.iter().fold(0.0, |a, &b| a + b)
 }
 
 #[cfg(test)]
@@ -1894,6 +2172,112 @@ mod tests {
     }
 
     #[test]
+    fn row_loss_inner_has_the_bits_of_the_moved_rows() {
+        // A class axis with `inner` elements after it, against row_loss on
+        // the axis moved last: the loss, per-row losses and gradient bit
+        // for bit, for class indices (ignored rows, weights, smoothing) and
+        // probabilities, with the logits in the gradient's buffer too.
+        fn check<T: Float>() {
+            for (outer, n, inner) in [
+                (3usize, 5usize, 17usize),
+                (7, 10, 2),
+                (2, 31, 40),
+                (1, 3, 1),
+            ] {
+                let len = outer * n * inner;
+                let x: Vec<T> = crate::kernels::tests::rand_vec(len, 8.0, (n * inner) as u64)
+                    .iter()
+                    .map(|&v| T::from_f64(v))
+                    .collect();
+                let u = crate::kernels::tests::rand_vec(outer * inner, 1e6, 5);
+                let t: Vec<i64> = u
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        if i % 5 == 2 {
+                            -100
+                        } else {
+                            (v.abs() as i64) % n as i64
+                        }
+                    })
+                    .collect();
+                let y: Vec<T> = crate::kernels::tests::rand_vec(len, 1.0, 9)
+                    .iter()
+                    .map(|&v| T::from_f64(v.abs()))
+                    .collect();
+                // (o, k, c) -> (o, c, k)
+                let moved = |a: &[T]| {
+                    let mut m = vec![T::ZERO; len];
+                    for o in 0..outer {
+                        for k in 0..n {
+                            for c in 0..inner {
+                                m[(o * inner + c) * n + k] = a[(o * n + k) * inner + c];
+                            }
+                        }
+                    }
+                    m
+                };
+                let (xm, ym) = (moved(&x), moved(&y));
+                let w: Vec<T> = (0..n)
+                    .map(|k| T::from_f64(0.5 + k as f64 / n as f64))
+                    .collect();
+                for (smoothing, weight, prob) in
+                    [(0.0, false, false), (0.1, true, false), (0.0, true, true)]
+                {
+                    let mut p = CeParams::new(n, weight.then_some(&w[..]), -100, smoothing);
+                    p.scale = 0.25;
+                    let (tg, tgm) = if prob {
+                        (Targets::Prob(&y[..]), Targets::Prob(&ym[..]))
+                    } else {
+                        (Targets::Index(&t[..]), Targets::Index(&t[..]))
+                    };
+                    let rows = outer * inner;
+                    let (mut g, mut gm) = (vec![T::ZERO; len], vec![T::ZERO; len]);
+                    let (mut l, mut lm) = (vec![T::ZERO; rows], vec![T::ZERO; rows]);
+                    let layout = crate::kernels::Layout { outer, n, inner };
+                    let a = row_loss_inner(
+                        layout,
+                        Input::Slice(&x),
+                        tg,
+                        &p,
+                        Some(&mut g),
+                        Some(&mut l),
+                    );
+                    let b = row_loss(
+                        rows,
+                        Input::Slice(&xm),
+                        tgm,
+                        &p,
+                        Some(&mut gm),
+                        Some(&mut lm),
+                    );
+                    assert_eq!(a.to_bits(), b.to_bits(), "{outer} {n} {inner}");
+                    assert!(l
+                        .iter()
+                        .zip(&lm)
+                        .all(|(p, q)| p.to_f64().to_bits() == q.to_f64().to_bits()));
+                    assert_eq!(
+                        moved(&g)
+                            .iter()
+                            .map(|v| v.to_f64().to_bits())
+                            .collect::<Vec<_>>(),
+                        gm.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>()
+                    );
+                    let mut gi = x.clone();
+                    let c = row_loss_inner(layout, Input::InGrad, tg, &p, Some(&mut gi), None);
+                    assert_eq!(c.to_bits(), a.to_bits());
+                    assert!(gi
+                        .iter()
+                        .zip(&g)
+                        .all(|(p, q)| p.to_f64().to_bits() == q.to_f64().to_bits()));
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+    }
+
+    #[test]
     fn ce_tiles_match_the_column_kernel_bit_for_bit() {
         // The AVX-512 register tiles (float32, 1 to 16 classes) against the
         // column kernels through their scratch blocks: losses (per row and
@@ -1945,7 +2329,15 @@ mod tests {
                                 let mut g = vec![0f32; rows * n];
                                 let mut l = vec![0f32; rows];
                                 let gr = with_grad.then_some(&mut g[..]);
-                                let total = ce_index_short(&x, &t, &p, gr, Some(&mut l[..]), lvl);
+                                let total = ce_index_short(
+                                    &x,
+                                    &t,
+                                    &p,
+                                    gr,
+                                    Some(&mut l[..]),
+                                    lvl,
+                                    Groups::Rows,
+                                );
                                 (total, g, l)
                             };
                             let (tt, gt, lt) = run(level);

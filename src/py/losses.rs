@@ -10,9 +10,10 @@ use pyo3::types::PyTuple;
 
 use super::array::*;
 use crate::kernels::losses::{
-    first_nan, first_negative, first_not_prob, index_weight_sum, pointwise, row_loss, CeParams,
-    Input, Pointwise, Targets,
+    first_nan, first_negative, first_not_prob, index_weight_sum, pointwise, row_loss,
+    row_loss_inner, CeParams, Input, Pointwise, Targets, CE_INNER_MAX_CLASSES,
 };
+use crate::kernels::Layout;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Red {
@@ -228,6 +229,7 @@ fn class_typed<T: Elem>(
     ax: usize,
     weight: Option<&Bound<'_, PyUntypedArray>>,
     n: usize,
+    inner: usize,
     ignore_index: i64,
     eps: f64,
     red: Red,
@@ -268,6 +270,13 @@ fn class_typed<T: Elem>(
         Tgt::Prob(y) => {
             let ys = unsafe { slice_of::<T>(y) };
             if let Some(i) = first_nan(ys) {
+                if inner > 1 {
+                    // In the caller's layout (`row_loss_inner`).
+                    return Err(PyValueError::new_err(format!(
+                        "{} is NaN; class probabilities must be numbers",
+                        pos_str("target", user_shape, i)
+                    )));
+                }
                 // Position in the caller's coordinates: the class axis was
                 // moved last for the computation.
                 let mut shape_m: Vec<usize> = user_shape.to_vec();
@@ -300,7 +309,18 @@ fn class_typed<T: Elem>(
     };
     let gs = grad.map(|g| unsafe { slice_mut_of::<T>(&g.buf) });
     let ls = per_row.map(|a| unsafe { slice_mut_of::<T>(a) });
-    let total = maybe_detach(py, x.len(), || row_loss(rows, xin, targets, &p, gs, ls));
+    let total = maybe_detach(py, x.len(), || {
+        if inner > 1 {
+            let layout = Layout {
+                outer: rows / inner,
+                n,
+                inner,
+            };
+            row_loss_inner(layout, xin, targets, &p, gs, ls)
+        } else {
+            row_loss(rows, xin, targets, &p, gs, ls)
+        }
+    });
     Ok(match red {
         Red::Mean => {
             if norm > 0.0 {
@@ -350,8 +370,22 @@ fn class_loss<'py>(
         .filter(|&(i, _)| i != ax)
         .map(|(_, &s)| s)
         .collect();
-    let moved = ax != shape.len() - 1;
-    let x = moved_to_last_c(&xa.arr, ax)?;
+    let inner: usize = shape[ax + 1..].iter().product();
+    // A class axis that is not the last, of a C-ordered array: with nothing
+    // after it (trailing axes of length 1) the rows are already contiguous;
+    // else cross-entropy takes the groups of rows from the array as it is
+    // (`row_loss_inner`). Otherwise the axis is moved last by transposes
+    // (and the gradient moved back).
+    let in_place_axis = ax + 1 < shape.len()
+        && fits(&xa.arr, Order::C)
+        && (inner == 1
+            || (kind == ClassLoss::CrossEntropy && (1..=CE_INNER_MAX_CLASSES).contains(&n)));
+    let moved = ax != shape.len() - 1 && !in_place_axis;
+    let x = if in_place_axis {
+        xa.arr.clone()
+    } else {
+        moved_to_last_c(&xa.arr, ax)?
+    };
     let calc_shape = x.shape().to_vec();
 
     let t = if target.is_exact_instance_of::<PyUntypedArray>() {
@@ -411,7 +445,12 @@ fn class_loss<'py>(
         }
         b'f' if kind == ClassLoss::CrossEntropy && t_shape == shape => {
             let ya = float_arg(py, t.as_any(), "target")?;
-            Tgt::Prob(moved_to_last_c(&cast_to(&ya, dt)?, ax)?)
+            let y = cast_to(&ya, dt)?;
+            Tgt::Prob(if in_place_axis {
+                in_order(&y, Order::C)?
+            } else {
+                moved_to_last_c(&y, ax)?
+            })
         }
         b'f' if t_shape == tshape || kind == ClassLoss::Nll => {
             let hint = if kind == ClassLoss::CrossEntropy {
@@ -483,8 +522,7 @@ fn class_loss<'py>(
         &x,
         &others,
     )?;
-    let rows_shape = &calc_shape[..calc_shape.len() - 1];
-    let per_row = (red == Red::None).then(|| new_of(py, dt, rows_shape, Order::C));
+    let per_row = (red == Red::None).then(|| new_of(py, dt, &tshape, Order::C));
     let args = (
         py,
         kind,
@@ -495,6 +533,7 @@ fn class_loss<'py>(
         ax,
         w.as_ref(),
         n,
+        if in_place_axis { inner } else { 1 },
         ignore_index,
         label_smoothing,
         red,
@@ -503,12 +542,12 @@ fn class_loss<'py>(
     );
     let total = match dt {
         Dt::F32 => {
-            let (a, b, c, d, e, f, g, h, i, j, k, l, m, o) = args;
-            class_typed::<f32>(a, b, c, d, e, f, g, h, i, j, k, l, m, o)?
+            let (a, b, c, d, e, f, g, h, i, j, k, l, m, o, q) = args;
+            class_typed::<f32>(a, b, c, d, e, f, g, h, i, j, k, l, m, o, q)?
         }
         Dt::F64 => {
-            let (a, b, c, d, e, f, g, h, i, j, k, l, m, o) = args;
-            class_typed::<f64>(a, b, c, d, e, f, g, h, i, j, k, l, m, o)?
+            let (a, b, c, d, e, f, g, h, i, j, k, l, m, o, q) = args;
+            class_typed::<f64>(a, b, c, d, e, f, g, h, i, j, k, l, m, o, q)?
         }
     };
     let loss = per_row_value(py, red, total, per_row, dt, half)?;
