@@ -95,13 +95,16 @@ def op(name):
         # Class axis first: the (C, N) logits of x.T, moved by the package.
         xt, gt = np.ascontiguousarray(x.T), np.zeros((x.shape[1], x.shape[0]), x.dtype)
         return lambda: lk.cross_entropy(xt, t, axis=0, return_grad=True, grad_out=gt)
-    if name in ("ce_grad_nchw", "ce_ls_nchw"):
+    if name in ("ce_grad_nchw", "ce_ls_nchw", "nll_nchw"):
         # PyTorch's N x C x H x W: the (R, C) logits as N images of 64x64
         # positions (one image of R when R is not a multiple of 4096).
         hw = 4096 if x.shape[0] % 4096 == 0 else x.shape[0]
         nb = x.shape[0] // hw
         xn = np.ascontiguousarray(np.moveaxis(x.reshape(nb, hw, -1), -1, 1))
         tn, gn = t.reshape(nb, hw), np.zeros_like(xn)
+        if name == "nll_nchw":
+            lp = lk.log_softmax(xn, axis=1)
+            return lambda: lk.nll_loss(lp, tn, axis=1, return_grad=True, grad_out=gn)
         ls = 0.1 if name == "ce_ls_nchw" else 0.0
         return lambda: lk.cross_entropy(
             xn, tn, axis=1, label_smoothing=ls, return_grad=True, grad_out=gn

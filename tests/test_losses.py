@@ -293,6 +293,16 @@ def test_cross_entropy_class_axis_not_last_bitwise_like_moving_it(dtype, shape, 
         assert np.asarray(loss_i).tobytes() == np.asarray(loss).tobytes()
         lo = lk.cross_entropy(x, tgt["target"], axis=axis, **kw)
         assert np.asarray(lo).tobytes() == np.asarray(loss).tobytes()
+    # nll_loss reads the target entries where they are.
+    for kw in ({}, {"weight": w, "reduction": "none"}):
+        loss, g = lk.nll_loss(x, t, axis=axis, return_grad=True, **kw)
+        loss_l, g_l = lk.nll_loss(xl, t, return_grad=True, **kw)
+        assert np.asarray(loss).tobytes() == np.asarray(loss_l).tobytes()
+        assert g.tobytes() == np.ascontiguousarray(np.moveaxis(g_l, -1, axis)).tobytes()
+        xi = x.copy()
+        loss_i, g_i = lk.nll_loss(xi, t, axis=axis, return_grad=True, grad_out=xi, **kw)
+        assert g_i is xi and g_i.tobytes() == g.tobytes()
+        assert np.asarray(loss_i).tobytes() == np.asarray(loss).tobytes()
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
@@ -350,6 +360,20 @@ def test_cross_entropy_class_axis_not_last_threads_and_errors():
     y[3, 4, 5] = np.nan
     with pytest.raises(ValueError, match=r"target\[3, 4, 5\] is NaN"):
         lk.cross_entropy(x, y, axis=1)
+
+
+def test_class_losses_over_zero_classes_give_zero_row_losses():
+    # Only ignored targets fit zero classes; each row's loss is 0 (it was
+    # uninitialised memory with reduction="none").
+    t = np.full((2, 3), -100)
+    for x, ax in ((np.zeros((2, 3, 0)), -1), (np.zeros((2, 0, 3)), 1)):
+        for f in (lk.cross_entropy, lk.nll_loss):
+            loss, g = f(x, t, axis=ax, reduction="none", return_grad=True)
+            assert loss.shape == (2, 3) and np.array_equal(loss, np.zeros((2, 3)))
+            assert g.shape == x.shape
+            assert f(x, t, axis=ax) == 0.0
+    loss = lk.cross_entropy(np.zeros((4, 0)), np.zeros((4, 0)), reduction="none")
+    assert np.array_equal(loss, np.zeros(4))
 
 
 def test_class_axis_before_trailing_axes_of_length_one():

@@ -1421,6 +1421,59 @@ pub fn nll_index_rows<T: Float>(
     total
 }
 
+/// [`nll_index_rows`] over rows `r0..r0 + t.len()` of an array whose class
+/// axis has `inner` elements after it (row `r = o * inner + c`, class `k` at
+/// `o * n * inner + k * inner + c`, as in [`row_loss_inner`]): the same
+/// losses and sum, in the same order. The gradient's rows are zeroed run by
+/// run of adjacent elements, after every loss is read (`x` may be `g`).
+///
+/// # Safety
+/// `x` readable and `g` (unless null) writable at the classes of the rows;
+/// no other thread touches those of `g`; the targets checked (in `0..n` or
+/// the ignore index).
+unsafe fn nll_index_inner<T: Float>(
+    x: *const T,
+    inner: usize,
+    r0: usize,
+    t: &[i64],
+    p: &CeParams<'_, T>,
+    g: *mut T,
+    per_row: Option<&mut [T]>,
+) -> f64 {
+    let n = p.n;
+    let at = |r: usize, k: usize| (r / inner) * n * inner + k * inner + r % inner;
+    let weight = |tg: i64| p.weight.map_or(1.0, |w| w[tg as usize].to_f64());
+    let mut per_row = per_row;
+    let mut total = 0f64;
+    for (j, &tg) in t.iter().enumerate() {
+        let mut loss = 0.0;
+        if tg != p.ignore_index {
+            loss = times(weight(tg), -(*x.add(at(r0 + j, tg as usize))).to_f64());
+        }
+        if let Some(lr) = per_row.as_deref_mut() {
+            lr[j] = T::from_f64(loss);
+        }
+        total += loss;
+    }
+    if g.is_null() {
+        return total;
+    }
+    let (end, mut r) = (r0 + t.len(), r0);
+    while r < end {
+        let run = (inner - r % inner).min(end - r);
+        for k in 0..n {
+            std::slice::from_raw_parts_mut(g.add(at(r, k)), run).fill(T::ZERO);
+        }
+        r += run;
+    }
+    for (j, &tg) in t.iter().enumerate() {
+        if tg != p.ignore_index {
+            *g.add(at(r0 + j, tg as usize)) = T::from_f64(-weight(tg) * p.scale);
+        }
+    }
+    total
+}
+
 // ------------------------------------------------------------ pointwise
 
 /// An elementwise loss `l(x, y)` and its derivative in `x`.
@@ -1977,6 +2030,11 @@ pub fn row_loss<T: Float>(
 ) -> f64 {
     let n = p.n;
     if n == 0 {
+        // Every target was ignored (none is a class index of 0 classes), or
+        // the probabilities are empty: each row's loss is 0.
+        if let Some(l) = per_row {
+            l.fill(T::ZERO);
+        }
         return 0.0;
     }
     blocked_sum(
@@ -2009,8 +2067,9 @@ pub fn row_loss<T: Float>(
 /// KiB each, no longer stay in cache); float64 0.37 at 2048 classes.
 pub const CE_INNER_MAX_CLASSES: usize = 2048;
 
-/// Cross-entropy (class indices or probabilities) over a class axis that
-/// is not the last, with 1 to [`CE_INNER_MAX_CLASSES`] classes: the logits
+/// Cross-entropy (class indices or probabilities; 1 to
+/// [`CE_INNER_MAX_CLASSES`] classes) or nll_loss over a class axis that is
+/// not the last: the logits
 /// `x` (and probability targets, and the gradient) are `(outer, n, inner)`
 /// arrays, row `r = o * inner + c` the classes of position `c` of block `o`
 /// (the targets and `per_row` in that order: the logits' shape without the
@@ -2023,10 +2082,12 @@ pub const CE_INNER_MAX_CLASSES: usize = 2048;
 /// [`row_loss`] on the moved axis, so below [`short_row_exp`] classes every
 /// result has the same bits as there; from it on the row kernels would
 /// have taken the moved rows, and the results can differ from theirs in the
-/// last bits. `x` may be the gradient (`Input::InGrad`).
+/// last bits. nll_loss (`Targets::Nll`, any number of classes) reads each
+/// row's target entry where it is (`nll_index_inner`). `x` may be the
+/// gradient (`Input::InGrad`).
 ///
 /// # Panics
-/// If `n` is above [`CE_INNER_MAX_CLASSES`], the targets are `Nll`, or a
+/// If `n` is above [`CE_INNER_MAX_CLASSES`] (for cross-entropy), or a
 /// slice's length is not the layout's.
 pub fn row_loss_inner<T: Float>(
     layout: super::Layout,
@@ -2038,8 +2099,13 @@ pub fn row_loss_inner<T: Float>(
 ) -> f64 {
     let super::Layout { n, inner, .. } = layout;
     let (rows, len) = (layout.rows(), layout.len());
-    assert!(n == p.n && n <= CE_INNER_MAX_CLASSES && inner >= 1);
+    assert!(n == p.n && inner >= 1);
+    assert!(n <= CE_INNER_MAX_CLASSES || matches!(targets, Targets::Nll(_)));
     if rows == 0 || n == 0 {
+        // As in `row_loss`.
+        if let Some(l) = per_row {
+            l.fill(T::ZERO);
+        }
         return 0.0;
     }
     let yp = match targets {
@@ -2051,7 +2117,10 @@ pub fn row_loss_inner<T: Float>(
             assert_eq!(y.len(), len);
             y.as_ptr()
         }
-        Targets::Nll(_) => panic!("nll_loss has no inner-axis kernel"),
+        Targets::Nll(t) => {
+            assert_eq!(t.len(), rows);
+            std::ptr::null()
+        }
     };
     assert!(grad.as_ref().is_none_or(|g| g.len() == len));
     assert!(per_row.as_ref().is_none_or(|l| l.len() == rows));
@@ -2091,7 +2160,12 @@ pub fn row_loss_inner<T: Float>(
             Targets::Index(t) => {
                 ce_smooth_short_v(&[], Targets::Index(&t[r0..r1]), p, None, l, groups)
             }
-            _ => ce_smooth_short_v(&[], Targets::Prob(&[]), p, None, l, groups),
+            Targets::Prob(_) => ce_smooth_short_v(&[], Targets::Prob(&[]), p, None, l, groups),
+            // SAFETY: x and the gradient hold the layout's elements, and
+            // block b alone owns rows r0..r1 of the gradient.
+            Targets::Nll(t) => unsafe {
+                nll_index_inner(xp.get(), inner, r0, &t[r0..r1], p, gp.get(), l)
+            },
         };
         unsafe { *pp.get().add(b) = s };
     });
@@ -2221,13 +2295,18 @@ mod tests {
                 let w: Vec<T> = (0..n)
                     .map(|k| T::from_f64(0.5 + k as f64 / n as f64))
                     .collect();
-                for (smoothing, weight, prob) in
-                    [(0.0, false, false), (0.1, true, false), (0.0, true, true)]
-                {
+                for (smoothing, weight, prob, nll) in [
+                    (0.0, false, false, false),
+                    (0.1, true, false, false),
+                    (0.0, true, true, false),
+                    (0.0, true, false, true),
+                ] {
                     let mut p = CeParams::new(n, weight.then_some(&w[..]), -100, smoothing);
                     p.scale = 0.25;
                     let (tg, tgm) = if prob {
                         (Targets::Prob(&y[..]), Targets::Prob(&ym[..]))
+                    } else if nll {
+                        (Targets::Nll(&t[..]), Targets::Nll(&t[..]))
                     } else {
                         (Targets::Index(&t[..]), Targets::Index(&t[..]))
                     };

@@ -373,12 +373,13 @@ fn class_loss<'py>(
     let inner: usize = shape[ax + 1..].iter().product();
     // A class axis that is not the last, of a C-ordered array: with nothing
     // after it (trailing axes of length 1) the rows are already contiguous;
-    // else cross-entropy takes the groups of rows from the array as it is
-    // (`row_loss_inner`). Otherwise the axis is moved last by transposes
+    // else cross-entropy and nll_loss take the rows from the array as it
+    // is (`row_loss_inner`). Otherwise the axis is moved last by transposes
     // (and the gradient moved back).
     let in_place_axis = ax + 1 < shape.len()
         && fits(&xa.arr, Order::C)
         && (inner == 1
+            || (kind == ClassLoss::Nll && n >= 1)
             || (kind == ClassLoss::CrossEntropy && (1..=CE_INNER_MAX_CLASSES).contains(&n)));
     let moved = ax != shape.len() - 1 && !in_place_axis;
     let x = if in_place_axis {
