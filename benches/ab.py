@@ -95,6 +95,17 @@ def op(name):
         # Class axis first: the (C, N) logits of x.T, moved by the package.
         xt, gt = np.ascontiguousarray(x.T), np.zeros((x.shape[1], x.shape[0]), x.dtype)
         return lambda: lk.cross_entropy(xt, t, axis=0, return_grad=True, grad_out=gt)
+    if name in ("softmax_nchw", "logsumexp_nchw", "softmax_backward_nchw"):
+        # As below: the (R, C) data as N images of 64x64, over axis 1.
+        hw = 4096 if x.shape[0] % 4096 == 0 else x.shape[0]
+        nb = x.shape[0] // hw
+        xn = np.ascontiguousarray(np.moveaxis(x.reshape(nb, hw, -1), -1, 1))
+        gn, yn = np.ascontiguousarray(np.moveaxis(g.reshape(nb, hw, -1), -1, 1)), np.zeros_like(xn)
+        if name == "softmax_nchw":
+            return lambda: lk.softmax(xn, axis=1, out=yn)
+        if name == "logsumexp_nchw":
+            return lambda: lk.logsumexp(xn, axis=1)
+        return lambda: lk.softmax_backward(gn, xn, axis=1, out=yn)
     if name in ("ce_grad_nchw", "ce_ls_nchw", "nll_nchw"):
         # PyTorch's N x C x H x W: the (R, C) logits as N images of 64x64
         # positions (one image of R when R is not a multiple of 4096).

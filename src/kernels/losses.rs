@@ -1219,6 +1219,8 @@ unsafe fn inner_to_lanes<T: Float>(
         let src = x.add(o * n * inner + c);
         if run == L {
             for k in 0..n {
+                let ahead = src.wrapping_add(k * inner + super::INNER_PREFETCH);
+                crate::simd::prefetch(ahead as *const u8, 64);
                 std::ptr::copy_nonoverlapping(src.add(k * inner), d.add(k * L), L);
             }
         } else {
