@@ -17,20 +17,24 @@ import logitkit as lk
 from .bench import Case, rng_array
 
 CE_SHAPES = [(4096, 1000), (256, 50257), (262144, 10)]
+# PyTorch's N x C x H x W layout (class axis 1): segmentation logits.
+CE_NCHW = [(16, 21, 128, 128)]
 PW_SHAPES = [(4096, 1000)]
 QUICK_CE = [(4096, 1000)]
 
 
 def np_cross_entropy(x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy and its gradient, the usual NumPy way."""
-    m = x.max(axis=-1, keepdims=True)
+    """Mean cross-entropy and its gradient, the usual NumPy way (class axis 1:
+    the last of a matrix, or N x C x H x W)."""
+    m = x.max(axis=1, keepdims=True)
     e = np.exp(x - m)
-    s = e.sum(axis=-1, keepdims=True)
-    rows = np.arange(x.shape[0])
-    loss = float(np.mean(np.log(s[:, 0]) + m[:, 0] - x[rows, t]))
+    s = e.sum(axis=1, keepdims=True)
+    ti = np.expand_dims(t, 1)
+    xt = np.take_along_axis(x, ti, axis=1)
+    loss = float(np.mean(np.log(s) + m - xt))
     g = e / s
-    g[rows, t] -= 1
-    g /= x.shape[0]
+    np.put_along_axis(g, ti, np.take_along_axis(g, ti, axis=1) - 1, axis=1)
+    g /= t.size
     return loss, g
 
 
@@ -71,7 +75,7 @@ def _inputs(name: str, shape: tuple[int, ...], hard: bool = False) -> tuple[np.n
     x = rng_array(shape, "float32")
     r = np.random.default_rng(1)
     if name == "cross_entropy":
-        return x, r.integers(0, shape[-1], shape[0])
+        return x, r.integers(0, shape[1], shape[:1] + shape[2:])
     if name == "binary_cross_entropy_with_logits":
         y = r.uniform(0, 1, shape)
         # Soft targets take logitkit's f64 path; 0/1 labels its float32 one.
@@ -91,6 +95,7 @@ def _plan(quick: bool) -> list[tuple[str, tuple[int, ...], bool]]:
     ce = QUICK_CE if quick else CE_SHAPES
     pw = [] if quick else PW_SHAPES
     bce = "binary_cross_entropy_with_logits"
+    ce = ce + ([] if quick else CE_NCHW)
     return (
         [("cross_entropy", s, False) for s in ce]
         + [(bce, s, hard) for s in pw for hard in (False, True)]
@@ -98,10 +103,17 @@ def _plan(quick: bool) -> list[tuple[str, tuple[int, ...], bool]]:
     )
 
 
-def _label(name: str, hard: bool) -> str:
+def _label(name: str, hard: bool, shape: tuple[int, ...] = ()) -> str:
     if name == "binary_cross_entropy_with_logits":
         return f"{name} + grad ({'0/1' if hard else 'soft'} targets)"
+    if len(shape) == 4:
+        return f"{name} + grad (axis=1)"
     return f"{name} + grad"
+
+
+def _kw(shape: tuple[int, ...]) -> dict[str, int]:
+    """The class axis of an N x C x H x W array is 1."""
+    return {"axis": 1} if len(shape) == 4 else {}
 
 
 def cases(quick: bool) -> list[Case]:
@@ -110,15 +122,18 @@ def cases(quick: bool) -> list[Case]:
         x, other = _inputs(name, shape, hard)
         g = np.empty_like(x)
         fn = getattr(lk, name)
+        kw = _kw(shape)
         impls: dict[str, Callable[[], object]] = {
-            "logitkit": lambda fn=fn, x=x, o=other, g=g: fn(x, o, return_grad=True, grad_out=g),
+            "logitkit": lambda fn=fn, x=x, o=other, g=g, kw=kw: fn(
+                x, o, return_grad=True, grad_out=g, **kw
+            ),
             "copy": lambda x=x, g=g: np.copyto(g, x),
             "numpy": lambda f=NUMPY[name], x=x, o=other: f(x, o),
         }
         tf = _torch(name, x, other)
         if tf is not None:
             impls["torch"] = tf
-        out.append(Case(_label(name, hard), "float32", shape, impls))
+        out.append(Case(_label(name, hard, shape), "float32", shape, impls))
     return out
 
 
@@ -147,15 +162,18 @@ def report(quick: bool) -> str:
         fn = getattr(lk, name)
         gb = x.nbytes
         g = np.empty_like(x)
+        kw = _kw(shape)
         vals = [
-            peak_extra_bytes(lambda fn=fn, x=x, o=other: fn(x, o, return_grad=True)),
+            peak_extra_bytes(lambda fn=fn, x=x, o=other, kw=kw: fn(x, o, return_grad=True, **kw)),
             peak_extra_bytes(
-                lambda fn=fn, x=x, o=other, g=g: fn(x, o, return_grad=True, grad_out=g)
+                lambda fn=fn, x=x, o=other, g=g, kw=kw: fn(x, o, return_grad=True, grad_out=g, **kw)
             ),
             peak_extra_bytes(lambda f=NUMPY[name], x=x, o=other: f(x, o)),
         ]
         cells = [f"{v / 2**20:.1f} MiB ({v / gb:.2f} × grad)" for v in vals]
         lines.append(
-            f"| {_label(name, hard)} | {'×'.join(map(str, shape))} | " + " | ".join(cells) + " |"
+            f"| {_label(name, hard, shape)} | {'×'.join(map(str, shape))} | "
+            + " | ".join(cells)
+            + " |"
         )
     return "Peak extra memory (tracemalloc):\n\n" + "\n".join(lines)
