@@ -782,9 +782,10 @@ type CeMath<'a, T> = dyn FnMut(&[T; L], &[T; L], &[f64; L], &[T; L], &[f64; L]) 
 /// float32 rows of 1 to 16 classes at `level`: the same operations as the
 /// column kernel (the tiles' vector terms are [`ce_index_lanes`]'s, and
 /// `math`, which is it, takes the tiles they leave), so the same bits,
-/// without the scratch blocks. None, touching nothing, when the tiles do not
-/// apply.
+/// without the scratch blocks; the rows as `groups` lays them out. None,
+/// touching nothing, when the tiles do not apply.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn ce_index_tiles<T: Float>(
     x: &[T],
     t: &[i64],
@@ -793,6 +794,7 @@ fn ce_index_tiles<T: Float>(
     per_row: Option<&mut [T]>,
     level: Level,
     math: &mut CeMath<'_, T>,
+    groups: Groups<T>,
 ) -> Option<f64> {
     let (n, rows) = (p.n, t.len());
     if T::MANTISSA_DIGITS != 24 || !(1..=L).contains(&n) || level != Level::Avx512 {
@@ -829,22 +831,27 @@ fn ce_index_tiles<T: Float>(
             )
         }
     };
-    let dst = grad.map_or(std::ptr::null_mut(), |g| g.as_mut_ptr().cast::<f32>());
+    let (src, dst, inner) = match groups {
+        Groups::Rows => (
+            x.as_ptr().cast::<f32>(),
+            grad.map_or(std::ptr::null_mut(), |g| g.as_mut_ptr().cast::<f32>()),
+            (0, 0),
+        ),
+        Groups::Inner {
+            inner, base, x, g, ..
+        } => (x.cast::<f32>(), g.cast::<f32>(), (inner, base)),
+    };
     let mut total = 0f64;
-    // SAFETY: T is f32, x holds rows * n elements and the gradient rows * n
-    // (a separate buffer: in place runs on a copy of x), the targets were
-    // checked (in 0..n or ignore_index) and the weights hold n, and the tiles
-    // run only at a level the CPU has (the caller's `level()`).
+    // SAFETY: T is f32; for `Rows`, x holds rows * n elements and the
+    // gradient rows * n (a separate buffer: in place runs on a copy of x);
+    // for `Inner`, `row_loss_inner` gives the whole arrays (x may be the
+    // gradient, which the tiles allow) and this block's rows are written by
+    // no other thread; the targets were checked (in 0..n or ignore_index)
+    // and the weights hold n, and the tiles run only at a level the CPU has
+    // (the caller's `level()`).
     let done = unsafe {
         tile::ce_index(
-            level,
-            x.as_ptr().cast(),
-            rows,
-            n,
-            &mut args,
-            dst,
-            &mut slow,
-            &mut total,
+            level, src, rows, n, inner, &mut args, dst, &mut slow, &mut total,
         )
     };
     done.then_some(total)
@@ -873,10 +880,8 @@ multiversion! {
         let mut math = |xt: &[T; L], ms: &[T; L], o: &[f64; L], tl: &[T; L], wl: &[f64; L]| {
             ce_index_lanes(xt, ms, o, tl, wl, p.scale)
         };
-        if let Groups::Rows = groups {
-            if let Some(total) = ce_index_tiles(x, t, p, grad.as_deref_mut(), per_row.as_deref_mut(), level, &mut math) {
-                return total;
-            }
+        if let Some(total) = ce_index_tiles(x, t, p, grad.as_deref_mut(), per_row.as_deref_mut(), level, &mut math, groups) {
+            return total;
         }
         let want_grad = grad.is_some() || groups.has_grad();
         let mut xg = vec![T::ZERO; n * L];
@@ -2254,17 +2259,27 @@ mod tests {
         // for bit, for class indices (ignored rows, weights, smoothing) and
         // probabilities, with the logits in the gradient's buffer too.
         fn check<T: Float>() {
-            for (outer, n, inner) in [
-                (3usize, 5usize, 17usize),
-                (7, 10, 2),
-                (2, 31, 40),
-                (1, 3, 1),
+            // Logits x 200 (with -inf and NaN) put most float32 tiles on
+            // their per-lane path, which reads the target logits in place.
+            for (outer, n, inner, scale) in [
+                (3usize, 5usize, 17usize, 8.0),
+                (7, 10, 2, 8.0),
+                (2, 31, 40, 8.0),
+                (1, 3, 1, 8.0),
+                (4, 12, 50, 200.0),
+                (3, 5, 17, 200.0),
+                // Tiles starting at every offset in a block of 17.
+                (20, 5, 17, 8.0),
             ] {
                 let len = outer * n * inner;
-                let x: Vec<T> = crate::kernels::tests::rand_vec(len, 8.0, (n * inner) as u64)
+                let mut x: Vec<T> = crate::kernels::tests::rand_vec(len, scale, (n * inner) as u64)
                     .iter()
                     .map(|&v| T::from_f64(v))
                     .collect();
+                if scale > 100.0 {
+                    x[7] = T::NEG_INF;
+                    x[len / 2] = T::NAN;
+                }
                 let u = crate::kernels::tests::rand_vec(outer * inner, 1e6, 5);
                 let t: Vec<i64> = u
                     .iter()

@@ -1,6 +1,7 @@
 //! Float32 softmax, log-softmax, logsumexp and cross-entropy (class
 //! indices) of rows of 1 to 16 classes, 16 rows at a time held in AVX-512
-//! registers from load to store.
+//! registers from load to store (cross-entropy also over a class axis that
+//! is not the last, where 16 adjacent positions need no transpose).
 //!
 //! The column kernels (`kernels::softmax`) take short rows through a scratch
 //! block: transpose 16 rows into lanes, a max pass, an exp-and-sum pass and a
@@ -122,25 +123,43 @@ pub type CeSlow<'a> = dyn FnMut(
 /// null. Returns false, touching nothing, unless `level` is AVX-512 and `n`
 /// is in `1..=16`.
 ///
+/// `inner = (0, _)`: the rows are contiguous. `inner = (i, base)`, `i >
+/// 0`: the rows are those of a class axis with `i` elements after it (row
+/// `r = o i + c` of the whole array has class `k` at `o n i + k i + c` of
+/// `src` and `dst`), and this call's row 0 is row `base`; a tile of 16
+/// adjacent rows is loaded and stored one class vector at a time, other
+/// tiles through contiguous copies of their rows.
+///
 /// # Safety
-/// `src` readable for `rows * n` elements, `a.t` and `a.per_row` of `rows`,
-/// every target in `0..n` or `a.ignore_index`, `a.weight` (if any) of `n`,
-/// `dst` (unless null) writable for `rows * n` and not overlapping `src`;
-/// `level` one the CPU supports.
+/// `src` readable at the rows' elements (`rows * n` from `src` when
+/// contiguous), `a.t` and `a.per_row` of `rows`, every target in `0..n` or
+/// `a.ignore_index`, `a.weight` (if any) of `n`, `dst` (unless null)
+/// writable at the rows' elements and not overlapping `src` (or, for a
+/// non-last class axis, `src` itself: a round of tiles is read before it
+/// is written); `level` one the CPU supports.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn ce_index(
     level: super::Level,
     src: *const f32,
     rows: usize,
     n: usize,
+    inner: (usize, usize),
     a: &mut CeArgs<'_>,
     dst: *mut f32,
     slow: &mut CeSlow<'_>,
     total: &mut f64,
 ) -> bool {
     // SAFETY: the caller guarantees the level and the extents.
-    by_class_count!(level, n, N => unsafe { *total = x86::ce_index_rows::<N>(src, rows, a, dst, slow) });
-    let _ = (level, src, rows, n, a, dst, slow, total);
+    by_class_count!(level, n, N => unsafe {
+        let layout = x86::Rows { inner: inner.0, base: inner.1 };
+        // The contiguous rows' instance has no trace of the other layout.
+        *total = if inner.0 == 0 {
+            x86::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
+        } else {
+            x86::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
+        }
+    });
+    let _ = (level, src, rows, n, inner, a, dst, slow, total);
     false
 }
 
@@ -262,13 +281,116 @@ mod x86 {
             *rj = load_row(src, j.min(w - 1) * N, left * N, m);
         }
         t16x16(&mut r);
+        let ms = lane_shift::<N>(&r);
+        (r, ms)
+    }
+
+    /// The lanes' shift of class-major vectors `r[..N]` (see [`load_tile`]).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lane_shift<const N: usize>(r: &[__m512; L]) -> __m512 {
         let mut mc = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
         for (k, rk) in r.iter().enumerate().take(N) {
             mc[k % 2] = _mm512_max_ps(*rk, mc[k % 2]);
         }
         let mx = _mm512_max_ps(mc[1], mc[0]);
         let ninf = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(mx, _mm512_set1_ps(f32::NEG_INFINITY));
-        (r, _mm512_mask_blend_ps(ninf, mx, _mm512_setzero_ps()))
+        _mm512_mask_blend_ps(ninf, mx, _mm512_setzero_ps())
+    }
+
+    /// Where a tile's rows are: `N` contiguous elements each (`inner` 0),
+    /// or row `r` at `(r / inner) * N * inner + r % inner` with its classes
+    /// `inner` apart (a class axis that is not the last), `base` the row of
+    /// the pointers' row 0.
+    #[derive(Clone, Copy)]
+    pub struct Rows {
+        pub inner: usize,
+        pub base: usize,
+    }
+
+    impl Rows {
+        /// Offset of class `k` of row `r` (relative to the pointers' row 0
+        /// for contiguous rows).
+        #[inline(always)]
+        fn at<const N: usize, const INNER: bool>(self, r: usize, k: usize) -> usize {
+            if !INNER {
+                r * N + k
+            } else {
+                let r = self.base + r;
+                (r / self.inner) * N * self.inner + k * self.inner + r % self.inner
+            }
+        }
+
+        /// Rows `s..s + 16` lie in one block, each class's 16 adjacent.
+        #[inline(always)]
+        fn adjacent(self, s: usize, w: usize) -> bool {
+            self.inner != 0 && w == L && (self.base + s) % self.inner + L <= self.inner
+        }
+    }
+
+    /// [`load_tile`] for the tile of rows `s..` (`left` of them to the
+    /// task's end) laid out as `rows` says: 16 adjacent rows of a class
+    /// axis that is not the last are loaded as they are, one vector per
+    /// class, and other tiles of such an axis gathered to contiguous rows
+    /// first. The same vectors and shift either way.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_tile_at<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: Rows,
+        s: usize,
+        left: usize,
+    ) -> ([__m512; L], __m512) {
+        let w = left.min(L);
+        if !INNER {
+            return load_tile::<N>(src.add(s * N), left);
+        }
+        if rows.adjacent(s, w) {
+            let p = src.add(rows.at::<N, true>(s, 0));
+            let mut r = [_mm512_setzero_ps(); L];
+            for (k, rk) in r.iter_mut().enumerate().take(N) {
+                *rk = _mm512_loadu_ps(p.add(k * rows.inner));
+            }
+            let ms = lane_shift::<N>(&r);
+            return (r, ms);
+        }
+        let mut buf = [0f32; L * L];
+        for j in 0..w {
+            for k in 0..N {
+                buf[j * N + k] = *src.add(rows.at::<N, true>(s + j, k));
+            }
+        }
+        load_tile::<N>(buf.as_ptr(), w)
+    }
+
+    /// [`store_tile`] for the tile of rows `s..s + w` laid out as `rows`
+    /// says (see [`load_tile_at`]).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_tile_at<const N: usize, const INNER: bool>(
+        dst: *mut f32,
+        rows: Rows,
+        s: usize,
+        w: usize,
+        f: impl Fn(usize) -> __m512,
+    ) {
+        if !INNER {
+            return store_tile::<N>(w, dst.add(s * N), f);
+        }
+        if rows.adjacent(s, w) {
+            let p = dst.add(rows.at::<N, true>(s, 0));
+            for k in 0..N {
+                _mm512_storeu_ps(p.add(k * rows.inner), f(k));
+            }
+            return;
+        }
+        let mut buf = [0f32; L * L];
+        store_tile::<N>(w, buf.as_mut_ptr(), f);
+        for j in 0..w {
+            for k in 0..N {
+                *dst.add(rows.at::<N, true>(s + j, k)) = buf[j * N + k];
+            }
+        }
     }
 
     /// Class-major lane vectors `f(k)`, `k < N`, back to rows `0..w` at `dst`.
@@ -468,13 +590,15 @@ mod x86 {
     /// `ce_index_lanes`' `e_t`), shifts and sums of the non-target exps.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-    unsafe fn ce_exps<const N: usize>(
+    unsafe fn ce_exps<const N: usize, const INNER: bool>(
         src: *const f32,
+        rows: Rows,
+        s: usize,
         left: usize,
         tfv: __m512,
         e: &mut [__m512; L],
     ) -> (__m512, __m512, [__m512d; 2]) {
-        let (r, ms) = load_tile::<N>(src, left);
+        let (r, ms) = load_tile_at::<N, INNER>(src, rows, s, left);
         let neg_ms = neg(ms);
         let mut et = _mm512_setzero_ps();
         let mut o = [_mm512_setzero_ps(); L];
@@ -673,9 +797,10 @@ mod x86 {
     /// # Safety
     /// AVX-512 (the level's features); as [`super::ce_index`] with `n == N`.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-    pub unsafe fn ce_index_rows<const N: usize>(
+    pub unsafe fn ce_index_rows<const N: usize, const INNER: bool>(
         src: *const f32,
         rows: usize,
+        layout: Rows,
         a: &mut super::CeArgs<'_>,
         dst: *mut f32,
         slow: &mut super::CeSlow<'_>,
@@ -691,7 +816,7 @@ mod x86 {
                 let s = r0 + t * L;
                 let w = (rows - s).min(L);
                 let (tf, wt) = ce_targets(a, s, w);
-                let (et, ms, acc) = ce_exps::<N>(src.add(s * N), rows - s, tf, &mut buf[t]);
+                let (et, ms, acc) = ce_exps::<N, INNER>(src, layout, s, rows - s, tf, &mut buf[t]);
                 let (loss, [c, gt, tg]) = match ce_terms(et, acc, tf, wt, a.scale) {
                     Some(v) => v,
                     None => {
@@ -702,7 +827,7 @@ mod x86 {
                         // The lanes' target logits, read only here (`pick_cols`'
                         // -0.0 + v; padding lanes repeat row w - 1, class 0).
                         let xa: [f32; L] = std::array::from_fn(|j| {
-                            -0.0 + *src.add((s + j.min(w - 1)) * N + ta[j] as usize)
+                            -0.0 + *src.add(layout.at::<N, INNER>(s + j.min(w - 1), ta[j] as usize))
                         });
                         for h in 0..2 {
                             _mm512_storeu_pd(oa.as_mut_ptr().add(8 * h), acc[h]);
@@ -737,7 +862,7 @@ mod x86 {
                     let s = r0 + t * L;
                     let (e, [c, gt, tg]) = (&buf[t], fac[t]);
                     let c0 = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(c, _mm512_setzero_ps());
-                    store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
+                    store_tile_at::<N, INNER>(dst, layout, s, (rows - s).min(L), |k| {
                         let v = _mm512_mul_ps(_mm512_mul_ps(e[k], c), ub);
                         let v = _mm512_mask_blend_ps(c0, v, _mm512_setzero_ps());
                         let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_set1_ps(k as f32), tg);
