@@ -556,6 +556,32 @@ def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
+    "shape,axis",
+    [((3, 10, 70), 1), ((2, 16, 100), 1), ((7, 200), 0), ((4, 1, 64), 1), ((30, 130), 0)],
+)
+def test_wide_inner_axis_short_rows_give_the_bits_of_the_last_axis(dtype, shape, axis):
+    # Rows of fewer than 64 (float32; 32 for float64) elements over an axis
+    # with 64 or more after it: the column units, or for float32 rows of
+    # 1-16 on AVX-512 the register tiles reading 16 adjacent positions at
+    # once (positions per block not a multiple of 16 included), give the
+    # bits of the same rows on the last axis, in place too.
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(shape) * 30).astype(dtype)
+    x.flat[5] = -np.inf
+    x.flat[x.size // 2] = np.nan
+    x.flat[-1] = np.inf
+    xl = np.moveaxis(x, axis, -1).copy()
+    for f in (lk.softmax, lk.log_softmax):
+        a, b = f(x, axis), f(xl)
+        assert np.moveaxis(a, axis, -1).tobytes() == b.tobytes(), f.__name__
+        xi = x.copy()
+        f(xi, axis, out=xi)
+        assert xi.tobytes() == a.tobytes(), f.__name__
+    assert lk.logsumexp(x, axis).tobytes() == lk.logsumexp(xl).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
     "shape,axis", [((5000, 10), 0), ((3, 2000, 5), 1), ((9, 15), 0), ((3000, 40), 0)]
 )
 def test_narrow_inner_axis_gives_the_bits_of_the_same_rows_on_the_last_axis(dtype, shape, axis):

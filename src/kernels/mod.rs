@@ -145,6 +145,41 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     let nin = ins.len();
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
+    if let (true, None, 1, 24, Some(t), true, crate::simd::Level::Avx512) = (
+        inner > 1,
+        mask,
+        nin,
+        T::MANTISSA_DIGITS,
+        op.tile(),
+        (1..=L).contains(&n),
+        crate::simd::level(),
+    ) {
+        // An inner axis of float32 rows of 1-16 elements: the register tiles
+        // over rows `o * inner + c` (16 adjacent ones loaded and stored one
+        // class vector at a time; the same bits as the column units).
+        let rows = layout.rows();
+        run_tasks(rows, n, |_, r0, r1| {
+            let y = if op.reduces() {
+                dst.get().add(r0)
+            } else {
+                dst.get()
+            };
+            // SAFETY: T is f32 (the only Float type with a 24-bit
+            // significand); rows r0..r1 are this task's, the input either is
+            // the output or does not overlap it, and the level is AVX-512.
+            let done = tile::run(
+                crate::simd::Level::Avx512,
+                t,
+                src[0].get().cast(),
+                r1 - r0,
+                n,
+                (inner, r0),
+                y.cast(),
+            );
+            debug_assert!(done);
+        });
+        return;
+    }
     if inner == 1 && n >= op.short_row() {
         run_tasks(outer, n, |_, r0, r1| {
             let (len, off) = ((r1 - r0) * n, r0 * n);
@@ -183,7 +218,15 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
                 // significand); rows r0..r1 are this task's, and the input
                 // either is the output or does not overlap it.
                 let (x, y) = (src[0].get().add(r0 * n), dst.get().add(r0 * per_row));
-                if tile::run(crate::simd::level(), t, x.cast(), r1 - r0, n, y.cast()) {
+                if tile::run(
+                    crate::simd::level(),
+                    t,
+                    x.cast(),
+                    r1 - r0,
+                    n,
+                    (0, 0),
+                    y.cast(),
+                ) {
                     return;
                 }
             }

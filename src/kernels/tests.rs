@@ -375,7 +375,8 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
         let reduces = matches!(op, Op::LogSumExp);
         // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n
         // (rows for logsumexp).
-        let fused = |src: *const f32, rows, n, dst| unsafe { run(level, op, src, rows, n, dst) };
+        let fused =
+            |src: *const f32, rows, n, dst| unsafe { run(level, op, src, rows, n, (0, 0), dst) };
         for n in 1..=16usize {
             let per = if reduces { 1 } else { n };
             for rows in [1usize, 7, 16, 17, 40, 100] {

@@ -59,32 +59,42 @@ pub enum Op {
     LogSumExp,
 }
 
-/// `op` on `rows` contiguous float32 rows of `n` classes from `src` into
-/// `dst` (which may be `src`: each tile is read before it is written), for
-/// `level`. Returns false, touching nothing, unless `level` is AVX-512 and
-/// `n` is in `1..=16`. The class count is a constant in the kernels.
+/// `op` on `rows` float32 rows of `n` classes from `src` into `dst` (which
+/// may be `src`: each tile is read before it is written), for `level`.
+/// Returns false, touching nothing, unless `level` is AVX-512 and `n` is in
+/// `1..=16`. The class count is a constant in the kernels. The rows are
+/// contiguous for `inner = (0, _)`, else laid out as [`ce_index`] describes
+/// (in `src` and, for a map, in `dst`; a reduction's outputs are `rows`
+/// contiguous values at `dst` either way).
 ///
 /// # Safety
-/// `src` readable and `dst` writable for `rows * n` elements (`rows` for
-/// [`Op::LogSumExp`]), the same pointer or not overlapping; `level` one the
-/// CPU supports.
+/// `src` readable and `dst` writable at the rows' elements (`rows * n`
+/// from the pointers when contiguous; `rows` at `dst` for
+/// [`Op::LogSumExp`]), the same pointer or not overlapping; `level` one
+/// the CPU supports.
 pub unsafe fn run(
     level: super::Level,
     op: Op,
     src: *const f32,
     rows: usize,
     n: usize,
+    inner: (usize, usize),
     dst: *mut f32,
 ) -> bool {
     // SAFETY: the caller guarantees the level and the extents.
     by_class_count!(level, n, N => unsafe {
-        match op {
-            Op::Softmax => x86::softmax_rows::<N>(src, rows, dst),
-            Op::LogSoftmax => x86::log_softmax_rows::<N, false>(src, rows, dst),
-            Op::LogSumExp => x86::log_softmax_rows::<N, true>(src, rows, dst),
+        let layout = x86::Rows { inner: inner.0, base: inner.1 };
+        // The contiguous rows' instances have no trace of the other layout.
+        match (op, inner.0 == 0) {
+            (Op::Softmax, true) => x86::softmax_rows::<N, false>(src, rows, layout, dst),
+            (Op::Softmax, false) => x86::softmax_rows::<N, true>(src, rows, layout, dst),
+            (Op::LogSoftmax, true) => x86::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
+            (Op::LogSoftmax, false) => x86::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
+            (Op::LogSumExp, true) => x86::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
+            (Op::LogSumExp, false) => x86::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
         }
     });
-    let _ = (level, op, src, rows, n, dst);
+    let _ = (level, op, src, rows, n, inner, dst);
     false
 }
 
@@ -420,12 +430,14 @@ mod x86 {
     /// scale factors.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn softmax_exps<const N: usize>(
+    unsafe fn softmax_exps<const N: usize, const INNER: bool>(
         src: *const f32,
+        rows: Rows,
+        s: usize,
         left: usize,
         e: &mut [__m512; L],
     ) -> __m512 {
-        let (r, ms) = load_tile::<N>(src, left);
+        let (r, ms) = load_tile_at::<N, INNER>(src, rows, s, left);
         let neg_ms = neg(ms);
         for k in 0..N {
             let (h, l) = diff(r[k], ms, neg_ms);
@@ -451,7 +463,12 @@ mod x86 {
     /// # Safety
     /// AVX-512F; as [`super::run`] with `n == N`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax_rows<const N: usize>(src: *const f32, rows: usize, dst: *mut f32) {
+    pub unsafe fn softmax_rows<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: usize,
+        layout: Rows,
+        dst: *mut f32,
+    ) {
         let mut buf = [[_mm512_setzero_ps(); L]; G];
         let mut inv = [_mm512_setzero_ps(); G];
         let mut r0 = 0;
@@ -459,12 +476,12 @@ mod x86 {
             let tiles = (rows - r0).div_ceil(L).min(G);
             for t in 0..tiles {
                 let s = r0 + t * L;
-                inv[t] = softmax_exps::<N>(src.add(s * N), rows - s, &mut buf[t]);
+                inv[t] = softmax_exps::<N, INNER>(src, layout, s, rows - s, &mut buf[t]);
             }
             for t in 0..tiles {
                 let s = r0 + t * L;
                 let (e, k) = (&buf[t], inv[t]);
-                store_tile::<N>((rows - s).min(L), dst.add(s * N), |c| {
+                store_tile_at::<N, INNER>(dst, layout, s, (rows - s).min(L), |c| {
                     _mm512_mul_ps(e[c], k)
                 });
             }
@@ -493,9 +510,10 @@ mod x86 {
     /// (log-softmax), or with one value per row at `dst` (logsumexp, when
     /// `REDUCE`).
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    pub unsafe fn log_softmax_rows<const N: usize, const REDUCE: bool>(
+    pub unsafe fn log_softmax_rows<const N: usize, const REDUCE: bool, const INNER: bool>(
         src: *const f32,
         rows: usize,
+        layout: Rows,
         dst: *mut f32,
     ) {
         let mut buf = [[_mm512_setzero_ps(); L]; G];
@@ -511,7 +529,7 @@ mod x86 {
             // the rest into a second sum added last.
             for t in 0..tiles {
                 let s = r0 + t * L;
-                let (r, ms) = load_tile::<N>(src.add(s * N), rows - s);
+                let (r, ms) = load_tile_at::<N, INNER>(src, layout, s, rows - s);
                 // A loop with a constant trip count, unrolled (`from_fn` with
                 // a `k < N` test in it stayed a loop of one exp each).
                 let mut e = [_mm512_setzero_ps(); L];
@@ -575,7 +593,7 @@ mod x86 {
                 } else {
                     // Phase two (`sub_shift`): (x - shift) - log(sum).
                     let x = &buf[t];
-                    store_tile::<N>((rows - s).min(L), dst.add(s * N), |k| {
+                    store_tile_at::<N, INNER>(dst, layout, s, (rows - s).min(L), |k| {
                         _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
                     });
                 }
