@@ -1217,11 +1217,8 @@ unsafe fn inner_to_lanes<T: Float>(
     dst: &mut [T],
 ) {
     let d = dst.as_mut_ptr();
-    let mut j = 0;
-    while j < w {
-        let (o, c) = ((r0 + j) / inner, (r0 + j) % inner);
-        let run = (inner - c).min(w - j);
-        let src = x.add(o * n * inner + c);
+    for_runs(n, inner, r0, w, |j, run, at| {
+        let src = x.add(at);
         if run == L {
             for k in 0..n {
                 let ahead = src.wrapping_add(k * inner + super::INNER_PREFETCH);
@@ -1235,8 +1232,7 @@ unsafe fn inner_to_lanes<T: Float>(
                 }
             }
         }
-        j += run;
-    }
+    });
     // Padding lanes repeat the last row, as in `rows_to_lanes`.
     if w < L {
         for k in 0..n {
@@ -1265,11 +1261,8 @@ unsafe fn lanes_to_inner<T: Float>(
 ) {
     assert!((1..=L).contains(&w) && src.len() >= n * L);
     let s = src.as_ptr();
-    let mut j = 0;
-    while j < w {
-        let (o, c) = ((r0 + j) / inner, (r0 + j) % inner);
-        let run = (inner - c).min(w - j);
-        let dst = g.add(o * n * inner + c);
+    for_runs(n, inner, r0, w, |j, run, at| {
+        let dst = g.add(at);
         if run == L {
             for k in 0..n {
                 std::ptr::copy_nonoverlapping(s.add(k * L), dst.add(k * inner), L);
@@ -1281,6 +1274,20 @@ unsafe fn lanes_to_inner<T: Float>(
                 }
             }
         }
+    });
+}
+
+/// The runs of adjacent positions among rows `r0..r0 + w` of an array whose
+/// class axis (`n` classes) has `inner` elements after it: `f(j, run, at)`
+/// for rows `r0 + j..r0 + j + run`, in one block, whose class `k` is at
+/// offset `at + k * inner`.
+#[inline(always)]
+fn for_runs(n: usize, inner: usize, r0: usize, w: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut j = 0;
+    while j < w {
+        let (o, c) = ((r0 + j) / inner, (r0 + j) % inner);
+        let run = (inner - c).min(w - j);
+        f(j, run, o * n * inner + c);
         j += run;
     }
 }
@@ -1465,14 +1472,11 @@ unsafe fn nll_index_inner<T: Float>(
     if g.is_null() {
         return total;
     }
-    let (end, mut r) = (r0 + t.len(), r0);
-    while r < end {
-        let run = (inner - r % inner).min(end - r);
+    for_runs(n, inner, r0, t.len(), |_, run, first| {
         for k in 0..n {
-            std::slice::from_raw_parts_mut(g.add(at(r, k)), run).fill(T::ZERO);
+            std::slice::from_raw_parts_mut(g.add(first + k * inner), run).fill(T::ZERO);
         }
-        r += run;
-    }
+    });
     for (j, &tg) in t.iter().enumerate() {
         if tg != p.ignore_index {
             *g.add(at(r0 + j, tg as usize)) = T::from_f64(-weight(tg) * p.scale);
