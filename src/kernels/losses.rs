@@ -51,27 +51,34 @@ pub fn blocked_sum<T: Float>(
     assert!(per_row.as_ref().is_none_or(|l| l.len() == rows));
     let in_grad = matches!(x, Input::InGrad);
     assert!(!in_grad || grad.is_some());
-    // Blocks are the driver's fixed tasks: their bounds depend only on the
-    // sizes, so combining their partials in order is thread-independent.
-    let (_, nblocks) = tasks(rows, n);
-    let mut partial = vec![0f64; nblocks];
     let gp = grad.map(|g| Ptr(g.as_mut_ptr()));
     let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
-    let pp = Ptr(partial.as_mut_ptr());
-    run_tasks(rows, n, |b, r0, r1| {
-        // SAFETY: block b alone owns rows r0..r1 of grad and per_row and
-        // entry b of partial.
+    sum_blocks(rows, n, |r0, r1| {
+        // SAFETY: this block alone owns rows r0..r1 of grad and per_row.
         let g = gp
             .map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0 * n), (r1 - r0) * n) });
         let l = lp.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0), r1 - r0) });
-        let s = match x {
+        match x {
             Input::Slice(xs) => f(r0, r1, &xs[r0 * n..r1 * n], g, l),
             Input::InGrad => {
                 let g = g.expect("in-place needs a gradient");
                 let scratch = g.to_vec();
                 f(r0, r1, &scratch, Some(g), l)
             }
-        };
+        }
+    })
+}
+
+/// `f(r0, r1)` over the fixed blocks of `rows` rows of `n` (the driver's
+/// tasks: their bounds depend only on the sizes), in parallel, and the sum
+/// of its results combined in block order, so thread-independent.
+fn sum_blocks(rows: usize, n: usize, f: impl Fn(usize, usize) -> f64 + Sync) -> f64 {
+    let (_, nblocks) = tasks(rows, n);
+    let mut partial = vec![0f64; nblocks];
+    let pp = Ptr(partial.as_mut_ptr());
+    run_tasks(rows, n, |b, r0, r1| {
+        let s = f(r0, r1);
+        // SAFETY: block b alone writes entry b.
         unsafe { *pp.get().add(b) = s };
     });
     partial.iter().fold(0.0, |a, &b| a + b)
@@ -2148,11 +2155,8 @@ pub fn row_loss_inner<T: Float>(
     };
     let yp = Ptr(yp as *mut T);
     let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
-    let (_, nblocks) = tasks(rows, n);
-    let mut partial = vec![0f64; nblocks];
-    let pp = Ptr(partial.as_mut_ptr());
     let level = crate::simd::level();
-    run_tasks(rows, n, |b, r0, r1| {
+    sum_blocks(rows, n, |r0, r1| {
         let groups = Groups::Inner {
             inner,
             base: r0,
@@ -2161,10 +2165,10 @@ pub fn row_loss_inner<T: Float>(
             y: yp.get(),
             g: gp.get(),
         };
-        // SAFETY: block b alone owns rows r0..r1 of per_row (and of the
-        // gradient, written through `groups`), and entry b of partial.
+        // SAFETY: this block alone owns rows r0..r1 of per_row (and of the
+        // gradient, written through `groups`).
         let l = lp.map(|p| unsafe { std::slice::from_raw_parts_mut(p.get().add(r0), r1 - r0) });
-        let s = match targets {
+        match targets {
             Targets::Index(t) if p.smoothing == 0.0 => {
                 ce_index_short(&[], &t[r0..r1], p, None, l, level, groups)
             }
@@ -2173,14 +2177,12 @@ pub fn row_loss_inner<T: Float>(
             }
             Targets::Prob(_) => ce_smooth_short_v(&[], Targets::Prob(&[]), p, None, l, groups),
             // SAFETY: x and the gradient hold the layout's elements, and
-            // block b alone owns rows r0..r1 of the gradient.
+            // this block alone owns rows r0..r1 of the gradient.
             Targets::Nll(t) => unsafe {
                 nll_index_inner(xp.get(), inner, r0, &t[r0..r1], p, gp.get(), l)
             },
-        };
-        unsafe { *pp.get().add(b) = s };
-    });
-    partial.iter().fold(0.0, |a, &b| a + b)
+        }
+    })
 }
 
 #[cfg(test)]

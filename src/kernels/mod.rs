@@ -145,8 +145,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     let nin = ins.len();
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
-    if let (true, None, 1, 24, Some(t), true, crate::simd::Level::Avx512) = (
-        inner > 1,
+    if let (None, 1, 24, Some(t), true, crate::simd::Level::Avx512) = (
         mask,
         nin,
         T::MANTISSA_DIGITS,
@@ -154,15 +153,20 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
         (1..=L).contains(&n),
         crate::simd::level(),
     ) {
-        // An inner axis of float32 rows of 1-16 elements: the register tiles
-        // over rows `o * inner + c` (16 adjacent ones loaded and stored one
-        // class vector at a time; the same bits as the column units).
+        // Float32 rows of 1-16 elements, contiguous or over an inner axis
+        // (rows `o * inner + c`, 16 adjacent ones loaded and stored one class
+        // vector at a time): the register tiles, with the bits of the column
+        // kernels. Tasks of whole tiles of 16 rows.
         let rows = layout.rows();
-        run_tasks(rows, n, |_, r0, r1| {
-            let y = if op.reduces() {
-                dst.get().add(r0)
+        run_tasks(rows.div_ceil(L), n * L, |_, u0, u1| {
+            let (r0, r1) = (u0 * L, (u1 * L).min(rows));
+            let (x, y, at) = if inner == 1 {
+                let (x, y) = (src[0].get().add(r0 * n), dst.get().add(r0 * per_row));
+                (x, y, (0, 0))
+            } else if op.reduces() {
+                (src[0].get(), dst.get().add(r0), (inner, r0))
             } else {
-                dst.get()
+                (src[0].get(), dst.get(), (inner, r0))
             };
             // SAFETY: T is f32 (the only Float type with a 24-bit
             // significand); rows r0..r1 are this task's, the input either is
@@ -170,10 +174,10 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
             let done = tile::run(
                 crate::simd::Level::Avx512,
                 t,
-                src[0].get().cast(),
+                x.cast(),
                 r1 - r0,
                 n,
-                (inner, r0),
+                at,
                 y.cast(),
             );
             assert!(done, "the tiles take float32 rows of 1-16 at AVX-512");
@@ -212,24 +216,6 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
             outer * col_blocks
         };
         run_tasks(units, n * L, |_, u0, u1| {
-            if let (1, None, 1, 24, Some(t)) = (inner, mask, nin, T::MANTISSA_DIGITS, op.tile()) {
-                let (r0, r1) = (u0 * L, (u1 * L).min(outer));
-                // SAFETY: T is f32 (the only Float type with a 24-bit
-                // significand); rows r0..r1 are this task's, and the input
-                // either is the output or does not overlap it.
-                let (x, y) = (src[0].get().add(r0 * n), dst.get().add(r0 * per_row));
-                if tile::run(
-                    crate::simd::level(),
-                    t,
-                    x.cast(),
-                    r1 - r0,
-                    n,
-                    (0, 0),
-                    y.cast(),
-                ) {
-                    return;
-                }
-            }
             let mut scratch = vec![T::ZERO; n * L * (nin + 1)];
             let mut masked = vec![
                 T::ZERO;
