@@ -510,6 +510,30 @@ def test_scalar_path_matches_simd_bit_for_bit_and_env_threads():
     assert scalar.split()[2] == native.split()[2]
 
 
+def test_short_rows_give_the_same_bits_at_every_level():
+    # Float32 rows of 1-16 classes run in register tiles at AVX-512 (16 rows
+    # a tile) and AVX2 (8), the column kernels otherwise: every level this
+    # CPU has gives the same bits, over the last axis and an inner one, with
+    # partial tiles and rounds, +-inf, NaN and an all -inf row.
+    code = (
+        "import hashlib, numpy as np, logitkit as lk, sys\n"
+        "rng = np.random.default_rng(4)\n"
+        "h = hashlib.sha256()\n"
+        "for n in range(1, 17):\n"
+        "    x = (rng.standard_normal((301, n)) * 30).astype(np.float32)\n"
+        "    x[3] = -np.inf; x[5, 0] = np.inf; x[7, -1] = np.nan; x[9, 0] = 3e38\n"
+        "    xi = np.ascontiguousarray(x[:300].reshape(3, 100, n).transpose(0, 2, 1))\n"
+        "    for f in (lk.softmax, lk.log_softmax, lk.logsumexp):\n"
+        "        h.update(f(x).tobytes() + f(xi, axis=1).tobytes())\n"
+        "sys.stdout.write(lk.simd_level() + ' ' + h.hexdigest())\n"
+    )
+    native = _run(code).split()
+    levels = {"avx512": ["avx2", "scalar"], "avx2": ["scalar"]}.get(native[0], ["scalar"])
+    for level in levels:
+        other = _run(code, LOGITKIT_SIMD=level).split()
+        assert other == [level, native[1]], (native[0], level)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_pool_survives_fork():
     code = (

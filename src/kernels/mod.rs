@@ -145,13 +145,18 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
     let nin = ins.len();
     let src: [Ptr<T>; 2] = [Ptr(ins[0] as *mut T), Ptr(ins[nin - 1] as *mut T)];
     let dst = Ptr(out);
-    if let (None, 1, 24, Some(t), true, crate::simd::Level::Avx512) = (
+    let level = crate::simd::level();
+    #[cfg(target_arch = "x86_64")]
+    let tiled = matches!(level, crate::simd::Level::Avx512 | crate::simd::Level::Avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let tiled = false;
+    if let (None, 1, 24, Some(t), true, true) = (
         mask,
         nin,
         T::MANTISSA_DIGITS,
         op.tile(),
         (1..=L).contains(&n),
-        crate::simd::level(),
+        tiled,
     ) {
         // Float32 rows of 1-16 elements, contiguous or over an inner axis
         // (rows `o * inner + c`, 16 adjacent ones loaded and stored one class
@@ -170,17 +175,12 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
             };
             // SAFETY: T is f32 (the only Float type with a 24-bit
             // significand); rows r0..r1 are this task's, the input either is
-            // the output or does not overlap it, and the level is AVX-512.
-            let done = tile::run(
-                crate::simd::Level::Avx512,
-                t,
-                x.cast(),
-                r1 - r0,
-                n,
-                at,
-                y.cast(),
+            // the output or does not overlap it, and the level is the CPU's.
+            let done = tile::run(level, t, x.cast(), r1 - r0, n, at, y.cast());
+            assert!(
+                done,
+                "the tiles take float32 rows of 1-16 at AVX-512 and AVX2"
             );
-            assert!(done, "the tiles take float32 rows of 1-16 at AVX-512");
         });
         return;
     }

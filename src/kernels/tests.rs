@@ -354,15 +354,15 @@ pub(crate) fn tile_test_rows(rows: usize, n: usize) -> Vec<f32> {
 
 #[test]
 fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
-    // The register-resident tiles (AVX-512, float32 rows of 1 to 16 classes)
-    // against the column kernels through their scratch blocks, bit for bit
+    // The register-resident tiles (AVX-512 and AVX2, float32 rows of 1 to 16
+    // classes) against the column kernels through their scratch blocks, bit for bit
     // (NaN payloads aside), with +-inf, NaN, +-3e38, subnormals, +-0 and an
     // all -inf row; out of place and in place.
     // The CPU's own level, not the global one (another test may have set
     // that to scalar meanwhile).
     use crate::simd::tile::{run, Op};
     use crate::simd::transpose::{lanes_to_rows, rows_to_lanes};
-    let level = crate::simd::dispatch::best();
+    let best = crate::simd::dispatch::best();
     type Cols = fn(&[f32], &mut [f32]);
     let ops: [(&str, Op, Cols); 3] = [
         ("softmax", Op::Softmax, softmax_cols::<f32>),
@@ -373,18 +373,27 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
     for (name, op, cols) in ops {
         // Values per row out: logsumexp reduces.
         let reduces = matches!(op, Op::LogSumExp);
-        // SAFETY: `level` is the CPU's; the callers pass buffers of rows * n
-        // (rows for logsumexp).
-        let fused =
-            |src: *const f32, rows, n, dst| unsafe { run(level, op, src, rows, n, (0, 0), dst) };
-        for n in 1..=16usize {
+        // Each tiled level this CPU has: AVX-512 (16 rows per tile) and AVX2 (8).
+        let levels = match best {
+            Level::Avx512 => vec![Level::Avx512, Level::Avx2],
+            Level::Avx2 => vec![Level::Avx2],
+            _ => vec![],
+        };
+        for (level, n) in levels
+            .into_iter()
+            .flat_map(|l| (1..=16usize).map(move |n| (l, n)))
+        {
+            // SAFETY: `level` is one the CPU has; the callers pass buffers of
+            // rows * n (rows for logsumexp).
+            let fused = |src: *const f32, rows, n, dst| unsafe {
+                run(level, op, src, rows, n, (0, 0), dst)
+            };
             let per = if reduces { 1 } else { n };
-            for rows in [1usize, 7, 16, 17, 40, 100] {
+            // Partial tiles, and rounds of tiles (128 rows) and a part of one.
+            for rows in [1usize, 7, 8, 9, 16, 17, 40, 100, 129, 300] {
                 let x = tile_test_rows(rows, n);
                 let mut got = vec![0f32; rows * per];
-                if !fused(x.as_ptr(), rows, n, got.as_mut_ptr()) {
-                    return; // no AVX-512 on this machine: nothing to compare
-                }
+                assert!(fused(x.as_ptr(), rows, n, got.as_mut_ptr()));
                 // The same pointer in and out is allowed (not for a reduction).
                 let inplace = if reduces {
                     got.clone()
@@ -411,7 +420,7 @@ fn softmax_tiles_match_the_column_kernel_bit_for_bit() {
                     let row = &x[r * n..r * n + n];
                     assert!(
                         same(a, b) && same(c, b),
-                        "{name}, n {n}, rows {rows}, at {i}: {a} {c} vs {b}; row {row:?}"
+                        "{name} at {level:?}, n {n}, rows {rows}, at {i}: {a} {c} vs {b}; row {row:?}"
                     );
                 }
             }

@@ -1,7 +1,9 @@
 //! Float32 softmax, log-softmax, logsumexp and cross-entropy (class
 //! indices) of rows of 1 to 16 classes, 16 rows at a time held in AVX-512
-//! registers from load to store (cross-entropy also over a class axis that
-//! is not the last, where 16 adjacent positions need no transpose).
+//! registers from load to store (also over a class axis that is not the
+//! last, where 16 adjacent positions need no transpose). The softmax family
+//! has AVX2 tiles too (`avx2`: 8 rows per tile); cross-entropy's are
+//! AVX-512 only.
 //!
 //! The column kernels (`kernels::softmax`) take short rows through a scratch
 //! block: transpose 16 rows into lanes, a max pass, an exp-and-sum pass and a
@@ -26,15 +28,12 @@
 //! bit for bit those of the generic path on every instruction set; only the
 //! data movement differs.
 
-/// At AVX-512 and for `n` in 1..=16, evaluates `$e` with the class count as
-/// the constant `$k` and returns true from the enclosing function; else
-/// falls through.
+/// For `n` in 1..=16, evaluates `$e` with the class count as the constant
+/// `$k` and returns true from the enclosing function; else falls through.
+#[cfg(target_arch = "x86_64")]
 macro_rules! by_class_count {
-    ($level:expr, $n:expr, $k:ident => $e:expr) => {
-        #[cfg(target_arch = "x86_64")]
-        if $level == super::Level::Avx512 {
-            by_class_count!(@ $n, $k => $e; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
-        }
+    ($n:expr, $k:ident => $e:expr) => {
+        by_class_count!(@ $n, $k => $e; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
     };
     (@ $n:expr, $k:ident => $e:expr; $($lit:literal)*) => {
         match $n {
@@ -61,8 +60,8 @@ pub enum Op {
 
 /// `op` on `rows` float32 rows of `n` classes from `src` into `dst` (which
 /// may be `src`: each tile is read before it is written), for `level`.
-/// Returns false, touching nothing, unless `level` is AVX-512 and `n` is in
-/// `1..=16`. The class count is a constant in the kernels. The rows are
+/// Returns false, touching nothing, unless `level` is AVX-512 or AVX2 and
+/// `n` is in `1..=16`. The class count is a constant in the kernels. The rows are
 /// contiguous for `inner = (0, _)`, else laid out as [`ce_index`] describes
 /// (in `src` and, for a map, in `dst`; a reduction's outputs are `rows`
 /// contiguous values at `dst` either way).
@@ -81,19 +80,36 @@ pub unsafe fn run(
     inner: (usize, usize),
     dst: *mut f32,
 ) -> bool {
-    // SAFETY: the caller guarantees the level and the extents.
-    by_class_count!(level, n, N => unsafe {
-        let layout = x86::Rows { inner: inner.0, base: inner.1 };
-        // The contiguous rows' instances have no trace of the other layout.
-        match (op, inner.0 == 0) {
-            (Op::Softmax, true) => x86::softmax_rows::<N, false>(src, rows, layout, dst),
-            (Op::Softmax, false) => x86::softmax_rows::<N, true>(src, rows, layout, dst),
-            (Op::LogSoftmax, true) => x86::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
-            (Op::LogSoftmax, false) => x86::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
-            (Op::LogSumExp, true) => x86::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
-            (Op::LogSumExp, false) => x86::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
-        }
-    });
+    // SAFETY (both levels): the caller guarantees the level and the extents.
+    #[cfg(target_arch = "x86_64")]
+    if level == super::Level::Avx512 {
+        by_class_count!(n, N => unsafe {
+            let layout = x86::Rows { inner: inner.0, base: inner.1 };
+            // The contiguous rows' instances have no trace of the other layout.
+            match (op, inner.0 == 0) {
+                (Op::Softmax, true) => x86::softmax_rows::<N, false>(src, rows, layout, dst),
+                (Op::Softmax, false) => x86::softmax_rows::<N, true>(src, rows, layout, dst),
+                (Op::LogSoftmax, true) => x86::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
+                (Op::LogSoftmax, false) => x86::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
+                (Op::LogSumExp, true) => x86::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
+                (Op::LogSumExp, false) => x86::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
+            }
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if level == super::Level::Avx2 {
+        by_class_count!(n, N => unsafe {
+            let layout = x86::Rows { inner: inner.0, base: inner.1 };
+            match (op, inner.0 == 0) {
+                (Op::Softmax, true) => avx2::softmax_rows::<N, false>(src, rows, layout, dst),
+                (Op::Softmax, false) => avx2::softmax_rows::<N, true>(src, rows, layout, dst),
+                (Op::LogSoftmax, true) => avx2::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
+                (Op::LogSoftmax, false) => avx2::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
+                (Op::LogSumExp, true) => avx2::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
+                (Op::LogSumExp, false) => avx2::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
+            }
+        });
+    }
     let _ = (level, op, src, rows, n, inner, dst);
     false
 }
@@ -160,15 +176,18 @@ pub unsafe fn ce_index(
     total: &mut f64,
 ) -> bool {
     // SAFETY: the caller guarantees the level and the extents.
-    by_class_count!(level, n, N => unsafe {
-        let layout = x86::Rows { inner: inner.0, base: inner.1 };
-        // The contiguous rows' instance has no trace of the other layout.
-        *total = if inner.0 == 0 {
-            x86::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
-        } else {
-            x86::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
-        }
-    });
+    #[cfg(target_arch = "x86_64")]
+    if level == super::Level::Avx512 {
+        by_class_count!(n, N => unsafe {
+            let layout = x86::Rows { inner: inner.0, base: inner.1 };
+            // The contiguous rows' instance has no trace of the other layout.
+            *total = if inner.0 == 0 {
+                x86::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
+            } else {
+                x86::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
+            }
+        });
+    }
     let _ = (level, src, rows, n, inner, a, dst, slow, total);
     false
 }
@@ -322,7 +341,7 @@ mod x86 {
         /// Offset of class `k` of row `r` (relative to the pointers' row 0
         /// for contiguous rows).
         #[inline(always)]
-        fn at<const N: usize, const INNER: bool>(self, r: usize, k: usize) -> usize {
+        pub(super) fn at<const N: usize, const INNER: bool>(self, r: usize, k: usize) -> usize {
             if !INNER {
                 r * N + k
             } else {
@@ -331,10 +350,11 @@ mod x86 {
             }
         }
 
-        /// Rows `s..s + 16` lie in one block, each class's 16 adjacent.
+        /// Rows `s..s + W` lie in one block, each class's `W` adjacent
+        /// (`w`, the tile's rows, is `W`).
         #[inline(always)]
-        fn adjacent(self, s: usize, w: usize) -> bool {
-            self.inner != 0 && w == L && (self.base + s) % self.inner + L <= self.inner
+        pub(super) fn adjacent<const W: usize>(self, s: usize, w: usize) -> bool {
+            self.inner != 0 && w == W && (self.base + s) % self.inner + W <= self.inner
         }
     }
 
@@ -355,7 +375,7 @@ mod x86 {
         if !INNER {
             return load_tile::<N>(src.add(s * N), left);
         }
-        if rows.adjacent(s, w) {
+        if rows.adjacent::<L>(s, w) {
             let p = src.add(rows.at::<N, true>(s, 0));
             let mut r = [_mm512_setzero_ps(); L];
             for (k, rk) in r.iter_mut().enumerate().take(N) {
@@ -387,7 +407,7 @@ mod x86 {
         if !INNER {
             return store_tile::<N>(w, dst.add(s * N), f);
         }
-        if rows.adjacent(s, w) {
+        if rows.adjacent::<L>(s, w) {
             let p = dst.add(rows.at::<N, true>(s, 0));
             for k in 0..N {
                 _mm512_storeu_ps(p.add(k * rows.inner), f(k));
@@ -891,5 +911,480 @@ mod x86 {
             r0 += tiles * L;
         }
         total
+    }
+}
+
+/// The tiles of [`run`] for AVX2+FMA: 8 rows per tile (one per lane of a
+/// 256-bit vector), transposed by 8x8 blocks (two for rows of 9-16
+/// classes), 16 tiles per round; each lane's operations are those of the
+/// AVX-512 tiles (`x86`), so the bits are the column kernels' too. Without
+/// `vscalefps`, `2^n` comes from the exponent bits as the generic code
+/// forms it; without mask registers, comparisons give lane masks.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::float::exp_f32_consts::{BIAS, FLUSH_MIN, LN2_HI, LN2_LO, LOG2E, MAGIC, P};
+    use super::super::transpose::x86::{mask32, t8x8_ps};
+    use super::super::Float;
+    use super::x86::Rows;
+    use std::arch::x86_64::*;
+
+    /// Rows per tile.
+    const W: usize = 8;
+    /// Tiles per round (the 128 rows of the AVX-512 tiles' round).
+    const G: usize = 16;
+    /// Class vectors per tile (rows of up to 16 classes).
+    const K: usize = 16;
+
+    /// `Float::diff` (Knuth's TwoSum of `x` and `-m`) with `neg_m = -m`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn diff(x: __m256, m: __m256, neg_m: __m256) -> (__m256, __m256) {
+        let s = _mm256_sub_ps(x, m);
+        let bp = _mm256_sub_ps(s, x);
+        let lo = _mm256_add_ps(
+            _mm256_sub_ps(x, _mm256_sub_ps(s, bp)),
+            _mm256_sub_ps(neg_m, bp),
+        );
+        (s, lo)
+    }
+
+    /// `expm1_f32_poly`: `(q, n)` with `x + lo = n ln 2 + r`, `q = expm1(r)`
+    /// and `n` as an integer.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn expm1_poly(x: __m256, lo: __m256) -> (__m256, __m256i) {
+        let magic = _mm256_set1_ps(MAGIC);
+        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), magic);
+        let n = _mm256_sub_ps(t, magic);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+        let r = _mm256_add_ps(_mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r), lo);
+        let mut p = _mm256_set1_ps(P[0]);
+        for &k in &P[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(k));
+        }
+        let ni = _mm256_sub_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(MAGIC.to_bits() as i32),
+        );
+        (_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), ni)
+    }
+
+    /// `2^(n + bias)` from the exponent bits, as the scalar code forms it.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn pow2(n: __m256i, bias: i32) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            n,
+            _mm256_set1_epi32(127 + bias),
+        )))
+    }
+
+    /// `Float::exp_biased_nonpos` for f32 (see the AVX-512 tiles').
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp_biased_nonpos(hi: __m256, lo: __m256) -> __m256 {
+        let min = _mm256_set1_ps(<f32 as Float>::EXP_BIASED_MIN as f32);
+        let keep = _mm256_cmp_ps::<_CMP_NLT_UQ>(hi, min);
+        let (q, n) = expm1_poly(hi, lo);
+        let s = pow2(n, BIAS);
+        _mm256_and_ps(keep, _mm256_fmadd_ps(q, s, s))
+    }
+
+    /// `Float::exp_flush` for f32: `exp(min(x, 0))`, 0 below -87, NaN kept.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp_flush(x: __m256) -> __m256 {
+        let zero = _mm256_setzero_ps();
+        let x = _mm256_blendv_ps(x, zero, _mm256_cmp_ps::<_CMP_GT_OQ>(x, zero));
+        let keep = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, _mm256_set1_ps(FLUSH_MIN));
+        let (q, n) = expm1_poly(x, _mm256_set1_ps(-0.0));
+        let s = pow2(n, 0);
+        _mm256_and_ps(keep, _mm256_fmadd_ps(q, s, s))
+    }
+
+    /// Lanes `4h..4h + 4` of `v` widened to f64.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn widen(v: __m256, h: usize) -> __m256d {
+        if h == 0 {
+            _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+        } else {
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v))
+        }
+    }
+
+    /// The 8 lanes of two f64 halves, rounded to f32.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn narrow(acc: [__m256d; 2]) -> __m256 {
+        _mm256_set_m128(_mm256_cvtpd_ps(acc[1]), _mm256_cvtpd_ps(acc[0]))
+    }
+
+    /// `acc + widen(v)` for the two f64 halves of an 8-lane accumulator.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn add_widened(acc: &mut [__m256d; 2], v: __m256) {
+        acc[0] = _mm256_add_pd(acc[0], widen(v, 0));
+        acc[1] = _mm256_add_pd(acc[1], widen(v, 1));
+    }
+
+    /// The lanes' shift of class-major vectors `r[..N]`, as the AVX-512
+    /// tiles' `lane_shift`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn lane_shift<const N: usize>(r: &[__m256; K]) -> __m256 {
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut mc = [ninf; 2];
+        for (k, rk) in r.iter().enumerate().take(N) {
+            mc[k % 2] = _mm256_max_ps(*rk, mc[k % 2]);
+        }
+        let mx = _mm256_max_ps(mc[1], mc[0]);
+        let all_ninf = _mm256_cmp_ps::<_CMP_EQ_OQ>(mx, ninf);
+        _mm256_blendv_ps(mx, _mm256_setzero_ps(), all_ninf)
+    }
+
+    /// Rows `0..w` (`w = min(left, 8)`; `left >= 1` rows from `src` to the
+    /// end of the task) of `N` classes as class-major lane vectors (lanes
+    /// past `w` repeat row `w - 1`), and the lanes' shift. Full-width loads
+    /// (a row's chunk runs into the next row, whose columns are dropped)
+    /// unless one would pass the task's rows.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_tile<const N: usize>(src: *const f32, left: usize) -> ([__m256; K], __m256) {
+        let w = left.min(W);
+        let end = left * N;
+        let mut r = [_mm256_setzero_ps(); K];
+        for c0 in (0..N).step_by(W) {
+            let m = mask32((N - c0).min(W));
+            let mut q = [_mm256_setzero_ps(); W];
+            for (j, qj) in q.iter_mut().enumerate() {
+                let at = j.min(w - 1) * N + c0;
+                *qj = if at + W <= end {
+                    _mm256_loadu_ps(src.add(at))
+                } else {
+                    _mm256_maskload_ps(src.add(at), m)
+                };
+            }
+            t8x8_ps(&mut q);
+            r[c0..c0 + W].copy_from_slice(&q);
+        }
+        let ms = lane_shift::<N>(&r);
+        (r, ms)
+    }
+
+    /// Class-major lane vectors `f(k)`, `k < N`, back to rows `0..w` at
+    /// `dst`: full-width stores, spilling into what follows up to `end`
+    /// (elements from `dst` that are written later or are the tile's own),
+    /// masked only past it. Chunks from the last down, rows in order, so
+    /// that a spill is overwritten by the store that owns its elements.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store_tile<const N: usize>(
+        w: usize,
+        dst: *mut f32,
+        end: usize,
+        f: impl Fn(usize) -> __m256,
+    ) {
+        for c0 in (0..N).step_by(W).rev() {
+            let m = mask32((N - c0).min(W));
+            // Classes past N are zeros (never stored).
+            let mut q = [_mm256_setzero_ps(); W];
+            for (k, qk) in q.iter_mut().enumerate() {
+                if c0 + k < N {
+                    *qk = f(c0 + k);
+                }
+            }
+            t8x8_ps(&mut q);
+            for (j, qj) in q.iter().enumerate() {
+                let at = j * N + c0;
+                if j >= w {
+                } else if at + W <= end {
+                    _mm256_storeu_ps(dst.add(at), *qj);
+                } else {
+                    _mm256_maskstore_ps(dst.add(at), m, *qj);
+                }
+            }
+        }
+    }
+
+    /// [`load_tile`] for the tile of rows `s..` (`left` of them to the
+    /// task's end) laid out as `rows` says (see the AVX-512 tiles'
+    /// `load_tile_at`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_tile_at<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: Rows,
+        s: usize,
+        left: usize,
+    ) -> ([__m256; K], __m256) {
+        let w = left.min(W);
+        if !INNER {
+            return load_tile::<N>(src.add(s * N), left);
+        }
+        if rows.adjacent::<W>(s, w) {
+            let p = src.add(rows.at::<N, true>(s, 0));
+            let mut r = [_mm256_setzero_ps(); K];
+            for (k, rk) in r.iter_mut().enumerate().take(N) {
+                *rk = _mm256_loadu_ps(p.add(k * rows.inner));
+            }
+            let ms = lane_shift::<N>(&r);
+            return (r, ms);
+        }
+        let mut buf = [0f32; W * K];
+        for j in 0..w {
+            for k in 0..N {
+                buf[j * N + k] = *src.add(rows.at::<N, true>(s + j, k));
+            }
+        }
+        load_tile::<N>(buf.as_ptr(), w)
+    }
+
+    /// [`store_tile`] for the tile of rows `s..s + w` laid out as `rows`
+    /// says, `end` the task's row up to which contiguous rows may be
+    /// spilled into.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store_tile_at<const N: usize, const INNER: bool>(
+        dst: *mut f32,
+        rows: Rows,
+        s: usize,
+        w: usize,
+        end: usize,
+        f: impl Fn(usize) -> __m256,
+    ) {
+        if !INNER {
+            return store_tile::<N>(w, dst.add(s * N), (end - s) * N, f);
+        }
+        if rows.adjacent::<W>(s, w) {
+            let p = dst.add(rows.at::<N, true>(s, 0));
+            for k in 0..N {
+                _mm256_storeu_ps(p.add(k * rows.inner), f(k));
+            }
+            return;
+        }
+        // Room for the last row's full-width store.
+        let mut buf = [0f32; W * K + W];
+        store_tile::<N>(w, buf.as_mut_ptr(), buf.len(), f);
+        for j in 0..w {
+            for k in 0..N {
+                *dst.add(rows.at::<N, true>(s + j, k)) = buf[j * N + k];
+            }
+        }
+    }
+
+    /// Softmax's phase one, as the AVX-512 tiles': the biased exps into
+    /// `e[0..N]`; returns the lanes' reciprocal sums (NaN for a 0 sum).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn softmax_exps<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: Rows,
+        s: usize,
+        left: usize,
+        e: &mut [__m256; K],
+    ) -> __m256 {
+        let (r, ms) = load_tile_at::<N, INNER>(src, rows, s, left);
+        let neg_ms = _mm256_xor_ps(ms, _mm256_set1_ps(-0.0));
+        for k in 0..N {
+            let (h, l) = diff(r[k], ms, neg_ms);
+            e[k] = exp_biased_nonpos(h, l);
+        }
+        let mut acc = [_mm256_setzero_pd(); 2];
+        for p in 0..N / 2 {
+            add_widened(&mut acc, _mm256_add_ps(e[2 * p], e[2 * p + 1]));
+        }
+        if N % 2 == 1 {
+            add_widened(&mut acc, e[N - 1]);
+        }
+        let sum = narrow(acc);
+        let zero = _mm256_cmp_ps::<_CMP_EQ_OQ>(sum, _mm256_setzero_ps());
+        let inv = _mm256_div_ps(_mm256_set1_ps(1.0), sum);
+        _mm256_blendv_ps(inv, _mm256_set1_ps(f32::NAN), zero)
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; as [`super::run`] with `n == N`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn softmax_rows<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: usize,
+        layout: Rows,
+        dst: *mut f32,
+    ) {
+        let mut buf = [[_mm256_setzero_ps(); K]; G];
+        let mut inv = [_mm256_setzero_ps(); G];
+        let mut r0 = 0;
+        while r0 < rows {
+            let tiles = (rows - r0).div_ceil(W).min(G);
+            let end = (r0 + tiles * W).min(rows);
+            for t in 0..tiles {
+                let s = r0 + t * W;
+                inv[t] = softmax_exps::<N, INNER>(src, layout, s, rows - s, &mut buf[t]);
+            }
+            for t in 0..tiles {
+                let s = r0 + t * W;
+                let (e, k) = (&buf[t], inv[t]);
+                store_tile_at::<N, INNER>(dst, layout, s, (rows - s).min(W), end, |c| {
+                    _mm256_mul_ps(e[c], k)
+                });
+            }
+            r0 = end;
+        }
+    }
+
+    /// `log1p(y)` (`math::log1p` for f32, operation for operation) for `y`
+    /// with `1 + y` finite and at least 1 (the AVX-512 tiles'
+    /// `log1p_finite`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn log1p_finite(y: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let u = _mm256_add_ps(one, y);
+        let corr = _mm256_div_ps(_mm256_sub_ps(y, _mm256_sub_ps(u, one)), u);
+        let bits = _mm256_castps_si256(u);
+        let e = _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff));
+        let m = _mm256_castsi256_ps(_mm256_or_si256(
+            _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
+            _mm256_set1_epi32(0x3f80_0000),
+        ));
+        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(m, _mm256_set1_ps(std::f32::consts::SQRT_2));
+        let m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5)), big);
+        let e = _mm256_add_epi32(
+            e,
+            _mm256_and_si256(_mm256_castps_si256(big), _mm256_set1_epi32(1)),
+        );
+        let k = _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_set1_epi32(127)));
+        let s = _mm256_div_ps(_mm256_sub_ps(m, one), _mm256_add_ps(m, one));
+        let z = _mm256_mul_ps(s, s);
+        let mut p = _mm256_set1_ps((2.0f64 / 9.0) as f32);
+        for c in [2.0f64 / 7.0, 2.0 / 5.0, 2.0 / 3.0] {
+            p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c as f32));
+        }
+        let lm = _mm256_add_ps(_mm256_add_ps(s, s), _mm256_mul_ps(_mm256_mul_ps(s, z), p));
+        let (ln2_hi, ln2_lo) = (0.693_359_375f64 as f32, -2.121_944_4e-4f64 as f32);
+        let lo = _mm256_add_ps(_mm256_mul_ps(k, _mm256_set1_ps(ln2_lo)), corr);
+        _mm256_add_ps(
+            _mm256_mul_ps(k, _mm256_set1_ps(ln2_hi)),
+            _mm256_add_ps(lm, lo),
+        )
+    }
+
+    /// `kernels::softmax::ln_sums` for f32: `log1p(f32(sum - 1))` with
+    /// `math::log1p`'s special cases.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn ln_sums(acc: [__m256d; 2]) -> __m256 {
+        let one = _mm256_set1_pd(1.0);
+        let y = narrow([_mm256_sub_pd(acc[0], one), _mm256_sub_pd(acc[1], one)]);
+        let zero = _mm256_setzero_ps();
+        let u = _mm256_add_ps(_mm256_set1_ps(1.0), y);
+        let r = log1p_finite(y);
+        let r = _mm256_blendv_ps(
+            r,
+            _mm256_set1_ps(f32::NEG_INFINITY),
+            _mm256_cmp_ps::<_CMP_EQ_OQ>(u, zero),
+        );
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let r = _mm256_blendv_ps(r, inf, _mm256_cmp_ps::<_CMP_EQ_OQ>(u, inf));
+        _mm256_blendv_ps(
+            r,
+            _mm256_set1_ps(f32::NAN),
+            _mm256_cmp_ps::<_CMP_NGE_UQ>(u, zero),
+        )
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; as [`super::run`] with `n == N` (log-softmax), or with
+    /// one value per row at `dst` (logsumexp, when `REDUCE`).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn log_softmax_rows<const N: usize, const REDUCE: bool, const INNER: bool>(
+        src: *const f32,
+        rows: usize,
+        layout: Rows,
+        dst: *mut f32,
+    ) {
+        let mut buf = [[_mm256_setzero_ps(); K]; G];
+        let mut shift = [_mm256_setzero_ps(); G];
+        let mut sums = [[_mm256_setzero_pd(); 2]; G];
+        let mut nan = [_mm256_setzero_ps(); G];
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let mut r0 = 0;
+        while r0 < rows {
+            let tiles = (rows - r0).div_ceil(W).min(G);
+            let end = (r0 + tiles * W).min(rows);
+            // Phase one, as the AVX-512 tiles'.
+            for t in 0..tiles {
+                let s = r0 + t * W;
+                let (r, ms) = load_tile_at::<N, INNER>(src, layout, s, rows - s);
+                let mut e = [_mm256_setzero_ps(); K];
+                for k in 0..N {
+                    e[k] = exp_flush(_mm256_sub_ps(r[k], ms));
+                }
+                let mut acc = [_mm256_setzero_pd(); 2];
+                for g in e[..N / 4 * 4].chunks_exact(4) {
+                    for (h, ah) in acc.iter_mut().enumerate() {
+                        let w = |v: usize| widen(g[v], h);
+                        let sum4 =
+                            _mm256_add_pd(_mm256_add_pd(w(0), w(1)), _mm256_add_pd(w(2), w(3)));
+                        *ah = _mm256_add_pd(*ah, sum4);
+                    }
+                }
+                let mut part = [_mm256_setzero_pd(); 2];
+                for &ek in &e[N / 4 * 4..N] {
+                    for (h, ph) in part.iter_mut().enumerate() {
+                        *ph = _mm256_add_pd(*ph, widen(ek, h));
+                    }
+                }
+                sums[t] = [
+                    _mm256_add_pd(acc[0], part[0]),
+                    _mm256_add_pd(acc[1], part[1]),
+                ];
+                shift[t] = ms;
+                if REDUCE {
+                    nan[t] = _mm256_setzero_ps();
+                    if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(ms, inf)) != 0 {
+                        for rk in &r[..N] {
+                            nan[t] = _mm256_or_ps(nan[t], _mm256_cmp_ps::<_CMP_UNORD_Q>(*rk, *rk));
+                        }
+                    }
+                } else {
+                    buf[t] = r;
+                }
+            }
+            let mut logs = [_mm256_setzero_ps(); G];
+            for t in 0..tiles {
+                logs[t] = ln_sums(sums[t]);
+            }
+            for t in 0..tiles {
+                let s = r0 + t * W;
+                let (c, ms) = (logs[t], shift[t]);
+                let w = (rows - s).min(W);
+                if REDUCE {
+                    // `lse_from`: f32(shift + ln(sum)); a +inf shift gives
+                    // +inf, or NaN when the row holds a NaN.
+                    let v = narrow([
+                        _mm256_add_pd(widen(ms, 0), widen(c, 0)),
+                        _mm256_add_pd(widen(ms, 1), widen(c, 1)),
+                    ]);
+                    let big = _mm256_cmp_ps::<_CMP_EQ_OQ>(ms, inf);
+                    let v = _mm256_blendv_ps(v, inf, big);
+                    let v =
+                        _mm256_blendv_ps(v, _mm256_set1_ps(f32::NAN), _mm256_and_ps(big, nan[t]));
+                    if w == W {
+                        _mm256_storeu_ps(dst.add(s), v);
+                    } else {
+                        _mm256_maskstore_ps(dst.add(s), mask32(w), v);
+                    }
+                } else {
+                    // Phase two (`sub_shift`): (x - shift) - log(sum).
+                    let x = &buf[t];
+                    store_tile_at::<N, INNER>(dst, layout, s, w, end, |k| {
+                        _mm256_sub_ps(_mm256_sub_ps(x[k], ms), c)
+                    });
+                }
+            }
+            r0 = end;
+        }
     }
 }

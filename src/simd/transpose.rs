@@ -324,7 +324,7 @@ pub(crate) mod x86 {
     /// Transposes 8 rows of 8 f32 in place (24 shuffles).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn t8x8_ps(r: &mut [__m256; 8]) {
+    pub(crate) fn t8x8_ps(r: &mut [__m256; 8]) {
         let mut t = [_mm256_setzero_ps(); 8];
         for p in 0..4 {
             t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
@@ -362,7 +362,7 @@ pub(crate) mod x86 {
     /// masked loads and stores take the sign bit of each lane).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn mask32(cw: usize) -> __m256i {
+    pub(crate) fn mask32(cw: usize) -> __m256i {
         let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_cmpgt_epi32(_mm256_set1_epi32(cw as i32), idx)
     }
