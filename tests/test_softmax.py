@@ -513,18 +513,27 @@ def test_scalar_path_matches_simd_bit_for_bit_and_env_threads():
 def test_short_rows_give_the_same_bits_at_every_level():
     # Float32 rows of 1-16 classes run in register tiles at AVX-512 (16 rows
     # a tile) and AVX2 (8), the column kernels otherwise: every level this
-    # CPU has gives the same bits, over the last axis and an inner one, with
-    # partial tiles and rounds, +-inf, NaN and an all -inf row.
+    # CPU has gives the same bits for the softmax family and cross-entropy
+    # (+ gradient, weights, an ignored row), over the last axis and an inner
+    # one, with partial tiles and rounds, +-inf, NaN and an all -inf row
+    # (NaN payloads aside: the scalar mean over a NaN row keeps another).
     code = (
         "import hashlib, numpy as np, logitkit as lk, sys\n"
         "rng = np.random.default_rng(4)\n"
         "h = hashlib.sha256()\n"
+        "b = lambda a: np.where(np.isnan(a), np.float32(np.nan), a).tobytes()  # one NaN\n"
         "for n in range(1, 17):\n"
         "    x = (rng.standard_normal((301, n)) * 30).astype(np.float32)\n"
         "    x[3] = -np.inf; x[5, 0] = np.inf; x[7, -1] = np.nan; x[9, 0] = 3e38\n"
         "    xi = np.ascontiguousarray(x[:300].reshape(3, 100, n).transpose(0, 2, 1))\n"
         "    for f in (lk.softmax, lk.log_softmax, lk.logsumexp):\n"
-        "        h.update(f(x).tobytes() + f(xi, axis=1).tobytes())\n"
+        "        h.update(b(f(x)) + b(f(xi, axis=1)))\n"
+        "    t = rng.integers(0, n, 301); t[4] = -100; ti = t[:300].reshape(3, 100)\n"
+        "    wt = rng.uniform(0.5, 2, n).astype(np.float32)\n"
+        "    for xx, tt, ax in ((x, t, -1), (xi, ti, 1)):\n"
+        "        for kw in ({}, {'weight': wt, 'reduction': 'none'}):\n"
+        "            loss, g = lk.cross_entropy(xx, tt, axis=ax, return_grad=True, **kw)\n"
+        "            h.update(b(np.asarray(loss)) + b(g))\n"
         "sys.stdout.write(lk.simd_level() + ' ' + h.hexdigest())\n"
     )
     native = _run(code).split()

@@ -804,7 +804,10 @@ fn ce_index_tiles<T: Float>(
     groups: Groups<T>,
 ) -> Option<f64> {
     let (n, rows) = (p.n, t.len());
-    if T::MANTISSA_DIGITS != 24 || !(1..=L).contains(&n) || level != Level::Avx512 {
+    if T::MANTISSA_DIGITS != 24
+        || !(1..=L).contains(&n)
+        || !matches!(level, Level::Avx512 | Level::Avx2)
+    {
         return None;
     }
     // SAFETY (all three casts): T is f32 (checked above).
@@ -2381,18 +2384,23 @@ mod tests {
 
     #[test]
     fn ce_tiles_match_the_column_kernel_bit_for_bit() {
-        // The AVX-512 register tiles (float32, 1 to 16 classes) against the
+        // The AVX-512 and AVX2 register tiles (float32, 1 to 16 classes) against the
         // column kernels through their scratch blocks: losses (per row and
         // total) and gradients bit for bit (NaN payloads aside), with +-inf,
         // NaN, +-3e38, subnormals, +-0, an all -inf row, ignored rows,
         // class weights, with and without the gradient.
-        let level = crate::simd::dispatch::best();
-        if level != Level::Avx512 {
-            return; // no AVX-512 on this machine: nothing to compare
-        }
+        // Each tiled level this CPU has: AVX-512 (16 rows per tile) and AVX2 (8).
+        let levels = match crate::simd::dispatch::best() {
+            Level::Avx512 => vec![Level::Avx512, Level::Avx2],
+            Level::Avx2 => vec![Level::Avx2],
+            _ => vec![],
+        };
         let same = |p: f32, q: f32| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
-        for n in 1..=16usize {
-            for rows in [1usize, 7, 16, 17, 40, 100] {
+        for (level, n) in levels
+            .into_iter()
+            .flat_map(|l| (1..=16usize).map(move |n| (l, n)))
+        {
+            for rows in [1usize, 7, 8, 9, 16, 17, 24, 40, 100, 129, 300] {
                 // With the specials (most tiles take the f64 path), and
                 // without: logits in +-30 and in +-100, where p_t reaches the
                 // vector terms' limit.
@@ -2445,7 +2453,7 @@ mod tests {
                             let (tt, gt, lt) = run(level);
                             let (tc, gc, lc) = run(Level::Scalar);
                             let what = format!(
-                                "n {n}, rows {rows}, weight {}, grad {with_grad}",
+                                "{level:?}, n {n}, rows {rows}, weight {}, grad {with_grad}",
                                 weight.is_some()
                             );
                             assert!(

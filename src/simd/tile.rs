@@ -188,6 +188,17 @@ pub unsafe fn ce_index(
             }
         });
     }
+    #[cfg(target_arch = "x86_64")]
+    if level == super::Level::Avx2 {
+        by_class_count!(n, N => unsafe {
+            let layout = x86::Rows { inner: inner.0, base: inner.1 };
+            *total = if inner.0 == 0 {
+                avx2::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
+            } else {
+                avx2::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
+            }
+        });
+    }
     let _ = (level, src, rows, n, inner, a, dst, slow, total);
     false
 }
@@ -1386,5 +1397,235 @@ mod avx2 {
             }
             r0 = end;
         }
+    }
+
+    /// `v`'s four 64-bit lane masks or integers as the low halves of
+    /// 32-bit lanes `4h..4h + 4` (`v[h]`), i.e. eight 32-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn low_dwords(v: [__m256i; 2]) -> __m256i {
+        let idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        let lo = |x: __m256i| _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(x, idx));
+        _mm256_set_m128i(lo(v[1]), lo(v[0]))
+    }
+
+    /// The tile's targets from row `s` (`w` rows), as the AVX-512 tiles'
+    /// `ce_targets`: each lane's class as f32 and its weight (f64, two
+    /// halves), both 0 for an ignored or padding lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn ce_targets(a: &super::CeArgs<'_>, s: usize, w: usize) -> (__m256, [__m256d; 2]) {
+        let mut pad = [0i64; W];
+        let t = if w == W {
+            a.t.as_ptr().add(s)
+        } else {
+            pad[..w].copy_from_slice(&a.t[s..s + w]);
+            pad.as_ptr()
+        };
+        let ti = [
+            _mm256_loadu_si256(t.cast()),
+            _mm256_loadu_si256(t.add(4).cast()),
+        ];
+        let ign = _mm256_set1_epi64x(a.ignore_index);
+        let lane = |h: i64| _mm256_setr_epi64x(4 * h, 4 * h + 1, 4 * h + 2, 4 * h + 3);
+        let live = |h: i64| _mm256_cmpgt_epi64(_mm256_set1_epi64x(w as i64), lane(h));
+        let keep =
+            [0, 1].map(|h| _mm256_andnot_si256(_mm256_cmpeq_epi64(ti[h as usize], ign), live(h)));
+        let keep32 = _mm256_castsi256_ps(low_dwords(keep));
+        let t32 = low_dwords(ti);
+        let tf = _mm256_and_ps(keep32, _mm256_cvtepi32_ps(t32));
+        let wt = match a.weight {
+            None => keep.map(|k| _mm256_and_pd(_mm256_castsi256_pd(k), _mm256_set1_pd(1.0))),
+            Some(wv) => {
+                let g =
+                    _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), wv.as_ptr(), t32, keep32);
+                [widen(g, 0), widen(g, 1)]
+            }
+        };
+        (tf, wt)
+    }
+
+    /// Cross-entropy's phase one for a tile, as the AVX-512 tiles'
+    /// `ce_exps`: the biased exps into `e[0..N]`; returns the lanes' target
+    /// exps, shifts and sums of the non-target exps.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn ce_exps<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: Rows,
+        s: usize,
+        left: usize,
+        tfv: __m256,
+        e: &mut [__m256; K],
+    ) -> (__m256, __m256, [__m256d; 2]) {
+        let (r, ms) = load_tile_at::<N, INNER>(src, rows, s, left);
+        let neg_ms = _mm256_xor_ps(ms, _mm256_set1_ps(-0.0));
+        let mut et = _mm256_setzero_ps();
+        let mut o = [_mm256_setzero_ps(); K];
+        for k in 0..N {
+            let hit = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_set1_ps(k as f32), tfv);
+            let (h, l) = diff(r[k], ms, neg_ms);
+            e[k] = exp_biased_nonpos(h, l);
+            et = _mm256_blendv_ps(et, e[k], hit);
+            o[k] = _mm256_andnot_ps(hit, e[k]);
+        }
+        let mut acc = [_mm256_setzero_pd(); 2];
+        for p in 0..N / 2 {
+            add_widened(&mut acc, _mm256_add_ps(o[2 * p], o[2 * p + 1]));
+        }
+        if N % 2 == 1 {
+            add_widened(&mut acc, o[N - 1]);
+        }
+        (et, ms, acc)
+    }
+
+    /// The AVX-512 tiles' `ce_terms` on 8 lanes: the losses (two f64
+    /// halves) and the gradient's factors `(c, gt, tg)`; None when a lane
+    /// needs its f64 path.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn ce_terms(
+        et: __m256,
+        others: [__m256d; 2],
+        tf: __m256,
+        wt: [__m256d; 2],
+        scale: f64,
+    ) -> Option<([__m256d; 2], [__m256; 3])> {
+        let tot = [0, 1].map(|h| _mm256_add_pd(others[h], widen(et, h)));
+        let ot = narrow(others);
+        let y = _mm256_div_ps(ot, et);
+        let u = _mm256_add_ps(_mm256_set1_ps(1.0), y);
+        let ok = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GE_OQ>(et, _mm256_set1_ps(f32::MIN_POSITIVE)),
+            _mm256_cmp_ps::<_CMP_LT_OQ>(u, _mm256_set1_ps(f32::INFINITY)),
+        );
+        if _mm256_movemask_ps(ok) != 0xff {
+            return None;
+        }
+        let lt = log1p_finite(y);
+        let inv = _mm256_div_ps(_mm256_set1_ps(1.0), narrow(tot));
+        let oi = _mm256_mul_ps(ot, inv);
+        let (sc, rb) = (
+            _mm256_set1_pd(scale),
+            _mm256_set1_pd(1.0 / <f32 as Float>::EXP_UNBIAS),
+        );
+        let nz = wt.map(|w| _mm256_cmp_pd::<_CMP_NEQ_UQ>(w, _mm256_setzero_pd()));
+        let mut loss = [_mm256_setzero_pd(); 2];
+        let mut c = [_mm256_setzero_pd(); 2];
+        let mut gt = [_mm256_setzero_pd(); 2];
+        for h in 0..2 {
+            loss[h] = _mm256_and_pd(nz[h], _mm256_mul_pd(wt[h], widen(lt, h)));
+            let q = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(wt[h], sc), widen(inv, h)), rb);
+            c[h] = _mm256_and_pd(nz[h], q);
+            let g = _mm256_sub_pd(_mm256_setzero_pd(), _mm256_mul_pd(widen(oi, h), wt[h]));
+            gt[h] = _mm256_mul_pd(g, sc);
+        }
+        let wnz = _mm256_castsi256_ps(low_dwords(nz.map(|m| _mm256_castpd_si256(m))));
+        let tg = _mm256_blendv_ps(_mm256_set1_ps(-1.0), tf, wnz);
+        Some((loss, [narrow(c), narrow(gt), tg]))
+    }
+
+    /// `simd::hsum` of the 16 f64 lanes of two tiles (`a` lanes 0-7, `b`
+    /// 8-15, each as two halves): the same pairwise order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum_pair(a: [__m256d; 2], b: [__m256d; 2]) -> f64 {
+        let v = _mm256_add_pd(_mm256_add_pd(a[0], b[0]), _mm256_add_pd(a[1], b[1]));
+        let c = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+        _mm_cvtsd_f64(c) + _mm_cvtsd_f64(_mm_unpackhi_pd(c, c))
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; as [`super::ce_index`] with `n == N`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn ce_index_rows<const N: usize, const INNER: bool>(
+        src: *const f32,
+        rows: usize,
+        layout: Rows,
+        a: &mut super::CeArgs<'_>,
+        dst: *mut f32,
+        slow: &mut super::CeSlow<'_>,
+    ) -> f64 {
+        let mut buf = [[_mm256_setzero_ps(); K]; G];
+        let mut fac = [[_mm256_setzero_ps(); 3]; G];
+        let ub = _mm256_set1_ps(<f32 as Float>::EXP_UNBIAS as f32);
+        let mut total = 0f64;
+        // The losses of the first tile of a pair (16 rows, `hsum`'s lanes).
+        let mut first = [_mm256_setzero_pd(); 2];
+        let mut r0 = 0;
+        while r0 < rows {
+            let tiles = (rows - r0).div_ceil(W).min(G);
+            let end = (r0 + tiles * W).min(rows);
+            for t in 0..tiles {
+                let s = r0 + t * W;
+                let w = (rows - s).min(W);
+                let (tf, wt) = ce_targets(a, s, w);
+                let (et, ms, acc) = ce_exps::<N, INNER>(src, layout, s, rows - s, tf, &mut buf[t]);
+                let (loss, [c, gt, tg]) = match ce_terms(et, acc, tf, wt, a.scale) {
+                    Some(v) => v,
+                    None => {
+                        // The generic lanes' function on 16 lanes, the last
+                        // 8 padding (weight 0), only the first 8 kept.
+                        let (mut ma, mut ta) = ([0f32; 16], [0f32; 16]);
+                        let (mut oa, mut wa) = ([0f64; 16], [0f64; 16]);
+                        _mm256_storeu_ps(ma.as_mut_ptr(), ms);
+                        _mm256_storeu_ps(ta.as_mut_ptr(), tf);
+                        for h in 0..2 {
+                            _mm256_storeu_pd(oa.as_mut_ptr().add(4 * h), acc[h]);
+                            _mm256_storeu_pd(wa.as_mut_ptr().add(4 * h), wt[h]);
+                        }
+                        let xa: [f32; 16] = std::array::from_fn(|j| {
+                            let r = s + j.min(W - 1).min(w - 1);
+                            -0.0 + *src.add(layout.at::<N, INNER>(r, ta[j] as usize))
+                        });
+                        let (l, c, gt, tg) = slow(&xa, &ma, &oa, &ta, &wa);
+                        (
+                            [
+                                _mm256_loadu_pd(l.as_ptr()),
+                                _mm256_loadu_pd(l.as_ptr().add(4)),
+                            ],
+                            [
+                                _mm256_loadu_ps(c.as_ptr()),
+                                _mm256_loadu_ps(gt.as_ptr()),
+                                _mm256_loadu_ps(tg.as_ptr()),
+                            ],
+                        )
+                    }
+                };
+                if let Some(pr) = a.per_row.as_deref_mut() {
+                    let v = narrow(loss);
+                    if w == W {
+                        _mm256_storeu_ps(pr.as_mut_ptr().add(s), v);
+                    } else {
+                        _mm256_maskstore_ps(pr.as_mut_ptr().add(s), mask32(w), v);
+                    }
+                }
+                // Padding lanes (and a missing second tile) have loss 0.
+                if (s / W).is_multiple_of(2) {
+                    first = loss;
+                    if s + W >= rows {
+                        total += hsum_pair(first, [_mm256_setzero_pd(); 2]);
+                    }
+                } else {
+                    total += hsum_pair(first, loss);
+                }
+                fac[t] = [c, gt, tg];
+            }
+            if !dst.is_null() {
+                for t in 0..tiles {
+                    let s = r0 + t * W;
+                    let (e, [c, gt, tg]) = (&buf[t], fac[t]);
+                    let c0 = _mm256_cmp_ps::<_CMP_EQ_OQ>(c, _mm256_setzero_ps());
+                    store_tile_at::<N, INNER>(dst, layout, s, (rows - s).min(W), end, |k| {
+                        let v = _mm256_mul_ps(_mm256_mul_ps(e[k], c), ub);
+                        let v = _mm256_blendv_ps(v, _mm256_setzero_ps(), c0);
+                        let hit = _mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_set1_ps(k as f32), tg);
+                        _mm256_blendv_ps(v, gt, hit)
+                    });
+                }
+            }
+            r0 = end;
+        }
+        total
     }
 }
