@@ -361,6 +361,44 @@ mod x86 {
             }
         }
 
+        /// Rows `s..s + w` (of an inner axis) copied to contiguous rows at `buf`.
+        ///
+        /// # Safety
+        /// `src` readable at those rows' elements.
+        #[inline(always)]
+        pub(super) unsafe fn gather<const N: usize>(
+            self,
+            src: *const f32,
+            s: usize,
+            w: usize,
+            buf: &mut [f32],
+        ) {
+            for j in 0..w {
+                for k in 0..N {
+                    buf[j * N + k] = *src.add(self.at::<N, true>(s + j, k));
+                }
+            }
+        }
+
+        /// Contiguous rows at `buf` back to rows `s..s + w` (of an inner axis).
+        ///
+        /// # Safety
+        /// `dst` writable at those rows' elements.
+        #[inline(always)]
+        pub(super) unsafe fn scatter<const N: usize>(
+            self,
+            dst: *mut f32,
+            s: usize,
+            w: usize,
+            buf: &[f32],
+        ) {
+            for j in 0..w {
+                for k in 0..N {
+                    *dst.add(self.at::<N, true>(s + j, k)) = buf[j * N + k];
+                }
+            }
+        }
+
         /// Rows `s..s + W` lie in one block, each class's `W` adjacent
         /// (`w`, the tile's rows, is `W`).
         #[inline(always)]
@@ -396,11 +434,7 @@ mod x86 {
             return (r, ms);
         }
         let mut buf = [0f32; L * L];
-        for j in 0..w {
-            for k in 0..N {
-                buf[j * N + k] = *src.add(rows.at::<N, true>(s + j, k));
-            }
-        }
+        rows.gather::<N>(src, s, w, &mut buf);
         load_tile::<N>(buf.as_ptr(), w)
     }
 
@@ -427,11 +461,7 @@ mod x86 {
         }
         let mut buf = [0f32; L * L];
         store_tile::<N>(w, buf.as_mut_ptr(), f);
-        for j in 0..w {
-            for k in 0..N {
-                *dst.add(rows.at::<N, true>(s + j, k)) = buf[j * N + k];
-            }
-        }
+        rows.scatter::<N>(dst, s, w, &buf);
     }
 
     /// Class-major lane vectors `f(k)`, `k < N`, back to rows `0..w` at `dst`.
@@ -1143,11 +1173,7 @@ mod avx2 {
             return (r, ms);
         }
         let mut buf = [0f32; W * K];
-        for j in 0..w {
-            for k in 0..N {
-                buf[j * N + k] = *src.add(rows.at::<N, true>(s + j, k));
-            }
-        }
+        rows.gather::<N>(src, s, w, &mut buf);
         load_tile::<N>(buf.as_ptr(), w)
     }
 
@@ -1177,11 +1203,7 @@ mod avx2 {
         // Room for the last row's full-width store.
         let mut buf = [0f32; W * K + W];
         store_tile::<N>(w, buf.as_mut_ptr(), buf.len(), f);
-        for j in 0..w {
-            for k in 0..N {
-                *dst.add(rows.at::<N, true>(s + j, k)) = buf[j * N + k];
-            }
-        }
+        rows.scatter::<N>(dst, s, w, &buf);
     }
 
     /// Softmax's phase one, as the AVX-512 tiles': the biased exps into
