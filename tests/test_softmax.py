@@ -595,8 +595,9 @@ def test_in_place_on_row_and_column_paths_matches_out_of_place(shape, axis):
 def test_wide_inner_axis_short_rows_give_the_bits_of_the_last_axis(dtype, shape, axis):
     # Rows of fewer than 64 (float32; 32 for float64) elements over an axis
     # with 64 or more after it: the column units, or for float32 rows of
-    # 1-16 on AVX-512 the register tiles reading 16 adjacent positions at
-    # once (positions per block not a multiple of 16 included), give the
+    # 1-16 the register tiles reading 16 (AVX-512) or 8 (AVX2) adjacent
+    # positions at once (positions per block not a multiple of those
+    # included), give the
     # bits of the same rows on the last axis, in place too.
     rng = np.random.default_rng(9)
     x = (rng.standard_normal(shape) * 30).astype(dtype)

@@ -571,7 +571,7 @@ pub struct CeLanes<T> {
 
 /// [`ce_index_cols`]'s per-lane terms from each lane's target logit `xt`,
 /// shift `ms`, sum `others` of the non-target biased exps, class `tf` and
-/// weight `wt` (shared with the AVX-512 tiles, `simd::tile`, so both give the
+/// weight `wt` (shared with the register tiles, `simd::tile`, so both give the
 /// same bits).
 #[inline(always)]
 pub fn ce_index_lanes<T: Float>(
@@ -785,7 +785,7 @@ fn class_weight<T: Float>(tg: i64, p: &CeParams<'_, T>) -> (f64, f64) {
 /// [`ce_index_lanes`] with its arguments but the scale: `(xt, ms, others, tf, wt)`.
 type CeMath<'a, T> = dyn FnMut(&[T; L], &[T; L], &[f64; L], &[T; L], &[f64; L]) -> CeLanes<T> + 'a;
 
-/// [`ce_index_short`] through the AVX-512 register tiles (`simd::tile`) for
+/// [`ce_index_short`] through the AVX-512 or AVX2 register tiles (`simd::tile`) for
 /// float32 rows of 1 to 16 classes at `level`: the same operations as the
 /// column kernel (the tiles' vector terms are [`ce_index_lanes`]'s, and
 /// `math`, which is it, takes the tiles they leave), so the same bits,
