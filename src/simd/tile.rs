@@ -1,9 +1,8 @@
 //! Float32 softmax, log-softmax, logsumexp and cross-entropy (class
 //! indices) of rows of 1 to 16 classes, 16 rows at a time held in AVX-512
 //! registers from load to store (also over a class axis that is not the
-//! last, where 16 adjacent positions need no transpose). The softmax family
-//! has AVX2 tiles too (`avx2`: 8 rows per tile); cross-entropy's are
-//! AVX-512 only.
+//! last, where 16 adjacent positions need no transpose). AVX2 has the same
+//! tiles (`avx2`) with 8 rows each.
 //!
 //! The column kernels (`kernels::softmax`) take short rows through a scratch
 //! block: transpose 16 rows into lanes, a max pass, an exp-and-sum pass and a
@@ -146,8 +145,8 @@ pub type CeSlow<'a> = dyn FnMut(
 /// targets, weights and per-lane terms in vectors (`slow` for a tile they do
 /// not cover), each tile's losses summed as `simd::hsum` sums them and the
 /// tiles in row order into `total`; the gradient goes to `dst` unless it is
-/// null. Returns false, touching nothing, unless `level` is AVX-512 and `n`
-/// is in `1..=16`.
+/// null. Returns false, touching nothing, unless `level` is AVX-512 or AVX2
+/// and `n` is in `1..=16`.
 ///
 /// `inner = (0, _)`: the rows are contiguous. `inner = (i, base)`, `i >
 /// 0`: the rows are those of a class axis with `i` elements after it (row
@@ -955,7 +954,7 @@ mod x86 {
     }
 }
 
-/// The tiles of [`run`] for AVX2+FMA: 8 rows per tile (one per lane of a
+/// The tiles of [`run`] and [`ce_index`] for AVX2+FMA: 8 rows per tile (one per lane of a
 /// 256-bit vector), transposed by 8x8 blocks (two for rows of 9-16
 /// classes), 16 tiles per round; each lane's operations are those of the
 /// AVX-512 tiles (`x86`), so the bits are the column kernels' too. Without
