@@ -79,35 +79,34 @@ pub unsafe fn run(
     inner: (usize, usize),
     dst: *mut f32,
 ) -> bool {
-    // SAFETY (both levels): the caller guarantees the level and the extents.
+    // The same instances at either level, from that level's module.
     #[cfg(target_arch = "x86_64")]
-    if level == super::Level::Avx512 {
-        by_class_count!(n, N => unsafe {
-            let layout = x86::Rows { inner: inner.0, base: inner.1 };
-            // The contiguous rows' instances have no trace of the other layout.
-            match (op, inner.0 == 0) {
-                (Op::Softmax, true) => x86::softmax_rows::<N, false>(src, rows, layout, dst),
-                (Op::Softmax, false) => x86::softmax_rows::<N, true>(src, rows, layout, dst),
-                (Op::LogSoftmax, true) => x86::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
-                (Op::LogSoftmax, false) => x86::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
-                (Op::LogSumExp, true) => x86::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
-                (Op::LogSumExp, false) => x86::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
-            }
-        });
+    macro_rules! tiles {
+        ($m:ident) => {
+            // SAFETY: the caller guarantees the level and the extents.
+            by_class_count!(n, N => unsafe {
+                let layout = x86::Rows { inner: inner.0, base: inner.1 };
+                // The contiguous rows' instances have no trace of the other layout.
+                match (op, inner.0 == 0) {
+                    (Op::Softmax, true) => $m::softmax_rows::<N, false>(src, rows, layout, dst),
+                    (Op::Softmax, false) => $m::softmax_rows::<N, true>(src, rows, layout, dst),
+                    (Op::LogSoftmax, true) => $m::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
+                    (Op::LogSoftmax, false) => $m::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
+                    (Op::LogSumExp, true) => $m::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
+                    (Op::LogSumExp, false) => $m::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
+                }
+            })
+        };
     }
     #[cfg(target_arch = "x86_64")]
-    if level == super::Level::Avx2 {
-        by_class_count!(n, N => unsafe {
-            let layout = x86::Rows { inner: inner.0, base: inner.1 };
-            match (op, inner.0 == 0) {
-                (Op::Softmax, true) => avx2::softmax_rows::<N, false>(src, rows, layout, dst),
-                (Op::Softmax, false) => avx2::softmax_rows::<N, true>(src, rows, layout, dst),
-                (Op::LogSoftmax, true) => avx2::log_softmax_rows::<N, false, false>(src, rows, layout, dst),
-                (Op::LogSoftmax, false) => avx2::log_softmax_rows::<N, false, true>(src, rows, layout, dst),
-                (Op::LogSumExp, true) => avx2::log_softmax_rows::<N, true, false>(src, rows, layout, dst),
-                (Op::LogSumExp, false) => avx2::log_softmax_rows::<N, true, true>(src, rows, layout, dst),
-            }
-        });
+    match level {
+        super::Level::Avx512 => {
+            tiles!(x86);
+        }
+        super::Level::Avx2 => {
+            tiles!(avx2);
+        }
+        _ => {}
     }
     let _ = (level, op, src, rows, n, inner, dst);
     false
@@ -174,29 +173,31 @@ pub unsafe fn ce_index(
     slow: &mut CeSlow<'_>,
     total: &mut f64,
 ) -> bool {
-    // SAFETY: the caller guarantees the level and the extents.
+    // The same instances at either level, from that level's module.
     #[cfg(target_arch = "x86_64")]
-    if level == super::Level::Avx512 {
-        by_class_count!(n, N => unsafe {
-            let layout = x86::Rows { inner: inner.0, base: inner.1 };
-            // The contiguous rows' instance has no trace of the other layout.
-            *total = if inner.0 == 0 {
-                x86::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
-            } else {
-                x86::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
-            }
-        });
+    macro_rules! tiles {
+        ($m:ident) => {
+            // SAFETY: the caller guarantees the level and the extents.
+            by_class_count!(n, N => unsafe {
+                let layout = x86::Rows { inner: inner.0, base: inner.1 };
+                // The contiguous rows' instance has no trace of the other layout.
+                *total = if inner.0 == 0 {
+                    $m::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
+                } else {
+                    $m::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
+                }
+            })
+        };
     }
     #[cfg(target_arch = "x86_64")]
-    if level == super::Level::Avx2 {
-        by_class_count!(n, N => unsafe {
-            let layout = x86::Rows { inner: inner.0, base: inner.1 };
-            *total = if inner.0 == 0 {
-                avx2::ce_index_rows::<N, false>(src, rows, layout, a, dst, slow)
-            } else {
-                avx2::ce_index_rows::<N, true>(src, rows, layout, a, dst, slow)
-            }
-        });
+    match level {
+        super::Level::Avx512 => {
+            tiles!(x86);
+        }
+        super::Level::Avx2 => {
+            tiles!(avx2);
+        }
+        _ => {}
     }
     let _ = (level, src, rows, n, inner, a, dst, slow, total);
     false
