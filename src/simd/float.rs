@@ -89,8 +89,10 @@ pub trait Float:
     /// `2^-EXP_BIAS`, the factor that undoes [`Float::exp_biased_nonpos`]'s bias.
     const EXP_UNBIAS: f64;
 
-    /// `exp(x)` for `x <= 0` (larger `x` is clamped to 0), flushing results
-    /// below the normal range to 0: for sums where the max contributes 1.
+    /// `exp(x)` for `x <= 0` or NaN, flushing results below the normal range
+    /// to 0: for sums where the max contributes 1. Every caller passes
+    /// `x - max`, which is never above 0, so there is no clamp (a larger `x`
+    /// gives `exp(x)` below the overflow range, garbage above it).
     fn exp_flush(x: Self) -> Self;
 
     /// `exp(x) - 1` for `x <= 0` (larger `x` is clamped to 0), NaN kept: one
@@ -179,7 +181,7 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
-        let x = if x > 0.0 { 0.0 } else { x };
+        debug_assert!(!(x > 0.0), "exp_flush({x:?}): x must be <= 0");
         let small = x < exp_f32_consts::FLUSH_MIN;
         // No range clamps: a result below -87 is discarded, and adding -0.0
         // (not +0.0) as the correction folds away.
@@ -274,7 +276,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
-        let x = if x > 0.0 { 0.0 } else { x };
+        debug_assert!(!(x > 0.0), "exp_flush({x:?}): x must be <= 0");
         let small = x < -708.0;
         // As for f32: no range clamps, a -0.0 correction.
         let (q, n) = expm1_f64_poly(x, -0.0);

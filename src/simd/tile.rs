@@ -550,16 +550,11 @@ mod x86 {
         }
     }
 
-    /// `Float::exp_flush` for f32: `exp(min(x, 0))`, 0 below -87, NaN kept.
+    /// `Float::exp_flush` for f32: `exp(x)` for `x <= 0` or NaN, 0 below
+    /// -87, NaN kept.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn exp_flush(x: __m512) -> __m512 {
-        // `if x > 0 { 0 } else { x }`: NaN kept.
-        let x = _mm512_mask_blend_ps(
-            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps()),
-            x,
-            _mm512_setzero_ps(),
-        );
         let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(FLUSH_MIN));
         let (q, n) = expm1_poly(x, _mm512_set1_ps(-0.0));
         let s = pow2(n, 0);
@@ -594,8 +589,11 @@ mod x86 {
                 // A loop with a constant trip count, unrolled (`from_fn` with
                 // a `k < N` test in it stayed a loop of one exp each).
                 let mut e = [_mm512_setzero_ps(); L];
+                // `x - shift`, kept for phase two (the same difference).
+                let mut d = r;
                 for k in 0..N {
-                    e[k] = exp_flush(_mm512_sub_ps(r[k], ms));
+                    d[k] = _mm512_sub_ps(r[k], ms);
+                    e[k] = exp_flush(d[k]);
                 }
                 let mut acc = [_mm512_setzero_pd(); 2];
                 for g in e[..N / 4 * 4].chunks_exact(4) {
@@ -627,7 +625,7 @@ mod x86 {
                         }
                     }
                 } else {
-                    buf[t] = r;
+                    buf[t] = d;
                 }
             }
             // log(sum) as the column kernels take it (`ln_sums`), for all
@@ -653,9 +651,9 @@ mod x86 {
                     store_row(dst, s, rows, ((1u32 << w) - 1) as __mmask16, v);
                 } else {
                     // Phase two (`sub_shift`): (x - shift) - log(sum).
-                    let x = &buf[t];
+                    let d = &buf[t];
                     store_tile_at::<N, INNER>(dst, layout, s, (rows - s).min(L), |k| {
-                        _mm512_sub_ps(_mm512_sub_ps(x[k], ms), c)
+                        _mm512_sub_ps(d[k], c)
                     });
                 }
             }
@@ -1031,12 +1029,11 @@ mod avx2 {
         _mm256_and_ps(keep, _mm256_fmadd_ps(q, s, s))
     }
 
-    /// `Float::exp_flush` for f32: `exp(min(x, 0))`, 0 below -87, NaN kept.
+    /// `Float::exp_flush` for f32: `exp(x)` for `x <= 0` or NaN, 0 below
+    /// -87, NaN kept.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn exp_flush(x: __m256) -> __m256 {
-        let zero = _mm256_setzero_ps();
-        let x = _mm256_blendv_ps(x, zero, _mm256_cmp_ps::<_CMP_GT_OQ>(x, zero));
         let keep = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, _mm256_set1_ps(FLUSH_MIN));
         let (q, n) = expm1_poly(x, _mm256_set1_ps(-0.0));
         let s = pow2(n, 0);
@@ -1351,8 +1348,11 @@ mod avx2 {
                 let s = r0 + t * W;
                 let (r, ms) = load_tile_at::<N, INNER>(src, layout, s, rows - s);
                 let mut e = [_mm256_setzero_ps(); K];
+                // `x - shift`, kept for phase two (the same difference).
+                let mut d = r;
                 for k in 0..N {
-                    e[k] = exp_flush(_mm256_sub_ps(r[k], ms));
+                    d[k] = _mm256_sub_ps(r[k], ms);
+                    e[k] = exp_flush(d[k]);
                 }
                 let mut acc = [_mm256_setzero_pd(); 2];
                 for g in e[..N / 4 * 4].chunks_exact(4) {
@@ -1382,7 +1382,7 @@ mod avx2 {
                         }
                     }
                 } else {
-                    buf[t] = r;
+                    buf[t] = d;
                 }
             }
             let mut logs = [_mm256_setzero_ps(); G];
@@ -1411,10 +1411,8 @@ mod avx2 {
                     }
                 } else {
                     // Phase two (`sub_shift`): (x - shift) - log(sum).
-                    let x = &buf[t];
-                    store_tile_at::<N, INNER>(dst, layout, s, w, end, |k| {
-                        _mm256_sub_ps(_mm256_sub_ps(x[k], ms), c)
-                    });
+                    let d = &buf[t];
+                    store_tile_at::<N, INNER>(dst, layout, s, w, end, |k| _mm256_sub_ps(d[k], c));
                 }
             }
             r0 = end;

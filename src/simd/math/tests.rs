@@ -461,7 +461,6 @@ fn exp_flush_is_exp_above_the_normal_range_and_zero_below() {
         assert_eq!(f64::exp_flush(x).to_bits(), want.to_bits(), "{x}");
         x += 0.001_237;
     }
-    assert_eq!(f32::exp_flush(3.0), 1.0);
     assert_eq!(f32::exp_flush(f32::NEG_INFINITY), 0.0);
     assert!(f32::exp_flush(f32::NAN).is_nan());
 }
