@@ -181,7 +181,7 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
-        debug_assert!(!(x > 0.0), "exp_flush({x:?}): x must be <= 0");
+        debug_assert!(x <= 0.0 || x.is_nan(), "exp_flush({x:?}): x must be <= 0");
         let small = x < exp_f32_consts::FLUSH_MIN;
         // No range clamps: a result below -87 is discarded, and adding -0.0
         // (not +0.0) as the correction folds away.
@@ -276,7 +276,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
-        debug_assert!(!(x > 0.0), "exp_flush({x:?}): x must be <= 0");
+        debug_assert!(x <= 0.0 || x.is_nan(), "exp_flush({x:?}): x must be <= 0");
         let small = x < -708.0;
         // As for f32: no range clamps, a -0.0 correction.
         let (q, n) = expm1_f64_poly(x, -0.0);
