@@ -246,6 +246,126 @@ def test_keepdims_and_reduction_shapes():
     np.testing.assert_allclose(lk.logsumexp(np.zeros(3)), math.log(3), rtol=1e-15)
 
 
+# ------------------------------------------------------------- several axes
+
+
+def _to_rows(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``a`` with ``axes`` moved to the end and merged: one row per position
+    on the other axes (the test's own reshaping, not the package's)."""
+    axes = tuple(sorted(ax % a.ndim for ax in axes))
+    m = np.moveaxis(a, axes, range(a.ndim - len(axes), a.ndim))
+    return m.reshape(m.shape[: a.ndim - len(axes)] + (-1,))
+
+
+def _from_rows(r: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    axes = tuple(sorted(ax % len(shape) for ax in axes))
+    rest = [i for i in range(len(shape)) if i not in axes]
+    moved = r.reshape(tuple(shape[i] for i in rest) + tuple(shape[i] for i in axes))
+    return np.moveaxis(moved, range(len(shape) - len(axes), len(shape)), axes)
+
+
+SEVERAL_AXES = [(1, 2), (0, 2), (0, 3), (1, 3), (0, 1, 2, 3), (-1, 0), (2, 0, 1), (0, 1)]
+
+
+@pytest.mark.parametrize("axes", SEVERAL_AXES)
+@pytest.mark.parametrize(
+    "dtype,tol,tiny", [(np.float32, 2e-6, TINY32), (np.float64, 1e-14, TINY64)]
+)
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_several_axes_match_the_reference(axes, dtype, tol, tiny, layout):
+    rng = np.random.default_rng(11)
+    base = (rng.standard_normal((6, 5, 8, 7)) * 20).astype(dtype)
+    x = {
+        "C": base,
+        "F": np.asfortranarray(base),
+        "strided": np.repeat(base, 2, axis=2)[:, :, ::2],
+    }[layout]
+    sm, lsm, lse = (np.asarray(r, dtype=np.longdouble) for r in ref_rows(_to_rows(x, axes)))
+    got = lk.softmax(x, axis=axes)
+    assert got.shape == x.shape and got.dtype == dtype
+    assert max_rel(got, _from_rows(sm, x.shape, axes), tiny) <= tol
+    assert max_rel(lk.log_softmax(x, axis=axes), _from_rows(lsm, x.shape, axes), 1.0) <= tol
+    rest = tuple(s for i, s in enumerate(x.shape) if i not in {a % x.ndim for a in axes})
+    lse_got = lk.logsumexp(x, axis=axes)
+    assert np.shape(lse_got) == rest
+    assert max_rel(lse_got, lse.reshape(rest), 1.0) <= tol
+    kept = tuple(1 if i in {a % x.ndim for a in axes} else s for i, s in enumerate(x.shape))
+    lse_kept = lk.logsumexp(x, axis=axes, keepdims=True)
+    assert lse_kept.shape == kept
+    np.testing.assert_array_equal(lse_kept.reshape(rest), lse_got)
+
+
+@pytest.mark.parametrize("axes", SEVERAL_AXES)
+def test_several_axes_give_the_bits_of_merging_them_by_hand(axes):
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((6, 5, 8, 7)) * 5).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    mask = rng.random((5, 1, 7)) < 0.7  # broadcasts to x
+    rows = _to_rows(x, axes)
+    for f in (lk.softmax, lk.log_softmax):
+        want = _from_rows(f(rows), x.shape, axes)
+        np.testing.assert_array_equal(f(x, axis=axes), want)
+        full = np.broadcast_to(mask, x.shape)
+        want = _from_rows(f(rows, where=_to_rows(full, axes)), x.shape, axes)
+        np.testing.assert_array_equal(f(x, axis=axes, where=mask), want)
+    np.testing.assert_array_equal(
+        lk.logsumexp(x, axis=axes), lk.logsumexp(rows).reshape(np.shape(lk.logsumexp(x, axis=axes)))
+    )
+    y = lk.softmax(x, axis=axes)
+    want = _from_rows(lk.softmax_backward(_to_rows(g, axes), _to_rows(y, axes)), x.shape, axes)
+    np.testing.assert_array_equal(lk.softmax_backward(g, y, axis=axes), want)
+    ly = lk.log_softmax(x, axis=axes)
+    want = _from_rows(lk.log_softmax_backward(_to_rows(g, axes), _to_rows(ly, axes)), x.shape, axes)
+    np.testing.assert_array_equal(lk.log_softmax_backward(g, ly, axis=axes), want)
+
+
+@pytest.mark.parametrize("axes", [(0, 2), (1, 2)])
+def test_several_axes_with_out_in_place_and_float16(axes):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 6, 5))
+    want = lk.softmax(x, axis=axes)
+    out = np.empty_like(x)
+    assert lk.softmax(x, axis=axes, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    fout = np.empty_like(x, order="F")
+    lk.softmax(x, axis=axes, out=fout)
+    np.testing.assert_array_equal(fout, want)
+    y = x.copy()
+    assert lk.softmax(y, axis=axes, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    lse_out = np.empty(6 if axes == (0, 2) else 4)
+    assert lk.logsumexp(x, axis=axes, out=lse_out) is lse_out
+    np.testing.assert_array_equal(lse_out, lk.logsumexp(x, axis=axes))
+    h = x.astype(np.float16)
+    got = lk.softmax(h, axis=axes)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(
+        got, lk.softmax(h.astype(np.float32), axis=axes).astype(np.float16)
+    )
+    with pytest.raises(ValueError, match="out has shape"):
+        lk.logsumexp(x, axis=axes, out=np.empty(5))
+
+
+def test_axis_tuples_of_every_axis_and_of_no_axis():
+    x = np.random.default_rng(14).standard_normal((3, 4, 5))
+    np.testing.assert_array_equal(lk.softmax(x, axis=(2, 0)), lk.softmax(x, axis=(0, 2)))
+    with pytest.raises(TypeError, match="axis must be an int, a tuple of ints or None, got list"):
+        lk.softmax(x, axis=[0, 2])  # as NumPy's reductions refuse a list
+    np.testing.assert_array_equal(lk.softmax(x, axis=(0, 1, 2)), lk.softmax(x, axis=None))
+    assert lk.logsumexp(x, axis=(0, 1, 2)) == lk.logsumexp(x, axis=None)
+    assert lk.logsumexp(x, axis=(2, 1, 0), keepdims=True).shape == (1, 1, 1)
+    np.testing.assert_array_equal(lk.softmax(x, axis=(1,)), lk.softmax(x, axis=1))
+    # No axis: every element is a row of its own, as NumPy's reductions over
+    # axis=() leave every element alone.
+    s = np.array([[0.5, -np.inf], [np.nan, np.inf]])
+    np.testing.assert_array_equal(lk.logsumexp(s, axis=()), s)
+    assert lk.logsumexp(s, axis=(), keepdims=True).shape == s.shape
+    np.testing.assert_array_equal(lk.softmax(s, axis=()), [[1.0, np.nan], [np.nan, np.nan]])
+    np.testing.assert_array_equal(lk.log_softmax(s, axis=()), [[0.0, np.nan], [np.nan, np.nan]])
+    assert lk.logsumexp(np.float64(3.0), axis=()) == 3.0
+    assert lk.softmax(np.float64(3.0), axis=(0,)) == 1.0
+
+
 # ------------------------------------------------------------ layouts, out=
 
 
@@ -424,6 +544,10 @@ def test_backward_float32_accuracy_and_out():
         (lambda: lk.softmax_backward("g", np.zeros(3)), TypeError, "grad"),
         (lambda: lk.set_num_threads(0), ValueError, "n must be"),
         (lambda: lk.softmax(np.zeros(3), axis="0"), TypeError, "axis"),
+        (lambda: lk.softmax(np.zeros((2, 3)), axis=(1, -1)), ValueError, r"axis \(1, -1\)"),
+        (lambda: lk.logsumexp(np.zeros((2, 3)), axis=(0, 2)), ValueError, "axis 2 is out"),
+        (lambda: lk.softmax(np.zeros((2, 3)), axis=(0, 1.0)), TypeError, "axis must be an int"),
+        (lambda: lk.log_softmax_backward(np.zeros(3), np.zeros(3), axis={0}), TypeError, "axis"),
     ],
 )
 def test_bad_input_raises_clear_errors(call, exc, match):

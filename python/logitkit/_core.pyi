@@ -7,21 +7,21 @@ __version__: str
 
 def softmax(
     x: ArrayLike,
-    axis: int | None = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     where: ArrayLike | None = None,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...
 def log_softmax(
     x: ArrayLike,
-    axis: int | None = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     where: ArrayLike | None = None,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...
 def logsumexp(
     x: ArrayLike,
-    axis: int | None = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     where: ArrayLike | None = None,
     keepdims: bool = False,
@@ -30,14 +30,14 @@ def logsumexp(
 def softmax_backward(
     grad: ArrayLike,
     y: ArrayLike,
-    axis: int | None = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...
 def log_softmax_backward(
     grad: ArrayLike,
     y: ArrayLike,
-    axis: int | None = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...

@@ -11,13 +11,15 @@ mod rows;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use rows::{row_call, RowKind};
+use rows::{row_call, AxisArg, RowKind};
 
 /// Softmax along `axis`: exp(x - max) / sum(exp(x - max)), computed in one
 /// online max-and-sum pass and one write pass per row.
 ///
 /// x: array-like (float32 and float64 computed natively; integers and bools
-/// promoted like a NumPy ufunc). axis: int, or None for all elements.
+/// promoted like a NumPy ufunc). axis: int; a tuple of ints, whose
+/// elements together form each row, as in SciPy's softmax; or None for all
+/// elements.
 /// where: boolean mask broadcastable to x; masked entries give 0, and a row
 /// with every entry masked gives all zeros. Without a mask a row of all -inf
 /// gives NaN (as in PyTorch and SciPy); NaN propagates.
@@ -26,11 +28,11 @@ use rows::{row_call, RowKind};
 /// >>> softmax([4.0, 2.0, -2.0])
 /// array([0.87887824, 0.11894324, 0.00217852])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None), text_signature = "(x, axis=-1, *, where=None, out=None)")]
+#[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, r#where=None, out=None), text_signature = "(x, axis=-1, *, where=None, out=None)")]
 fn softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<AxisArg>,
     r#where: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -46,11 +48,11 @@ fn softmax<'py>(
 /// >>> log_softmax([4.0, 2.0, -2.0])
 /// array([-0.12910897, -2.12910897, -6.12910897])
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, out=None), text_signature = "(x, axis=-1, *, where=None, out=None)")]
+#[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, r#where=None, out=None), text_signature = "(x, axis=-1, *, where=None, out=None)")]
 fn log_softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<AxisArg>,
     r#where: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -73,11 +75,11 @@ fn log_softmax<'py>(
 /// >>> logsumexp([4.0, 2.0, -2.0])
 /// 4.129108968...
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(-1), *, r#where=None, keepdims=false, out=None), text_signature = "(x, axis=-1, *, where=None, keepdims=False, out=None)")]
+#[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, r#where=None, keepdims=false, out=None), text_signature = "(x, axis=-1, *, where=None, keepdims=False, out=None)")]
 fn logsumexp<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<AxisArg>,
     r#where: Option<&Bound<'py, PyAny>>,
     keepdims: bool,
     out: Option<&Bound<'py, PyAny>>,
@@ -99,12 +101,12 @@ fn logsumexp<'py>(
 /// >>> y = softmax([1.0, 2.0]); softmax_backward([1.0, 0.0], y)
 /// array([ 0.19661193, -0.19661193])
 #[pyfunction]
-#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
+#[pyo3(signature = (grad, y, axis=Some(AxisArg::One(-1)), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
 fn softmax_backward<'py>(
     py: Python<'py>,
     grad: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<AxisArg>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     row_call(
@@ -124,12 +126,12 @@ fn softmax_backward<'py>(
 /// >>> y = log_softmax([1.0, 2.0]); log_softmax_backward([1.0, 0.0], y)
 /// array([ 0.73105858, -0.73105858])
 #[pyfunction]
-#[pyo3(signature = (grad, y, axis=Some(-1), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
+#[pyo3(signature = (grad, y, axis=Some(AxisArg::One(-1)), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
 fn log_softmax_backward<'py>(
     py: Python<'py>,
     grad: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
-    axis: Option<isize>,
+    axis: Option<AxisArg>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     row_call(
