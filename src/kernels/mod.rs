@@ -134,8 +134,12 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
         return;
     }
     if n == 0 {
-        // Only a reduction has output here: the value for an empty row.
-        std::slice::from_raw_parts_mut(out, layout.rows()).fill(op.masked_fill());
+        // A map's output is empty; a reduction's holds the value for an
+        // empty row, one per row. (Until stop 23 a map's empty output was
+        // filled as a reduction's: `rows` elements written past it.)
+        if op.reduces() {
+            std::slice::from_raw_parts_mut(out, layout.rows()).fill(op.masked_fill());
+        }
         return;
     }
     if inner > 1 && inner < INNER_BY_TRANSPOSE {

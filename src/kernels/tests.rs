@@ -321,6 +321,41 @@ fn empty_shapes() {
     assert!(s.iter().all(|v| *v == f32::NEG_INFINITY));
 }
 
+/// Rows of no element: a map (softmax, log_softmax, their backwards) writes
+/// nothing, however many rows; the elements after its empty output keep
+/// their value.
+#[test]
+fn maps_of_empty_rows_write_nothing() {
+    fn check<T: Float>() {
+        let layouts = [(4, 0, 1), (3, 0, 5), (1, 0, 7)].map(|(outer, n, inner)| Layout {
+            outer,
+            n,
+            inner,
+        });
+        for layout in layouts {
+            let x: Vec<T> = vec![];
+            let guard = T::from_f64(7.0);
+            for op in 0..4 {
+                let mut y = vec![guard; 64];
+                let (ins, out) = ([x.as_ptr(), x.as_ptr()], y.as_mut_ptr());
+                // SAFETY: no input element is read (n = 0), and `out` is
+                // writable for 64 elements, where the output has none.
+                unsafe {
+                    match op {
+                        0 => run_rows_raw(&Softmax, layout, &ins[..1], None, out),
+                        1 => run_rows_raw(&LogSoftmax, layout, &ins[..1], None, out),
+                        2 => run_rows_raw(&SoftmaxBackward, layout, &ins, None, out),
+                        _ => run_rows_raw(&LogSoftmaxBackward, layout, &ins, None, out),
+                    }
+                }
+                assert!(y.iter().all(|&v| v == guard), "op {op}, {layout:?}");
+            }
+        }
+    }
+    check::<f32>();
+    check::<f64>();
+}
+
 /// `rows` float32 rows of `n` logits for the tile tests: random in +-30,
 /// every third row with one of +-inf, NaN, +-3e38, a subnormal, +-0, and row
 /// 2 all -inf.
