@@ -327,11 +327,8 @@ fn empty_shapes() {
 #[test]
 fn maps_of_empty_rows_write_nothing() {
     fn check<T: Float>() {
-        let layouts = [(4, 0, 1), (3, 0, 5), (1, 0, 7)].map(|(outer, n, inner)| Layout {
-            outer,
-            n,
-            inner,
-        });
+        let layouts =
+            [(4, 0, 1), (3, 0, 5), (1, 0, 7)].map(|(outer, n, inner)| Layout { outer, n, inner });
         for layout in layouts {
             let x: Vec<T> = vec![];
             let guard = T::from_f64(7.0);
