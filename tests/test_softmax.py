@@ -475,6 +475,71 @@ def test_invariant_to_adding_a_constant_per_row(x, c):
     np.testing.assert_allclose(lk.logsumexp(x + c), lk.logsumexp(x) + c, rtol=1e-12, atol=1e-9)
 
 
+def _ref_masked(x: np.ndarray, axes: tuple[int, ...], m: np.ndarray | None):
+    """softmax, log_softmax, logsumexp over `axes` in long double, with the
+    package's documented mask semantics (masked: 0 / -inf; a fully masked
+    or empty row: zeros / -inf / -inf)."""
+    xl = np.asarray(x, np.float64).astype(np.longdouble)
+    if m is not None:
+        xl = np.where(m, xl, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.max(xl, axis=axes, keepdims=True, initial=-np.inf)
+        mx = np.where(np.isfinite(mx), mx, 0)
+        e = np.exp(xl - mx)
+        s = e.sum(axis=axes, keepdims=True)
+        sm, lse = e / s, np.log(s) + mx
+        lsm = xl - lse
+    if m is not None:
+        none = ~np.any(m, axis=axes, keepdims=True)
+        sm = np.where(m & ~none, sm, 0)
+        lsm = np.where(m & ~none, lsm, -np.inf)
+    return sm, lsm, np.squeeze(lse, axis=axes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_random_shapes_layouts_axes_and_masks_match_the_reference(data):
+    nd = data.draw(st.integers(1, 4))
+    shape = tuple(
+        data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 5, 17, 33]), min_size=nd, max_size=nd))
+    )
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * data.draw(st.sampled_from([1, 10, 50]))).astype(dtype)
+    layout = data.draw(st.sampled_from(["C", "F", "strided", "reversed"]))
+    x = {
+        "C": lambda a: a,
+        "F": np.asfortranarray,
+        "strided": lambda a: np.repeat(a, 2, axis=-1)[..., ::2],
+        "reversed": lambda a: np.flip(a, axis=0),
+    }[layout](x)
+    kind = data.draw(st.sampled_from(["int", "none", "tuple"]))
+    if kind == "int":
+        axis = data.draw(st.integers(-nd, nd - 1))
+        axes = (axis % nd,)
+    elif kind == "none":
+        axis, axes = None, tuple(range(nd))
+    else:
+        axis = tuple(data.draw(st.permutations(range(nd)))[: data.draw(st.integers(0, nd))])
+        axes = tuple(sorted(axis))
+    m = rng.random(shape) < 0.7 if data.draw(st.booleans()) else None
+    sm, lsm, lse = _ref_masked(x, axes, m)
+    tol = 3e-6 if dtype == np.float32 else 1e-13
+    tiny = TINY32 if dtype == np.float32 else TINY64
+    got = lk.softmax(x, axis=axis, where=m)
+    assert got.shape == x.shape and got.dtype == dtype
+    assert max_rel(got, sm, tiny) <= tol
+    gl = lk.log_softmax(x, axis=axis, where=m)
+    assert max_rel(gl, lsm, 1.0) <= tol
+    gs = lk.logsumexp(x, axis=axis, where=m)
+    assert np.shape(gs) == lse.shape
+    assert max_rel(gs, lse, 1.0) <= tol
+    y = x.copy(order="K")
+    assert lk.softmax(y, axis=axis, where=m, out=y) is y
+    np.testing.assert_array_equal(y, got)
+
+
 # ------------------------------------------------------------------ backward
 
 
