@@ -43,9 +43,27 @@ class Case:
 class Result:
     case: Case
     seconds: dict[str, float]
+    # logitkit's × copy in each round, when the result combines rounds.
+    rounds: list[float] = field(default_factory=list)
 
     def ratio(self, name: str, to: str = "copy") -> float:
         return self.seconds[name] / self.seconds[to]
+
+    def copy_ratio(self) -> float:
+        """logitkit's × copy: the median of the rounds' own ratios (each from
+        one run), else this run's."""
+        return statistics.median(self.rounds) if self.rounds else self.ratio("logitkit")
+
+
+def combine(rounds: list[list[Result]]) -> list[Result]:
+    """One result per case from rounds of the same cases: each
+    implementation's median time over the rounds, and logitkit's × copy of
+    every round (the table gives their median and range)."""
+    out = []
+    for rs in zip(*rounds, strict=True):
+        secs = {n: statistics.median(r.seconds[n] for r in rs) for n in rs[0].seconds}
+        out.append(Result(rs[0].case, secs, [r.ratio("logitkit") for r in rs]))
+    return out
 
 
 def _time(fn: Callable[[], object], number: int) -> float:
@@ -125,14 +143,20 @@ def _fmt_time(s: float) -> str:
 
 
 def table(results: list[Result]) -> str:
-    """A Markdown table: time, × copy, and peer time / logitkit time."""
+    """A Markdown table: time, × copy (and its range over rounds, when there
+    were several), and peer time / logitkit time."""
     peers = [p for p in ("numpy", "scipy", "torch", "jax") if any(p in r.seconds for r in results)]
-    head = ["function", "dtype", "shape", "logitkit", "× copy"] + [f"{p} / logitkit" for p in peers]
+    ranged = any(len(r.rounds) > 1 for r in results)
+    head = ["function", "dtype", "shape", "logitkit", "× copy"]
+    head += ["× copy, range"] * ranged + [f"{p} / logitkit" for p in peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         c = r.case
         row = [c.group, c.dtype, "×".join(map(str, c.shape)), _fmt_time(r.seconds["logitkit"])]
-        row.append(f"{r.ratio('logitkit'):.2f}")
+        row.append(f"{r.copy_ratio():.2f}")
+        if ranged:
+            rs = r.rounds or [r.ratio("logitkit")]
+            row.append(f"{min(rs):.2f}–{max(rs):.2f}")
         for p in peers:
             row.append(f"{r.seconds[p] / r.seconds['logitkit']:.1f}" if p in r.seconds else "–")
         lines.append("| " + " | ".join(row) + " |")
@@ -140,21 +164,34 @@ def table(results: list[Result]) -> str:
 
 
 def run_suites(
-    names: list[str], quick: bool = False, samples: int | None = None, echo: bool = True
+    names: list[str],
+    quick: bool = False,
+    samples: int | None = None,
+    echo: bool = True,
+    repeat: int = 1,
 ) -> list[Result]:
-    results = []
-    for name in names:
-        mod = importlib.import_module(SUITES[name])
-        for case in mod.cases(quick):
-            r = measure(case, samples=samples or (5 if quick else 15))
-            results.append(r)
-            if echo:
-                print(
-                    f"  {case.group:<28} {case.dtype:<8} {'×'.join(map(str, case.shape)):<14}"
-                    f" {_fmt_time(r.seconds['logitkit']):>10}  {r.ratio('logitkit'):5.2f} × copy",
-                    flush=True,
-                )
-    return results
+    """Every case of the suites, `repeat` rounds in a row (on a shared
+    machine one round's ratios move with the neighbours' load); several
+    rounds are combined by [`combine`]."""
+    rounds = []
+    for k in range(repeat):
+        if echo and repeat > 1:
+            print(f"round {k + 1} of {repeat}", flush=True)
+        results = []
+        for name in names:
+            mod = importlib.import_module(SUITES[name])
+            for case in mod.cases(quick):
+                r = measure(case, samples=samples or (5 if quick else 15))
+                results.append(r)
+                if echo:
+                    shape = "×".join(map(str, case.shape))
+                    t, x = _fmt_time(r.seconds["logitkit"]), r.ratio("logitkit")
+                    print(
+                        f"  {case.group:<28} {case.dtype:<8} {shape:<14} {t:>10}  {x:5.2f} × copy",
+                        flush=True,
+                    )
+        rounds.append(results)
+    return rounds[0] if repeat == 1 else combine(rounds)
 
 
 def rng_array(shape: tuple[int, ...], dtype: str, scale: float = 3.0, seed: int = 0) -> np.ndarray:

@@ -370,7 +370,10 @@ def _bench(args: argparse.Namespace) -> int:
         f" SIMD {lk.simd_level()}; peers: "
         + ", ".join(f"{k} {'yes' if v else 'not installed'}" for k, v in peers.items())
     )
-    results = run_suites(names, quick=args.quick, samples=args.samples)
+    if args.repeat < 1:
+        print(f"logitkit bench: --repeat must be at least 1, got {args.repeat}")
+        return 2
+    results = run_suites(names, quick=args.quick, samples=args.samples, repeat=args.repeat)
     print()
     print(table(results))
     for n in names:
@@ -417,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quick", action="store_true", help="fewer shapes and samples")
     b.add_argument("--threads", type=int, default=0, help="thread count (default: all cores)")
     b.add_argument("--samples", type=int, default=None, help="timing samples per implementation")
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every case; the table gives the median x copy and its range",
+    )
     b.add_argument(
         "--mlp", action="store_true", help="MLP training: logitkit vs scikit-learn (vs PyTorch)"
     )
