@@ -300,11 +300,11 @@ pub fn moved_to_last_c<'py>(
     in_order(&moveaxis(a, ax as isize, -1)?, Order::C)
 }
 
-/// NumPy's `moveaxis` (a view).
+/// NumPy's `moveaxis` (a view): `from` and `to` an axis each, or tuples.
 pub fn moveaxis<'py>(
     a: &Bound<'py, PyUntypedArray>,
-    from: isize,
-    to: isize,
+    from: impl IntoPyObject<'py>,
+    to: impl IntoPyObject<'py>,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     Ok(numpy(a.py())?
         .call_method1("moveaxis", (a, from, to))?
@@ -582,14 +582,13 @@ pub fn check_out<'py>(
     Ok(o.clone())
 }
 
-/// Broadcasts a boolean `where=` mask to `shape` and lays it out in `order`.
-pub fn prepare_mask<'py>(
+/// A boolean `where=` mask broadcast to `shape` (a view; errors name
+/// `where`).
+pub fn broadcast_mask<'py>(
     mask: &Bound<'py, PyAny>,
     shape: &[usize],
-    order: Order,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
-    let py = mask.py();
-    let np = numpy(py)?;
+    let np = numpy(mask.py())?;
     let m = np
         .call_method1("asarray", (mask,))?
         .cast_into::<PyUntypedArray>()?;
@@ -599,9 +598,8 @@ pub fn prepare_mask<'py>(
             m.dtype().str()?
         )));
     }
-    let shape_t = PyTuple::new(py, shape)?;
     let b = np
-        .call_method1("broadcast_to", (&m, &shape_t))
+        .call_method1("broadcast_to", (&m, PyTuple::new(mask.py(), shape)?))
         .map_err(|_| {
             PyValueError::new_err(format!(
                 "where has shape {}, which does not broadcast to the shape {} of x",
@@ -609,7 +607,19 @@ pub fn prepare_mask<'py>(
                 shape_str(shape)
             ))
         })?;
-    let b = b.cast_into::<PyUntypedArray>()?;
+    Ok(b.cast_into::<PyUntypedArray>()?)
+}
+
+/// Broadcasts a boolean `where=` mask to `shape` and lays it out in `order`.
+pub fn prepare_mask<'py>(
+    mask: &Bound<'py, PyAny>,
+    shape: &[usize],
+    order: Order,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let py = mask.py();
+    let np = numpy(py)?;
+    let shape_t = PyTuple::new(py, shape)?;
+    let b = broadcast_mask(mask, shape)?;
     if order == Order::F && b.ndim() == 2 && b.len() >= 4096 && fits(&b, Order::C) {
         // A C-ordered mask for a Fortran-ordered x: the transposing copy by
         // `transpose_mask` (NumPy's `asfortranarray` of a 1024x1024 bool

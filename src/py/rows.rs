@@ -205,18 +205,16 @@ pub fn row_call<'py>(
         Axes::All => None,
         Axes::Run(s, n) => Some((*s, *n)),
         Axes::Scattered(v) => {
-            let np = numpy(py)?;
             let m = v.len();
             let src = PyTuple::new(py, v)?;
             let dst = PyTuple::new(py, nd - m..nd)?;
             for a in arrs.iter_mut() {
-                *a = np
-                    .call_method1("moveaxis", (&*a, &src, &dst))?
-                    .cast_into::<PyUntypedArray>()?;
+                *a = moveaxis(a, &src, &dst)?;
             }
             if let Some(mk) = mask {
-                let full = prepare_mask(mk, &shape, Order::C)?;
-                mask_in = Some(np.call_method1("moveaxis", (full, &src, &dst))?);
+                // A view; `prepare_mask` below lays it out once.
+                let full = broadcast_mask(mk, &shape)?;
+                mask_in = Some(moveaxis(&full, &src, &dst)?.into_any());
             }
             shape = arrs[0].shape().to_vec();
             back = Some((dst, src));
@@ -279,13 +277,11 @@ pub fn row_call<'py>(
     }
     let target = match (&back, moved_map) {
         (Some((from, to)), true) => {
-            let np = numpy(py)?;
-            let r = np.call_method1("moveaxis", (&target, from, to))?;
+            let r = moveaxis(&target, from, to)?;
             if user_out.is_some() {
-                r.cast_into::<PyUntypedArray>()?
+                r
             } else {
-                np.call_method1("ascontiguousarray", (r,))?
-                    .cast_into::<PyUntypedArray>()?
+                in_order(&r, Order::C)?
             }
         }
         _ => target,
