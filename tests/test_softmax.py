@@ -366,6 +366,183 @@ def test_axis_tuples_of_every_axis_and_of_no_axis():
     assert lk.softmax(np.float64(3.0), axis=(0,)) == 1.0
 
 
+# ------------------------------------------------ logsumexp b=, return_sign
+
+
+def ref_wlse(x, b, axis=-1):
+    """SciPy's weighted logsumexp, log|sum(b * exp(x))| and its sign, in
+    extended precision; entries whose weight is 0 are left out."""
+    ld = np.longdouble
+    x = np.asarray(x, dtype=np.float64).astype(ld)
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64), x.shape).astype(ld)
+    if axis is None:
+        x, b, axis = x.reshape(1, -1), b.reshape(1, -1), -1
+    x, b = np.moveaxis(x, axis, -1), np.moveaxis(b, axis, -1)
+    keep = b != 0
+    xk = np.where(keep, x, -np.inf)
+    m = xk.max(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(keep, b * np.exp(xk - m), 0).sum(axis=-1)
+        value = m[..., 0] + np.log(np.abs(s))
+    return value, np.sign(s)
+
+
+WEIGHTED_CASES = [
+    ((5, 1), -1),
+    ((33, 7), -1),
+    ((40, 16), -1),
+    ((17, 63), -1),
+    ((9, 64), -1),
+    ((5, 1000), -1),
+    ((3, 5000), -1),
+    ((1000, 7), 0),
+    ((200, 100), 0),
+    ((4, 6, 70), 1),
+    ((6, 5), None),
+    ((4, 6, 8), (0, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize("shape,axis", WEIGHTED_CASES)
+def test_weighted_logsumexp_matches_the_reference(shape, axis, dtype, tol):
+    rng = np.random.default_rng(len(shape) * 1000 + shape[-1])
+    x = (rng.standard_normal(shape) * 20).astype(dtype)
+    b = rng.uniform(0.2, 3.0, shape).astype(dtype)
+    b[rng.random(shape) < 0.2] = 0  # left out, whatever x is there
+    x[(b == 0) & (rng.random(shape) < 0.3)] = np.inf
+    got = lk.logsumexp(x, axis, b=b)
+    if isinstance(axis, tuple):
+        rows = _to_rows(x, axis), _to_rows(b, axis)
+        want, sign = ref_wlse(*rows)
+        want, sign = want.reshape(got.shape), sign.reshape(got.shape)
+    else:
+        want, sign = ref_wlse(x, b, axis)
+    assert np.asarray(got).dtype == dtype
+    assert max_rel(got, want, floor=1.0) <= tol
+    # Negated weights: the same magnitude with the opposite sign (0 for a
+    # row whose every weight is 0), and NaN without return_sign (the log of a
+    # negative sum).
+    v, sg = lk.logsumexp(x, axis, b=-b, return_sign=True)
+    assert max_rel(v, want, floor=1.0) <= tol
+    np.testing.assert_array_equal(sg, -sign)
+    assert np.any(sign == 1)
+    neg = np.asarray(lk.logsumexp(x, axis, b=-b)).reshape(sign.shape)
+    assert np.all(np.isnan(neg[sign == 1])) and np.all(neg[sign == 0] == -np.inf)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_logsumexp_special_values_follow_scipy(dtype):
+    inf, nan = np.inf, np.nan
+    e1 = 1 + math.log(math.e - 1)  # log(e^2 - e)
+    # (x, b, value with return_sign, sign, value without return_sign)
+    cases = [
+        ([1, 2], [1, -1], e1, -1, nan),
+        ([1, 2], [-1, 1], e1, 1, e1),
+        ([1, 1], [1, -1], -inf, 0, -inf),
+        ([inf, 2], [0, 1], 2, 1, 2),
+        ([nan, 2], [0, 1], 2, 1, 2),
+        ([inf, 2], [1, 1], inf, 1, inf),
+        ([inf, 2], [-1, 1], inf, -1, nan),
+        ([inf, inf], [1, -1], nan, nan, nan),
+        ([-inf, -inf], [1, -1], -inf, 0, -inf),
+        ([1, 2], [0, 0], -inf, 0, -inf),
+        ([1, 2], [nan, 1], nan, nan, nan),
+        ([-inf, 1], [inf, 1], nan, nan, nan),
+        ([1, 1], [inf, -inf], nan, nan, nan),
+        ([5, -inf], [-2, 0], 5 + math.log(2), -1, nan),
+    ]
+    for x, b, v, sg, v1 in cases:
+        x, b = np.array(x, dtype), np.array(b, dtype)
+        got_v, got_s = lk.logsumexp(x, b=b, return_sign=True)
+        np.testing.assert_allclose(got_v, v, rtol=1e-6, err_msg=f"{x} {b}")
+        np.testing.assert_array_equal(got_s, sg, err_msg=f"{x} {b}")
+        np.testing.assert_allclose(lk.logsumexp(x, b=b), v1, rtol=1e-6, err_msg=f"{x} {b}")
+    # Tiny and huge weights act through their logs.
+    got = lk.logsumexp(np.array([1.0, 2.0]), b=[1e-320, 0])
+    assert got == pytest.approx(math.log(1e-320) + 1, rel=1e-12)
+    got = lk.logsumexp(np.array([800.0, 2.0]), b=[1e300, 0])
+    assert got == pytest.approx(800 + 300 * math.log(10), rel=1e-15)
+
+
+def test_weighted_logsumexp_where_broadcasting_and_shapes():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 6, 5))
+    b = rng.uniform(0.5, 2, (6, 1))  # broadcast over the first and last axes
+    mask = rng.random((4, 6, 5)) < 0.7
+    mask[0, 0] = False  # a fully masked row
+    full = np.broadcast_to(b, x.shape)
+    want, _ = ref_wlse(x, np.where(mask, full, 0), 2)
+    got = lk.logsumexp(x, 2, b=b, where=mask)
+    assert max_rel(got, want) <= 1e-14
+    assert got[0, 0] == -np.inf
+    v, sg = lk.logsumexp(x, 2, b=b, where=mask, return_sign=True)
+    assert sg[0, 0] == 0 and np.all(sg.ravel()[1:] == 1)
+    assert lk.logsumexp(x, 1, b=b, keepdims=True).shape == (4, 1, 5)
+    v, sg = lk.logsumexp(x, None, b=2.0, return_sign=True)
+    assert np.ndim(v) == 0 and sg == 1
+    assert v == pytest.approx(ref_wlse(x, 2.0, None)[0][0], rel=1e-15)
+    # A scalar x, and empty rows (log of an empty sum, sign 0).
+    assert lk.logsumexp(5.0, b=-2.0, return_sign=True) == (5 + math.log(2), -1)
+    v, sg = lk.logsumexp(np.zeros((3, 0)), b=1.0, return_sign=True)
+    assert np.all(v == -np.inf) and np.all(sg == 0)
+    assert lk.logsumexp(np.zeros((0, 3)), b=1.0).shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [3, 100])
+def test_a_number_as_weights_matches_an_array_of_it(dtype, n):
+    # A Python number takes logsumexp's own pass and scales each row's sum;
+    # an array of it takes the weighted pass: the same semantics, special
+    # rows included (NaN, +inf, all -inf, masked out).
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((8, n)) * 10).astype(dtype)
+    x[1, 0] = np.nan
+    x[2, 1] = np.inf
+    x[3] = -np.inf
+    x[4, :2] = np.inf
+    mask = np.ones(x.shape, bool)
+    mask[5] = False
+    for v in [2.0, -3.0, 0.0, np.nan, np.inf, -np.inf, 1e-30, 1e30, 7]:
+        for kw in ({}, {"where": mask}):
+            full = np.full(x.shape, v, dtype)
+            got = lk.logsumexp(x, b=v, return_sign=True, **kw)
+            want = lk.logsumexp(x, b=full, return_sign=True, **kw)
+            np.testing.assert_array_equal(got[1], want[1], err_msg=f"b={v} {kw}")
+            np.testing.assert_allclose(got[0], want[0], rtol=3e-7, err_msg=f"b={v} {kw}")
+            np.testing.assert_allclose(
+                lk.logsumexp(x, b=v, **kw), lk.logsumexp(x, b=full, **kw), rtol=3e-7
+            )
+
+
+def test_logsumexp_return_sign_without_weights():
+    x = np.array([[1.0, 2.0], [-np.inf, -np.inf], [np.nan, 0.0]])
+    v, sg = lk.logsumexp(x, return_sign=True)
+    np.testing.assert_array_equal(sg, [1, 0, np.nan])
+    np.testing.assert_array_equal(v, lk.logsumexp(x))
+
+
+def test_weighted_logsumexp_dtypes_and_out():
+    x = np.random.default_rng(4).standard_normal((3, 5)).astype(np.float32)
+    # A Python number keeps x's dtype (as NumPy's weak scalars); arrays
+    # promote with x.
+    assert lk.logsumexp(x, b=2.0).dtype == np.float32
+    assert lk.logsumexp(x, b=np.ones(5, np.int64)).dtype == np.float64
+    assert lk.logsumexp(x, b=np.ones(5, np.float32)).dtype == np.float32
+    v, sg = lk.logsumexp(x.astype(np.float16), return_sign=True)
+    assert v.dtype == sg.dtype == np.float16
+    np.testing.assert_allclose(
+        lk.logsumexp(x, b=2.0), lk.logsumexp(x) + np.float32(math.log(2)), rtol=2e-7
+    )
+    o = np.empty(3, np.float32)
+    assert lk.logsumexp(x, b=3.0, out=o) is o
+    ov, os_ = np.empty(3, np.float32), np.empty(3, np.float32)
+    r = lk.logsumexp(x, b=-1.0, return_sign=True, out=(ov, os_))
+    assert r[0] is ov and r[1] is os_
+    np.testing.assert_array_equal(os_, -1)
+    np.testing.assert_array_equal(ov, lk.logsumexp(x))
+
+
 # ------------------------------------------------------------ layouts, out=
 
 
@@ -620,6 +797,27 @@ def test_backward_float32_accuracy_and_out():
         (lambda: lk.softmax(np.zeros(3), out=np.zeros(4)), ValueError, "out has shape"),
         (lambda: lk.softmax(np.zeros(3), out=np.zeros(3, np.float32)), TypeError, "out has dtype"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), out=np.zeros(3)), ValueError, "out has shape"),
+        (lambda: lk.logsumexp(np.zeros((2, 3)), b=np.ones(4)), ValueError, "b has shape"),
+        (lambda: lk.logsumexp(np.zeros((2, 3)), b=1j), TypeError, "b is complex"),
+        (lambda: lk.logsumexp(np.zeros((2, 3)), b=["a"] * 3), TypeError, "b must be"),
+        (lambda: lk.logsumexp(np.zeros(3), b=[1.0] * 3, where=[True, False]), ValueError, "where"),
+        (
+            lambda: lk.logsumexp(np.zeros((2, 3)), return_sign=True, out=np.zeros(2)),
+            TypeError,
+            "out must be a tuple of two arrays",
+        ),
+        (
+            lambda: lk.logsumexp(np.zeros((2, 3)), return_sign=True, out=(np.zeros(2),)),
+            TypeError,
+            "out must be a tuple of two arrays",
+        ),
+        (
+            lambda: lk.logsumexp(
+                np.zeros((2, 3)), return_sign=True, out=(np.zeros(2), np.zeros(3))
+            ),
+            ValueError,
+            "out has shape",
+        ),
         (lambda: lk.softmax(np.zeros((2, 3)), where=np.ones((3, 2), bool)), ValueError, "where"),
         (lambda: lk.softmax(np.zeros(3), where=np.ones(3)), TypeError, "where must be a boolean"),
         (
@@ -666,7 +864,13 @@ def test_bit_identical_for_1_2_8_threads(shape, axis):
             assert lk.get_num_threads() == n
             y = lk.softmax(x, axis)
             results.append(
-                (y, lk.log_softmax(x, axis), lk.logsumexp(x, axis), lk.softmax_backward(g, y, axis))
+                (
+                    y,
+                    lk.log_softmax(x, axis),
+                    lk.logsumexp(x, axis),
+                    lk.softmax_backward(g, y, axis),
+                    lk.logsumexp(x, axis, b=g),
+                )
             )
         for r in results[1:]:
             for a, b in zip(results[0], r, strict=True):

@@ -23,9 +23,13 @@ def logsumexp(
     x: ArrayLike,
     axis: int | tuple[int, ...] | None = -1,
     *,
+    b: ArrayLike | None = None,
     where: ArrayLike | None = None,
     keepdims: bool = False,
-    out: NDArray[np.floating[Any]] | None = None,
+    return_sign: bool = False,
+    out: NDArray[np.floating[Any]]
+    | tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]
+    | None = None,
 ) -> Any: ...
 def softmax_backward(
     grad: ArrayLike,

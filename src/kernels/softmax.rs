@@ -15,7 +15,8 @@ use crate::multiversion;
 use crate::simd::math::{ln, log1p};
 use crate::simd::tile;
 use crate::simd::{
-    before_widening, group_sum_avx512, hmax, hsum, lane_barrier, prefetch, Float, LANES as L,
+    before_widening, group_sum_avx512, hmax, hsum, lane_barrier, prefetch, widen_at, Float,
+    LANES as L,
 };
 
 /// Elements per block of the online pass over a long row: 16 vectors.
@@ -765,6 +766,165 @@ multiversion! {
     }
 }
 
+/// What [`WeightedLogSumExp`] gives for a row, from `s = sum(b * exp(x - shift))`
+/// (SciPy's `logsumexp(a, b=)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LseOut {
+    /// `shift + log(s)`: NaN where `s < 0`, -inf where `s` is 0.
+    Value,
+    /// `shift + log(|s|)` (with `return_sign`).
+    Abs,
+    /// The sign of `s`: 1, -1, 0 (`s` is 0, or the row has no entry), NaN.
+    Sign,
+}
+
+/// `c = x` where the weight `b` is not 0 (a NaN weight counts), -inf where
+/// it is 0: the entries SciPy leaves out. A loop over the row, vectorised
+/// across its elements (the same select in 16-lane arrays stayed scalar).
+#[inline(always)]
+fn weighted_entries<T: Float>(x: &[T], b: &[T], c: &mut [T]) {
+    for ((d, &v), &w) in c.iter_mut().zip(x).zip(b) {
+        *d = if w != T::ZERO { v } else { T::NEG_INF };
+    }
+}
+
+/// The max of `c` (whose length is a multiple of L; NaN never taken).
+#[inline(always)]
+fn max_of<T: Float>(c: &[T]) -> T {
+    let mut v = [T::NEG_INF; L];
+    for ch in c.chunks_exact(L) {
+        for i in 0..L {
+            v[i] = if ch[i] > v[i] { ch[i] } else { v[i] };
+        }
+        lane_barrier();
+    }
+    // A fresh array through black_box, as in `raise_max`.
+    let mut vm = [T::ZERO; L];
+    vm.copy_from_slice(&v);
+    hmax(std::hint::black_box(vm))
+}
+
+/// Adds the weighted terms `b * exp(c - ms)` lane-wise to `acc` in f64, two
+/// levels (blocks of [`BLOCK`]), over the full lane arrays of `c` (from
+/// [`weighted_entries`]) and `b`: 0 where the weight is 0 (`0 * exp(-inf)`),
+/// NaN from a NaN `x` or `b`, and `inf * 0` (an infinite weight on a -inf
+/// entry) NaN as in IEEE.
+#[inline(always)]
+fn wsum<T: Float>(c: &[T], b: &[T], ms: [T; L], acc: &mut [f64; L]) {
+    let lvl = crate::simd::level();
+    for (cb, bb) in c.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let mut blk = [0f64; L];
+        for (cs, bs) in cb.chunks_exact(L).zip(bb.chunks_exact(L)) {
+            let mut e = [T::ZERO; L];
+            for i in 0..L {
+                e[i] = T::exp_flush(cs[i] - ms[i]);
+            }
+            let mut w = [T::ZERO; L];
+            w.copy_from_slice(bs);
+            // SAFETY: `lvl` is `level()`'s.
+            let (ef, wf) = unsafe { (widen_at(e, lvl), widen_at(w, lvl)) };
+            for i in 0..L {
+                blk[i] += wf[i] * ef[i];
+            }
+            lane_barrier();
+        }
+        for i in 0..L {
+            acc[i] += blk[i];
+        }
+    }
+}
+
+/// The sum of a row whose max is +inf, without `inf - inf`: the terms of its
+/// +inf entries are `b * inf` and the others `b * 0` (NaN for a NaN entry).
+fn inf_terms<T: Float>(x: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> f64 {
+    x.zip(b)
+        .filter(|&(_, w)| w != T::ZERO)
+        .map(|(v, w)| {
+            let e = if v == T::INF {
+                f64::INFINITY
+            } else if v.is_nan_() {
+                f64::NAN
+            } else {
+                0.0
+            };
+            w.to_f64() * e
+        })
+        .sum()
+}
+
+/// A row's result from its shift `ms` and weighted sum `s` (f64), rounded once.
+#[inline(always)]
+fn wlse_from<T: Float>(ms: T, s: f64, how: LseOut) -> T {
+    match how {
+        LseOut::Sign if s.is_nan() => T::NAN,
+        LseOut::Sign if s > 0.0 => T::ONE,
+        LseOut::Sign if s < 0.0 => T::from_f64(-1.0),
+        LseOut::Sign => T::ZERO,
+        LseOut::Value if s < 0.0 => T::NAN,
+        _ if s == 0.0 => T::NEG_INF,
+        _ => T::from_f64(ms.to_f64() + s.abs().ln()),
+    }
+}
+
+multiversion! {
+    /// Weighted logsumexp over contiguous rows of `n` (`b` the weights, of
+    /// `x`'s shape): the max over the entries with a weight, then
+    /// `sum(b * exp(x - max))` in f64, two-level, fixed order.
+    pub fn wlogsumexp_rows<T: Float>(x: &[T], b: &[T], y: &mut [T], n: usize, how: LseOut) {
+        // A row's entries, padded with -inf to whole vectors, and the
+        // weights of its partial last vector padded with 0.
+        let (full, len) = (n / L * L, n.next_multiple_of(L));
+        let mut c = vec![T::NEG_INF; len];
+        let mut bt = [T::ZERO; L];
+        for ((xr, br), yv) in x.chunks_exact(n).zip(b.chunks_exact(n)).zip(y.iter_mut()) {
+            weighted_entries(xr, br, &mut c[..n]);
+            let m = max_of(&c);
+            let ms = shift(m);
+            let s = if m == T::INF {
+                inf_terms(xr.iter().copied(), br.iter().copied())
+            } else {
+                let mut acc = [0f64; L];
+                wsum(&c[..full], &br[..full], [ms; L], &mut acc);
+                if full < n {
+                    bt[..n - full].copy_from_slice(&br[full..]);
+                    wsum(&c[full..], &bt, [ms; L], &mut acc);
+                }
+                hsum(acc)
+            };
+            *yv = wlse_from(ms, s, how);
+            lane_barrier();
+        }
+    }
+}
+
+multiversion! {
+    /// [`wlogsumexp_rows`] over L interleaved rows.
+    pub fn wlogsumexp_cols<T: Float>(x: &[T], b: &[T], y: &mut [T], how: LseOut) {
+        let mut c = vec![T::ZERO; x.len()];
+        weighted_entries(x, b, &mut c);
+        let mut m = [T::NEG_INF; L];
+        for ch in c.chunks_exact(L) {
+            for i in 0..L {
+                m[i] = if ch[i] > m[i] { ch[i] } else { m[i] };
+            }
+            lane_barrier();
+        }
+        let mut ms = [T::ZERO; L];
+        for i in 0..L {
+            ms[i] = shift(m[i]);
+        }
+        let mut acc = [0f64; L];
+        wsum(&c, b, ms, &mut acc);
+        for i in 0..L {
+            if m[i] == T::INF {
+                let lane = |a: &[T]| a.iter().skip(i).step_by(L).copied().collect::<Vec<T>>();
+                acc[i] = inf_terms(lane(x).into_iter(), lane(b).into_iter());
+            }
+            y[i] = wlse_from(ms[i], acc[i], how);
+        }
+    }
+}
+
 multiversion! {
     /// softmax-backward-cols: reduce-dot sum(g*y), store y * (g - dot).
     pub fn softmax_backward_cols<T: Float>(g: &[T], y: &[T], out: &mut [T]) {
@@ -795,6 +955,73 @@ multiversion! {
     }
 }
 
+/// A row's result for a weight `b` shared by every entry (`ln_b` its log's
+/// magnitude), from the row's shift `ms` and `ln_s` the log of
+/// `s = sum(exp(x - ms))` (`s` itself for its zero / NaN cases) and
+/// whether the row holds a NaN (asked only when the max is +inf): `b * s`,
+/// as [`wlse_from`] takes it, without forming the product (which could
+/// overflow where its log does not).
+#[inline(always)]
+fn scaled_from<T: Float>(
+    ms: T,
+    s: f64,
+    ln_s: f64,
+    b: f64,
+    ln_b: f64,
+    how: LseOut,
+    has_nan: impl Fn() -> bool,
+) -> T {
+    if b == 0.0 {
+        // Every entry left out.
+        return wlse_from(ms, 0.0, how);
+    }
+    let t = if ms == T::INF {
+        // +inf entries: b * inf each, unless a NaN is present.
+        if has_nan() {
+            f64::NAN
+        } else {
+            b * f64::INFINITY
+        }
+    } else {
+        b * s
+    };
+    if t.is_nan() || t == 0.0 || t.is_infinite() || how == LseOut::Sign {
+        return wlse_from(ms, t, how);
+    }
+    if how == LseOut::Value && t < 0.0 {
+        return T::NAN;
+    }
+    T::from_f64(ms.to_f64() + ln_s + ln_b)
+}
+
+multiversion! {
+    /// logsumexp of contiguous rows of `n` with every weight `b`.
+    pub fn scaled_logsumexp_rows<T: Float>(x: &[T], y: &mut [T], n: usize, b: f64, how: LseOut) {
+        let ln_b = b.abs().ln();
+        let (rows, xp) = (x.len() / n, x.as_ptr());
+        for (r, (xr, yv)) in x.chunks_exact(n).zip(y.iter_mut()).enumerate() {
+            prefetch_next(n, r, rows, &[xp]);
+            let (ms, s) = max_sum_row(xr);
+            *yv = scaled_from(ms, s, s.ln(), b, ln_b, how, || xr.iter().any(|v| v.is_nan_()));
+            lane_barrier();
+        }
+    }
+}
+
+multiversion! {
+    /// [`scaled_logsumexp_rows`] over L interleaved rows; the logs of the
+    /// sums vectorised ([`ln_sums`]), as in `logsumexp_cols`.
+    pub fn scaled_logsumexp_cols<T: Float>(x: &[T], y: &mut [T], b: f64, how: LseOut) {
+        let ln_b = b.abs().ln();
+        let (ms, acc) = max_sum_cols(x);
+        let c: [T; L] = ln_sums(&acc);
+        for i in 0..L {
+            let has_nan = || x.chunks_exact(L).any(|ch| ch[i].is_nan_());
+            y[i] = scaled_from(ms[i], acc[i], c[i].to_f64(), b, ln_b, how, has_nan);
+        }
+    }
+}
+
 // ------------------------------------------------------------------- the ops
 
 /// Row-wise softmax.
@@ -803,6 +1030,13 @@ pub struct Softmax;
 pub struct LogSoftmax;
 /// Row-wise logsumexp (one value per row).
 pub struct LogSumExp;
+/// SciPy's `logsumexp(x, b=)`, one value per row; inputs `[x, b]`.
+pub struct WeightedLogSumExp(pub LseOut);
+/// [`WeightedLogSumExp`] with one weight `b` for every entry; input `[x]`.
+pub struct ScaledLogSumExp {
+    pub how: LseOut,
+    pub b: f64,
+}
 /// `y * (g - sum(g * y))`; inputs `[g, y]`.
 pub struct SoftmaxBackward;
 /// `g - exp(y) * sum(g)`; inputs `[g, y]`.
@@ -880,5 +1114,43 @@ impl<T: Float> RowOp<T> for LogSoftmaxBackward {
     }
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         log_softmax_backward_cols(ins[0], ins[1], out)
+    }
+}
+
+impl<T: Float> RowOp<T> for WeightedLogSumExp {
+    fn reduces(&self) -> bool {
+        true
+    }
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        wlogsumexp_rows(ins[0], ins[1], out, n, self.0)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        wlogsumexp_cols(ins[0], ins[1], out, self.0)
+    }
+    fn masked_fill(&self) -> T {
+        // An empty row: log(0) = -inf, and its sign 0.
+        if self.0 == LseOut::Sign {
+            T::ZERO
+        } else {
+            T::NEG_INF
+        }
+    }
+}
+
+impl<T: Float> RowOp<T> for ScaledLogSumExp {
+    fn short_row(&self) -> usize {
+        short_row_exp::<T>()
+    }
+    fn reduces(&self) -> bool {
+        true
+    }
+    fn rows(&self, ins: &[&[T]], out: &mut [T], n: usize) {
+        scaled_logsumexp_rows(ins[0], out, n, self.b, self.how)
+    }
+    fn cols(&self, ins: &[&[T]], out: &mut [T]) {
+        scaled_logsumexp_cols(ins[0], out, self.b, self.how)
+    }
+    fn masked_fill(&self) -> T {
+        <WeightedLogSumExp as RowOp<T>>::masked_fill(&WeightedLogSumExp(self.how))
     }
 }

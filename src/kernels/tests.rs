@@ -539,3 +539,107 @@ fn transpose_mask_matches_index_formula() {
         assert_eq!(dst[len], 0, "{batches}x{rows}x{cols}: written past the end");
     }
 }
+
+/// SciPy's weighted logsumexp of one row in f64: entries of weight 0 left
+/// out, `log|sum(b * exp(x - max))| + max` and the sum's sign.
+fn ref_weighted(x: &[f64], b: &[f64]) -> (f64, f64) {
+    let m = x
+        .iter()
+        .zip(b)
+        .filter(|&(_, &w)| w != 0.0)
+        .map(|(&v, _)| v)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = x
+        .iter()
+        .zip(b)
+        .filter(|&(_, &w)| w != 0.0)
+        .map(|(&v, &w)| w * (v - m).exp())
+        .sum();
+    // (`signum` of 0 is 1.)
+    let sign = if s == 0.0 { 0.0 } else { s.signum() };
+    (m + s.abs().ln(), sign)
+}
+
+#[test]
+fn weighted_logsumexp_matches_reference_on_all_paths_and_levels() {
+    // Short rows (column kernels), long rows with partial last vectors,
+    // and inner axes through the transposes and the column units.
+    let layouts = [
+        (50, 7, 1),
+        (20, 100, 1),
+        (3, 5000, 1),
+        (6, 9, 5),
+        (4, 20, 70),
+    ];
+    for (outer, n, inner) in layouts {
+        let l = Layout { outer, n, inner };
+        let x: Vec<f32> = rand_vec(l.len(), 30.0, n as u64)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        // Weights in (-1, 3), a fifth of them 0 (and x there +inf, which
+        // must not count); the column of each row decides nothing else.
+        let mut b: Vec<f32> = rand_vec(l.len(), 2.0, n as u64 + 1)
+            .iter()
+            .map(|&v| (v + 1.0) as f32)
+            .collect();
+        for (i, w) in b.iter_mut().enumerate() {
+            if i % 5 == 2 {
+                *w = 0.0;
+            }
+        }
+        let x: Vec<f32> = x
+            .iter()
+            .zip(&b)
+            .map(|(&v, &w)| if w == 0.0 { f32::INFINITY } else { v })
+            .collect();
+        let run = |how| {
+            let mut y = vec![0f32; l.rows()];
+            run_rows(&WeightedLogSumExp(how), l, &[&x, &b], None, &mut y);
+            y
+        };
+        let (abs, sign, value) = (run(LseOut::Abs), run(LseOut::Sign), run(LseOut::Value));
+        set_level(Level::Scalar);
+        let scalar = run(LseOut::Abs);
+        crate::simd::set_level_from_env();
+        assert!(abs
+            .iter()
+            .zip(&scalar)
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        for o in 0..outer {
+            for c in 0..inner {
+                let idx: Vec<usize> = (0..n).map(|k| o * n * inner + k * inner + c).collect();
+                let xr: Vec<f64> = idx.iter().map(|&i| x[i] as f64).collect();
+                let br: Vec<f64> = idx.iter().map(|&i| b[i] as f64).collect();
+                let (rv, rs) = ref_weighted(&xr, &br);
+                let r = o * inner + c;
+                // Sums that nearly cancel lose relative precision in any
+                // order of summation: compare those by the sum of |terms|.
+                let m = rv - rs.abs().ln();
+                let scale: f64 = xr
+                    .iter()
+                    .zip(&br)
+                    .filter(|&(_, &w)| w != 0.0)
+                    .map(|(&v, &w)| w.abs() * (v - m).exp())
+                    .sum::<f64>()
+                    .ln()
+                    + m;
+                if rs == 0.0 {
+                    // Every weight 0 (column 2 of the inner layout).
+                    assert!(abs[r] == f32::NEG_INFINITY && rv == f64::NEG_INFINITY);
+                    assert_eq!(sign[r], 0.0);
+                    continue;
+                }
+                let err = (abs[r] as f64 - rv).abs();
+                let tol = 4e-7 * rv.abs().max(1.0) + 1e-6 * (scale - rv).exp();
+                assert!(err <= tol, "{l:?} row {r}: {} vs {rv}", abs[r]);
+                assert_eq!(sign[r] as f64, rs, "{l:?} row {r}");
+                if rs < 0.0 {
+                    assert!(value[r].is_nan());
+                } else {
+                    assert_eq!(value[r].to_bits(), abs[r].to_bits());
+                }
+            }
+        }
+    }
+}

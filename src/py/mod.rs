@@ -9,9 +9,13 @@ mod metrics;
 mod optim;
 mod rows;
 
+use numpy::PyUntypedArrayMethods;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyFloat, PyInt, PyTuple};
 use rows::{row_call, AxisArg, RowKind};
+
+use crate::kernels::softmax::LseOut;
 
 /// Softmax along `axis`: exp(x - max) / sum(exp(x - max)), computed in one
 /// online max-and-sum pass and one write pass per row.
@@ -72,27 +76,129 @@ fn log_softmax<'py>(
 /// The result has x's shape without `axis` (kept as length 1 with keepdims).
 /// An empty or fully masked row gives -inf; a row holding +inf gives +inf.
 ///
+/// b: weights, broadcastable to x, as in SciPy's logsumexp: log(sum(b *
+/// exp(x))). Entries whose weight is 0 are left out (so a NaN or +inf there
+/// does not count). A row whose sum is negative gives NaN, unless
+/// return_sign is set. A Python number as b keeps x's dtype; an array
+/// promotes with x as a NumPy ufunc would.
+/// return_sign: return (log(|sum|), sign(sum)); the sign is 1, -1, 0 (for
+/// a sum of 0 and for a row with no entry) or NaN. out= is then a tuple of
+/// two arrays, or None. The weighted path reads the data once for the
+/// value and once more for the sign.
+///
 /// >>> logsumexp([4.0, 2.0, -2.0])
 /// 4.129108968...
+/// >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+/// (1.541324854612918, -1.0)
 #[pyfunction]
-#[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, r#where=None, keepdims=false, out=None), text_signature = "(x, axis=-1, *, where=None, keepdims=False, out=None)")]
+#[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, b=None, r#where=None, keepdims=false, return_sign=false, out=None), text_signature = "(x, axis=-1, *, b=None, where=None, keepdims=False, return_sign=False, out=None)")]
+#[allow(clippy::too_many_arguments)]
 fn logsumexp<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     axis: Option<AxisArg>,
+    b: Option<&Bound<'py, PyAny>>,
     r#where: Option<&Bound<'py, PyAny>>,
     keepdims: bool,
+    return_sign: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    row_call(
-        py,
-        RowKind::LogSumExp,
-        &[(x, "x")],
-        axis,
-        r#where,
-        out,
-        keepdims,
-    )
+    if b.is_none() && !return_sign {
+        return row_call(
+            py,
+            RowKind::LogSumExp,
+            &[(x, "x")],
+            axis,
+            r#where,
+            out,
+            keepdims,
+        );
+    }
+    // One weight for every entry (none, or a Python number) needs no array
+    // of them: logsumexp's own pass, and the weight applied to each row's sum.
+    let weak = b.is_none_or(|v| v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>());
+    let scalar = match b {
+        None => Some(1.0),
+        Some(v) if weak => Some(
+            v.extract::<f64>()
+                .map_err(|_| PyValueError::new_err("b is a Python number too large for a float"))?,
+        ),
+        _ => None,
+    }
+    // An infinite or NaN weight takes the weighted pass, whose terms give
+    // IEEE's inf * 0 = NaN entry by entry.
+    .filter(|v| v.is_finite());
+    let w;
+    let (ins, mask) = match scalar {
+        Some(_) => (vec![(x, "x")], r#where),
+        None => {
+            w = weights(py, x, b.expect("an array"), r#where)?;
+            (vec![(x, "x"), (&w, "b")], None)
+        }
+    };
+    let kind_of = |how| match scalar {
+        Some(bv) => RowKind::ScaledLogSumExp(how, bv),
+        None => RowKind::WeightedLogSumExp(how),
+    };
+    let call = |how, out| row_call(py, kind_of(how), &ins, axis.clone(), mask, out, keepdims);
+    if !return_sign {
+        return call(LseOut::Value, out);
+    }
+    let (o_val, o_sign) = match out {
+        None => (None, None),
+        Some(o) => match o.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => (Some(t.get_item(0)?), Some(t.get_item(1)?)),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "out must be a tuple of two arrays (for the value and the sign) with return_sign=True, got {}",
+                    o.get_type().name()?
+                )))
+            }
+        },
+    };
+    let v = call(LseOut::Abs, o_val.as_ref())?;
+    let sg = call(LseOut::Sign, o_sign.as_ref())?;
+    Ok(PyTuple::new(py, [v, sg])?.into_any())
+}
+
+/// logsumexp's weights `b` (an array-like, promoted with x as a NumPy
+/// ufunc would; a Python number in x's dtype) broadcast to x's shape, 0
+/// where `where` is False.
+fn weights<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let xa = array::float_arg(py, x, "x")?;
+    let shape = xa.arr.shape().to_vec();
+    let np = array::numpy(py)?;
+    let b_arr = if b.is_instance_of::<PyFloat>() || b.is_instance_of::<PyInt>() {
+        // A Python number takes x's dtype, as NumPy's weak scalars do.
+        let dtype = array::dt_name(xa.dt, xa.half);
+        np.call_method1("asarray", (b, dtype))?
+            .cast_into::<numpy::PyUntypedArray>()?
+    } else {
+        array::float_arg(py, b, "b")?.arr
+    };
+    let shape_t = PyTuple::new(py, &shape)?;
+    let full = np
+        .call_method1("broadcast_to", (&b_arr, &shape_t))
+        .map_err(|_| {
+            PyValueError::new_err(format!(
+                "b has shape {}, which does not broadcast to the shape {} of x",
+                array::shape_str(b_arr.shape()),
+                array::shape_str(&shape)
+            ))
+        })?;
+    match mask {
+        None => Ok(full),
+        Some(m) => {
+            let m = array::broadcast_mask(m, &shape)?;
+            let zero = np.call_method1("zeros", ((), b_arr.dtype()))?;
+            np.call_method1("where", (m, full, zero))
+        }
+    }
 }
 
 /// Gradient of softmax: y * (grad - sum(grad * y, axis)), where y is

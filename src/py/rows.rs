@@ -11,22 +11,31 @@ use pyo3::Borrowed;
 use super::array::*;
 use crate::kernels::elementwise::Ptr;
 use crate::kernels::softmax::{
-    LogSoftmax, LogSoftmaxBackward, LogSumExp, Softmax, SoftmaxBackward,
+    LogSoftmax, LogSoftmaxBackward, LogSumExp, LseOut, ScaledLogSumExp, Softmax, SoftmaxBackward,
+    WeightedLogSumExp,
 };
 use crate::kernels::{run_rows_raw, Layout};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RowKind {
     Softmax,
     LogSoftmax,
     LogSumExp,
+    /// SciPy's `logsumexp(b=)`: inputs `[x, b]`.
+    WeightedLogSumExp(LseOut),
+    /// The same with one weight for every entry (a Python number, or none):
+    /// input `[x]`.
+    ScaledLogSumExp(LseOut, f64),
     SoftmaxBackward,
     LogSoftmaxBackward,
 }
 
 impl RowKind {
     fn reduces(self) -> bool {
-        self == RowKind::LogSumExp
+        matches!(
+            self,
+            RowKind::LogSumExp | RowKind::WeightedLogSumExp(_) | RowKind::ScaledLogSumExp(..)
+        )
     }
 }
 
@@ -43,6 +52,14 @@ unsafe fn run_kind<T: Elem>(
         RowKind::Softmax => run_rows_raw(&Softmax, layout, ins, mask, out),
         RowKind::LogSoftmax => run_rows_raw(&LogSoftmax, layout, ins, mask, out),
         RowKind::LogSumExp => run_rows_raw(&LogSumExp, layout, ins, mask, out),
+        RowKind::WeightedLogSumExp(how) => {
+            run_rows_raw(&WeightedLogSumExp(how), layout, ins, mask, out)
+        }
+        RowKind::ScaledLogSumExp(how, b) => {
+            // The weight in x's dtype, as NumPy takes a Python number.
+            let b = T::from_f64(b).to_f64();
+            run_rows_raw(&ScaledLogSumExp { how, b }, layout, ins, mask, out)
+        }
         RowKind::SoftmaxBackward => run_rows_raw(&SoftmaxBackward, layout, ins, mask, out),
         RowKind::LogSoftmaxBackward => run_rows_raw(&LogSoftmaxBackward, layout, ins, mask, out),
     }
@@ -78,6 +95,7 @@ fn compute<T: Elem>(
 /// SciPy's reductions take (the rows are then the elements over all those
 /// axes; a list is refused, as NumPy refuses it); None, every axis, is the
 /// `Option` around it.
+#[derive(Clone)]
 pub enum AxisArg {
     One(isize),
     Many(Vec<isize>),
