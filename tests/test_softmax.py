@@ -759,6 +759,63 @@ def test_backwards_match_finite_differences(axis):
     )
 
 
+def _compact_backward(g, x, m):
+    """Reference for masked backwards, independent of the code under test:
+    each row's unmasked entries alone, through the explicit Jacobians of
+    softmax and log_softmax in float64; masked entries 0."""
+    sm_grad, lsm_grad = np.zeros_like(x), np.zeros_like(x)
+    for r in range(x.shape[0]):
+        k = m[r]
+        if not k.any():
+            continue
+        xr = x[r, k]
+        p = np.exp(xr - xr.max())
+        p /= p.sum()
+        sm_grad[r, k] = jacobian_softmax(p).T @ g[r, k]
+        # d log_softmax_i / d x_j = delta_ij - p_j
+        lsm_grad[r, k] = (np.eye(len(xr)) - p[None, :]).T @ g[r, k]
+    return sm_grad, lsm_grad
+
+
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((6, 5), -1), ((5, 40), -1), ((40, 7), 0), ((20, 70), 0), ((3, 100), -1)],
+)
+def test_masked_backwards_ignore_masked_entries(shape, axis):
+    # Rows of 5 and 40 (column and row kernels), axis 0 with 7 and 70
+    # columns (transposes and column units); a fully masked row; masked
+    # upstream gradients of inf and NaN, which must not leak into the sums.
+    rng = np.random.default_rng(shape[1])
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(shape)
+    m = rng.random(shape) < 0.6
+    rows_first = (lambda a: a) if axis == -1 else (lambda a: a.T)
+    rows_first(m)[0] = False
+    rows_first(m)[1, :2] = True
+    g[~m] = np.where(rng.random(int((~m).sum())) < 0.5, np.inf, np.nan)
+    want_sm, want_lsm = _compact_backward(rows_first(g), rows_first(x), rows_first(m))
+    y = lk.softmax(x, axis, where=m)
+    got = lk.softmax_backward(g, y, axis, where=m)
+    np.testing.assert_allclose(rows_first(got), want_sm, rtol=1e-12, atol=1e-15)
+    ly = lk.log_softmax(x, axis, where=m)
+    got = lk.log_softmax_backward(g, ly, axis, where=m)
+    np.testing.assert_allclose(rows_first(got), want_lsm, rtol=1e-12, atol=1e-15)
+    # Against finite differences of the masked forward pass (finite g).
+    gf = np.where(m, g, 0.0)
+    if x.size <= 300:
+        # (The masked outputs, -inf, are constants: left out of the sum.)
+        fd = finite_diff(lambda v: np.where(m, lk.log_softmax(v, axis, where=m), 0), x, gf)
+        got = lk.log_softmax_backward(gf, ly, axis, where=m)
+        np.testing.assert_allclose(got, fd, atol=1e-8)
+        fd = finite_diff(lambda v: lk.softmax(v, axis, where=m), x, gf)
+        np.testing.assert_allclose(lk.softmax_backward(gf, y, axis, where=m), fd, atol=1e-8)
+    # float32, in place on grad.
+    g32, ly32 = gf.astype(np.float32), ly.astype(np.float32)
+    out = lk.log_softmax_backward(g32, ly32, axis, where=m, out=g32)
+    assert out is g32
+    np.testing.assert_allclose(rows_first(out), want_lsm, rtol=2e-5, atol=2e-6)
+
+
 def test_backward_float32_accuracy_and_out():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((50, 1000)).astype(np.float32)

@@ -36,6 +36,7 @@ def softmax_backward(
     y: ArrayLike,
     axis: int | tuple[int, ...] | None = -1,
     *,
+    where: ArrayLike | None = None,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...
 def log_softmax_backward(
@@ -43,6 +44,7 @@ def log_softmax_backward(
     y: ArrayLike,
     axis: int | tuple[int, ...] | None = -1,
     *,
+    where: ArrayLike | None = None,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> Any: ...
 def set_num_threads(n: int) -> None: ...

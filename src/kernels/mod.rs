@@ -51,6 +51,12 @@ pub trait RowOp<T: Float>: Sync {
     fn masked_fill(&self) -> T {
         T::NAN
     }
+    /// What a masked entry of the first input counts as: -inf for the
+    /// forward passes (it adds nothing to a row's sum of exps), 0 for the
+    /// backward ones (nothing to the sums of the gradient).
+    fn masked_input(&self) -> T {
+        T::NEG_INF
+    }
     /// Rows (on the last axis) shorter than this run through [`Self::cols`].
     fn short_row(&self) -> usize {
         SHORT_ROW
@@ -89,8 +95,9 @@ pub fn short_row_exp<T: Float>() -> usize {
 
 /// Runs `op` over every row of `ins` (each of `layout.len()` elements) into
 /// `out` (`layout.len()` elements, or `layout.rows()` for a reduction).
-/// `mask`, if given, covers `ins[0]`: zero entries count as -inf, and a row
-/// with no true entry gets `op.masked_fill()`.
+/// `mask`, if given, covers `ins[0]`: zero entries count as
+/// `op.masked_input()`, and a row with no true entry gets `op.masked_fill()`
+/// (a map's masked entries too).
 ///
 /// Every row is computed by the same code whatever the thread count, so the
 /// result is bit-identical for any number of threads.
@@ -251,6 +258,7 @@ pub unsafe fn run_rows_raw<T: Float, Op: RowOp<T>>(
                         std::slice::from_raw_parts(blocks[0], w * n),
                         mb,
                         &mut masked[..w * n],
+                        op.masked_input(),
                     );
                     blocks[0] = masked.as_ptr();
                     cols_unit_contiguous(op, n, &blocks[..nin], &mut scratch, r0, w, dst);
@@ -544,7 +552,7 @@ fn rows_task<T: Float, Op: RowOp<T>>(
     for r in 0..ins[0].len() / n {
         let mr = &mask[r * n..(r + 1) * n];
         let o = &mut out[r * per_row..(r + 1) * per_row];
-        if !masked_row(&ins[0][r * n..(r + 1) * n], mr, &mut row) {
+        if !masked_row(&ins[0][r * n..(r + 1) * n], mr, &mut row, op.masked_input()) {
             o.fill(op.masked_fill());
             continue;
         }
@@ -565,11 +573,11 @@ fn rows_task<T: Float, Op: RowOp<T>>(
 // module's drivers are compiled for the baseline: 62 % of a masked float32
 // softmax's time, 1024x1000 at 1 thread, went to these loops in SSE2).
 multiversion! {
-    /// `row[k] = if m[k] != 0 { x[k] } else { -inf }`; whether any `m[k]` is set.
-    fn masked_row<T: Float>(x: &[T], m: &[u8], row: &mut [T]) -> bool {
+    /// `row[k] = if m[k] != 0 { x[k] } else { fill }`; whether any `m[k]` is set.
+    fn masked_row<T: Float>(x: &[T], m: &[u8], row: &mut [T], fill: T) -> bool {
         let mut any = 0u8;
         for ((d, &v), &keep) in row.iter_mut().zip(x).zip(m) {
-            *d = if keep != 0 { v } else { T::NEG_INF };
+            *d = if keep != 0 { v } else { fill };
             any |= keep;
         }
         any != 0
@@ -588,17 +596,17 @@ multiversion! {
 }
 
 multiversion! {
-    /// For a unit of 16 adjacent lanes: `g[k * L + j] = -inf` wherever the
+    /// For a unit of 16 adjacent lanes: `g[k * L + j] = fill` wherever the
     /// mask byte `m[k * inner + j]` is 0 (`k < g.len() / L`, `j < L`); `live[j]`
     /// whether any of lane j's bytes is set.
-    fn mask_lanes<T: Float>(g: &mut [T], m: &[u8], inner: usize, live: &mut [bool; L]) {
+    fn mask_lanes<T: Float>(g: &mut [T], m: &[u8], inner: usize, live: &mut [bool; L], fill: T) {
         let mut any = [0u8; L];
         for (k, gk) in g.chunks_exact_mut(L).enumerate() {
             let mk: [u8; L] = m[k * inner..][..L].try_into().unwrap();
             let v: [T; L] = (&*gk).try_into().unwrap();
             // Whole arrays in and out, so that the selects are vectors (an
             // element-wise conditional store stayed scalar).
-            let r: [T; L] = std::array::from_fn(|j| if mk[j] != 0 { v[j] } else { T::NEG_INF });
+            let r: [T; L] = std::array::from_fn(|j| if mk[j] != 0 { v[j] } else { fill });
             gk.copy_from_slice(&r);
             any = std::array::from_fn(|j| any[j] | mk[j]);
         }
@@ -688,12 +696,12 @@ unsafe fn cols_unit<T: Float, Op: RowOp<T>>(
                     // multiversioned helper (element by element here,
                     // softmax where= over axis 0 of a 1024x1024 float32
                     // array took 50 x a copy).
-                    mask_lanes(g, &m[base[0]..], inner, &mut live);
+                    mask_lanes(g, &m[base[0]..], inner, &mut live, op.masked_input());
                 } else {
                     for k in 0..n {
                         for j in 0..L {
                             if m[base[j] + k * inner] == 0 {
-                                g[k * L + j] = T::NEG_INF;
+                                g[k * L + j] = op.masked_input();
                             }
                         }
                     }

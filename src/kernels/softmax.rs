@@ -1106,6 +1106,14 @@ impl<T: Float> RowOp<T> for SoftmaxBackward {
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         softmax_backward_cols(ins[0], ins[1], out)
     }
+    /// A masked entry's gradient counts as 0 in the row's sum, and its
+    /// output is 0: the forward pass gave it a constant.
+    fn masked_input(&self) -> T {
+        T::ZERO
+    }
+    fn masked_fill(&self) -> T {
+        T::ZERO
+    }
 }
 
 impl<T: Float> RowOp<T> for LogSoftmaxBackward {
@@ -1114,6 +1122,14 @@ impl<T: Float> RowOp<T> for LogSoftmaxBackward {
     }
     fn cols(&self, ins: &[&[T]], out: &mut [T]) {
         log_softmax_backward_cols(ins[0], ins[1], out)
+    }
+    /// A masked entry's gradient counts as 0 in the row's sum, and its
+    /// output is 0: the forward pass gave it a constant.
+    fn masked_input(&self) -> T {
+        T::ZERO
+    }
+    fn masked_fill(&self) -> T {
+        T::ZERO
     }
 }
 

@@ -204,15 +204,20 @@ fn weights<'py>(
 /// Gradient of softmax: y * (grad - sum(grad * y, axis)), where y is
 /// softmax's *output* and grad the upstream gradient (same shape).
 ///
+/// where: the mask the forward pass took. Masked entries give 0 and their
+/// grad does not enter the row's sum (the forward output there is a
+/// constant), so an upstream gradient on them (even inf or NaN) is ignored.
+///
 /// >>> y = softmax([1.0, 2.0]); softmax_backward([1.0, 0.0], y)
 /// array([ 0.19661193, -0.19661193])
 #[pyfunction]
-#[pyo3(signature = (grad, y, axis=Some(AxisArg::One(-1)), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
+#[pyo3(signature = (grad, y, axis=Some(AxisArg::One(-1)), *, r#where=None, out=None), text_signature = "(grad, y, axis=-1, *, where=None, out=None)")]
 fn softmax_backward<'py>(
     py: Python<'py>,
     grad: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
     axis: Option<AxisArg>,
+    r#where: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     row_call(
@@ -220,7 +225,7 @@ fn softmax_backward<'py>(
         RowKind::SoftmaxBackward,
         &[(grad, "grad"), (y, "y")],
         axis,
-        None,
+        r#where,
         out,
         false,
     )
@@ -229,15 +234,20 @@ fn softmax_backward<'py>(
 /// Gradient of log_softmax: grad - exp(y) * sum(grad, axis), where y is
 /// log_softmax's *output* and grad the upstream gradient (same shape).
 ///
+/// where: the mask the forward pass took. Masked entries give 0 and their
+/// grad does not enter sum(grad) (without it, a masked entry's y of -inf
+/// passes its grad through unchanged).
+///
 /// >>> y = log_softmax([1.0, 2.0]); log_softmax_backward([1.0, 0.0], y)
 /// array([ 0.73105858, -0.73105858])
 #[pyfunction]
-#[pyo3(signature = (grad, y, axis=Some(AxisArg::One(-1)), *, out=None), text_signature = "(grad, y, axis=-1, *, out=None)")]
+#[pyo3(signature = (grad, y, axis=Some(AxisArg::One(-1)), *, r#where=None, out=None), text_signature = "(grad, y, axis=-1, *, where=None, out=None)")]
 fn log_softmax_backward<'py>(
     py: Python<'py>,
     grad: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
     axis: Option<AxisArg>,
+    r#where: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     row_call(
@@ -245,7 +255,7 @@ fn log_softmax_backward<'py>(
         RowKind::LogSoftmaxBackward,
         &[(grad, "grad"), (y, "y")],
         axis,
-        None,
+        r#where,
         out,
         false,
     )
