@@ -82,8 +82,9 @@ def test_metrics_bad_input():
 
 def test_metrics_accept_empty_lists():
     assert lk.one_hot([], 3).shape == (0, 3)
-    assert lk.accuracy(np.zeros((0, 3)), []) == 0.0
-    assert lk.top_k_accuracy(np.zeros((0, 3)), [], 2) == 0.0
+    # No rows: a mean over nothing, NaN (it was 0.0 until stop 24).
+    assert np.isnan(lk.accuracy(np.zeros((0, 3)), []))
+    assert np.isnan(lk.top_k_accuracy(np.zeros((0, 3)), [], 2))
     assert lk.confusion_matrix([], []).shape == (0, 0)
 
 
@@ -169,3 +170,18 @@ def test_top_k_ranks_bad_input():
         lk._core.top_k_ranks(s, ok_t, ro)
     with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
         lk._core.top_k_ranks(s, ok_t, [0, 0])
+
+
+def test_one_hot_infers_the_class_count_with_minus_one():
+    np.testing.assert_array_equal(lk.one_hot([2, 0]), np.eye(3, dtype=np.float32)[[2, 0]])
+    np.testing.assert_array_equal(lk.one_hot([[1], [0]], -1), lk.one_hot([[1], [0]], 2))
+    assert lk.one_hot([], -1).shape == (0, 0)
+    with pytest.raises(ValueError, match="num_classes"):
+        lk.one_hot([1], -2)
+
+
+@pytest.mark.parametrize("bad", [np.array([[1j, 0]]), np.array([["a", "b"]]), [[None, 1]]])
+def test_scores_that_are_not_real_numbers_are_refused(bad):
+    for f in (lambda: lk.accuracy(bad, [0]), lambda: lk.top_k_accuracy(bad, [0], 1)):
+        with pytest.raises(TypeError, match="scores must be a real numeric array"):
+            f()

@@ -37,14 +37,20 @@ def _check_range(a: NDArray[np.int64], num_classes: int, name: str) -> None:
         )
 
 
-def one_hot(labels: ArrayLike, num_classes: int, dtype: DTypeLike = np.float32) -> NDArray[Any]:
+def one_hot(
+    labels: ArrayLike, num_classes: int = -1, dtype: DTypeLike = np.float32
+) -> NDArray[Any]:
     """One-hot encoding: ``out[..., c] = (labels[...] == c)``, shape ``labels.shape + (C,)``.
+    ``num_classes=-1`` (the default, as in PyTorch) takes ``C = max(labels) + 1``.
 
     >>> one_hot([2, 0], 3)
     array([[0., 0., 1.],
            [1., 0., 0.]], dtype=float32)
     """
     a = _labels(labels, "labels")
+    if isinstance(num_classes, (int, np.integer)) and not isinstance(num_classes, bool):
+        if num_classes == -1:
+            num_classes = int(a.max(initial=-1)) + 1
     num_classes = int_arg(num_classes, "num_classes", 0)
     _check_range(a, num_classes, "labels")
     out = np.zeros(a.shape + (num_classes,), dtype=dtype)
@@ -54,6 +60,8 @@ def one_hot(labels: ArrayLike, num_classes: int, dtype: DTypeLike = np.float32) 
 
 def _scores_target(scores: ArrayLike, target: ArrayLike) -> tuple[NDArray[Any], NDArray[np.int64]]:
     s = np.asarray(unmask(scores, "scores"))
+    if s.dtype.kind not in "biuf":
+        raise TypeError(f"scores must be a real numeric array, got dtype {s.dtype}")
     if s.ndim < 1:
         raise ValueError("scores must have a class axis (the last one)")
     t = _labels(target, "target")
@@ -69,12 +77,14 @@ def accuracy(scores: ArrayLike, target: ArrayLike) -> float:
     """Fraction of rows whose argmax over the last axis (logits or
     probabilities) equals ``target``; ties go to the first maximum.
 
+    No rows give NaN (a mean over nothing; scikit-learn raises).
+
     >>> accuracy([[0.1, 2.0], [3.0, 0.0]], [1, 1])
     0.5
     """
     s, t = _scores_target(scores, target)
     if t.size == 0:
-        return 0.0
+        return float("nan")
     return float(np.mean(np.argmax(s, axis=-1) == t))
 
 
@@ -83,7 +93,7 @@ def top_k_accuracy(scores: ArrayLike, target: ArrayLike, k: int) -> float:
     ranked as ``accuracy``'s argmax ranks them (ties: the lower class index
     first; NaN above every number, as in ``np.argmax``), so ``k=1`` is
     ``accuracy``. (scikit-learn's ``top_k_accuracy_score`` breaks ties the
-    other way and rejects NaN.)
+    other way and rejects NaN.) No rows give NaN.
 
     >>> top_k_accuracy([[0.1, 2.0, 1.0], [3.0, 0.0, 1.0]], [2, 1], k=2)
     0.5
@@ -91,7 +101,7 @@ def top_k_accuracy(scores: ArrayLike, target: ArrayLike, k: int) -> float:
     s, t = _scores_target(scores, target)
     k = int_arg(k, "k", 1)
     if t.size == 0:
-        return 0.0
+        return float("nan")
     s2, t2 = s.reshape(-1, s.shape[-1]), t.reshape(-1)
     if s2.dtype in (np.float32, np.float64) and s2.dtype.isnative:
         # One pass in the compiled kernel, the same ranks (4096x1000 float32,
