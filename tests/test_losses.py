@@ -672,6 +672,8 @@ def test_bad_target_types_and_shapes():
         lk.mse_loss(x, np.zeros((4, 2)))
     with pytest.raises(ValueError, match="must have a class axis"):
         lk.cross_entropy(1.0, 0)
+    with pytest.raises(TypeError, match="target could not be converted to an array"):
+        lk.cross_entropy([[1.0, 2.0]], [[0], [1, 2]])  # ragged
 
 
 def test_bad_weight_smoothing_reduction_nan_probs():

@@ -855,6 +855,11 @@ def test_backward_float32_accuracy_and_out():
         (lambda: lk.softmax(np.zeros(3), out=np.zeros(3, np.float32)), TypeError, "out has dtype"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), out=np.zeros(3)), ValueError, "out has shape"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), b=np.ones(4)), ValueError, "b has shape"),
+        (
+            lambda: lk.softmax([1.0, 2.0], where=[[True], [True, False]]),
+            TypeError,
+            "where could not be converted",
+        ),
         (lambda: lk.logsumexp(np.zeros((2, 3)), b=1j), TypeError, "b is complex"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), b=["a"] * 3), TypeError, "b must be"),
         (lambda: lk.logsumexp(np.zeros(3), b=[1.0] * 3, where=[True, False]), ValueError, "where"),

@@ -34,8 +34,12 @@ def unmask(x: Any, name: str, hint: str = "") -> Any:
 
 
 def as_array(x: object, name: str, hint: str = "") -> np.ndarray:
-    """``np.asarray(x)`` after ``unmask``."""
-    return np.asarray(unmask(x, name, hint))
+    """``np.asarray(x)`` after ``unmask``; a failure names ``name``."""
+    x = unmask(x, name, hint)
+    try:
+        return np.asarray(x)
+    except Exception as e:  # ragged lists, objects without __array__, ...
+        raise TypeError(f"{name} could not be converted to an array: {e}") from None
 
 
 def as_float_array(x: object, name: str) -> tuple[np.ndarray, bool]:

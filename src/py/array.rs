@@ -590,7 +590,11 @@ pub fn broadcast_mask<'py>(
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     let np = numpy(mask.py())?;
     let m = np
-        .call_method1("asarray", (mask,))?
+        .call_method1("asarray", (mask,))
+        .map_err(|e| {
+            // Ragged lists and the like: NumPy's message, named.
+            PyTypeError::new_err(format!("where could not be converted to an array: {e}"))
+        })?
         .cast_into::<PyUntypedArray>()?;
     if m.dtype().kind() != b'b' {
         return Err(PyTypeError::new_err(format!(
