@@ -674,6 +674,11 @@ def test_bad_target_types_and_shapes():
         lk.cross_entropy(1.0, 0)
     with pytest.raises(TypeError, match="target could not be converted to an array"):
         lk.cross_entropy([[1.0, 2.0]], [[0], [1, 2]])  # ragged
+    # A bool is an int to Python, not an axis or a class index (as NumPy).
+    with pytest.raises(TypeError, match="axis must be an int, got bool"):
+        lk.cross_entropy(x, np.zeros(4, int), axis=True)
+    with pytest.raises(TypeError, match="ignore_index must be an integer, got bool"):
+        lk.nll_loss(x, np.zeros(4, int), ignore_index=True)
 
 
 def test_bad_weight_smoothing_reduction_nan_probs():

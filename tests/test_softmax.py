@@ -855,6 +855,8 @@ def test_backward_float32_accuracy_and_out():
         (lambda: lk.softmax(np.zeros(3), out=np.zeros(3, np.float32)), TypeError, "out has dtype"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), out=np.zeros(3)), ValueError, "out has shape"),
         (lambda: lk.logsumexp(np.zeros((2, 3)), b=np.ones(4)), ValueError, "b has shape"),
+        (lambda: lk.softmax(np.zeros((2, 3)), axis=True), TypeError, "got bool"),
+        (lambda: lk.softmax_backward(np.zeros(3), np.zeros(3), axis=(False,)), TypeError, "bool"),
         (
             lambda: lk.softmax([1.0, 2.0], where=[[True], [True, False]]),
             TypeError,

@@ -675,6 +675,11 @@ pub unsafe fn mask_bytes<'a>(a: &'a Bound<'_, PyUntypedArray>) -> &'a [u8] {
 /// the caller's ValueError), a TypeError naming `name` when it is not an
 /// integer.
 pub fn i64_arg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<i64>> {
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{name} must be an integer, got bool"
+        )));
+    }
     match v.extract::<i64>() {
         Ok(i) => Ok(Some(i)),
         Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(v.py()) => Ok(None),
@@ -698,4 +703,19 @@ pub fn check_disjoint(
         )));
     }
     Ok(())
+}
+
+/// An axis argument: an int that is not a bool (NumPy's reductions refuse
+/// `axis=True`; a Python bool is otherwise an int).
+pub struct AxisInt(pub isize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for AxisInt {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err("axis must be an int, got bool"));
+        }
+        Ok(AxisInt(obj.extract::<isize>()?))
+    }
 }

@@ -577,13 +577,13 @@ fn class_loss<'py>(
 /// >>> cross_entropy([[2.0, 0.0, -1.0]], [0])
 /// 0.16984602...
 #[pyfunction]
-#[pyo3(signature = (logits, target, *, axis=-1, weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", return_grad=false, grad_out=None), text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction='mean', return_grad=False, grad_out=None)")]
+#[pyo3(signature = (logits, target, *, axis=AxisInt(-1), weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", return_grad=false, grad_out=None), text_signature = "(logits, target, *, axis=-1, weight=None, ignore_index=-100, label_smoothing=0.0, reduction='mean', return_grad=False, grad_out=None)")]
 #[allow(clippy::too_many_arguments)]
 fn cross_entropy<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
-    axis: isize,
+    axis: AxisInt,
     weight: Option<&Bound<'py, PyAny>>,
     ignore_index: Option<&Bound<'py, PyAny>>,
     label_smoothing: f64,
@@ -597,7 +597,7 @@ fn cross_entropy<'py>(
         logits,
         "logits",
         target,
-        axis,
+        axis.0,
         weight,
         ignore_index_arg(ignore_index)?,
         label_smoothing,
@@ -616,13 +616,13 @@ fn cross_entropy<'py>(
 /// >>> nll_loss([[-0.1, -2.3]], [1])
 /// 2.3
 #[pyfunction]
-#[pyo3(signature = (log_probs, target, *, axis=-1, weight=None, ignore_index=None, reduction="mean", return_grad=false, grad_out=None), text_signature = "(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction='mean', return_grad=False, grad_out=None)")]
+#[pyo3(signature = (log_probs, target, *, axis=AxisInt(-1), weight=None, ignore_index=None, reduction="mean", return_grad=false, grad_out=None), text_signature = "(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction='mean', return_grad=False, grad_out=None)")]
 #[allow(clippy::too_many_arguments)]
 fn nll_loss<'py>(
     py: Python<'py>,
     log_probs: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
-    axis: isize,
+    axis: AxisInt,
     weight: Option<&Bound<'py, PyAny>>,
     ignore_index: Option<&Bound<'py, PyAny>>,
     reduction: &str,
@@ -635,7 +635,7 @@ fn nll_loss<'py>(
         log_probs,
         "log_probs",
         target,
-        axis,
+        axis.0,
         weight,
         ignore_index_arg(ignore_index)?,
         0.0,

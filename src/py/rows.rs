@@ -102,7 +102,13 @@ pub enum AxisArg {
 }
 
 fn int_axis(o: &Bound<'_, PyAny>) -> PyResult<isize> {
-    o.extract::<isize>().map_err(|_| {
+    // A bool is an int to Python, not to NumPy's reductions.
+    let not_bool = if o.is_instance_of::<pyo3::types::PyBool>() {
+        None
+    } else {
+        o.extract::<isize>().ok()
+    };
+    not_bool.ok_or(()).map_err(|_| {
         let t = o
             .get_type()
             .name()
