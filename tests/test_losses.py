@@ -679,6 +679,12 @@ def test_bad_target_types_and_shapes():
         lk.cross_entropy(x, np.zeros(4, int), axis=True)
     with pytest.raises(TypeError, match="ignore_index must be an integer, got bool"):
         lk.nll_loss(x, np.zeros(4, int), ignore_index=True)
+    # No class to ignore among probabilities (as PyTorch; negative values pass).
+    with pytest.raises(ValueError, match="ignore_index = 0 applies to class-index targets"):
+        lk.cross_entropy(x, np.full((4, 3), 1 / 3), ignore_index=0)
+    assert lk.cross_entropy(x, np.full((4, 3), 1 / 3), ignore_index=-1) == pytest.approx(
+        np.log(3), rel=1e-15
+    )
 
 
 def test_bad_weight_smoothing_reduction_nan_probs():

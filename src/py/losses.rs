@@ -445,6 +445,13 @@ fn class_loss<'py>(
             Tgt::Index(i64t)
         }
         b'f' if kind == ClassLoss::CrossEntropy && t_shape == shape => {
+            if ignore_index >= 0 {
+                // As PyTorch: no class to ignore among probabilities (a
+                // negative value, the default -100 among them, is allowed).
+                return Err(PyValueError::new_err(format!(
+                    "ignore_index = {ignore_index} applies to class-index targets, not to class probabilities"
+                )));
+            }
             let ya = float_arg(py, t.as_any(), "target")?;
             let y = cast_to(&ya, dt)?;
             Tgt::Prob(if in_place_axis {
