@@ -1144,12 +1144,7 @@ impl<T: Float> RowOp<T> for WeightedLogSumExp {
         wlogsumexp_cols(ins[0], ins[1], out, self.0)
     }
     fn masked_fill(&self) -> T {
-        // An empty row: log(0) = -inf, and its sign 0.
-        if self.0 == LseOut::Sign {
-            T::ZERO
-        } else {
-            T::NEG_INF
-        }
+        empty_row(self.0)
     }
 }
 
@@ -1167,6 +1162,16 @@ impl<T: Float> RowOp<T> for ScaledLogSumExp {
         scaled_logsumexp_cols(ins[0], out, self.b, self.how)
     }
     fn masked_fill(&self) -> T {
-        <WeightedLogSumExp as RowOp<T>>::masked_fill(&WeightedLogSumExp(self.how))
+        empty_row(self.how)
+    }
+}
+
+/// A weighted logsumexp's output for a row with no entry (empty, or every
+/// entry masked): log(0) = -inf, and its sign 0.
+fn empty_row<T: Float>(how: LseOut) -> T {
+    if how == LseOut::Sign {
+        T::ZERO
+    } else {
+        T::NEG_INF
     }
 }
