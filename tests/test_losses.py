@@ -612,6 +612,120 @@ def test_pointwise_in_place_grad_out():
     assert g2 is xi and np.array_equal(xi, g) and loss2 == loss
 
 
+# ------------------------------------------------------------ pointwise dtypes
+
+# Every pointwise loss, with data of a valid kind: (name, input kind, target
+# kind, keywords); "w" / "pw" are float64 weights made by _dtype_case.
+DTYPE_LOSSES = [
+    ("mse_loss", "real", "real", {}),
+    ("rmse_loss", "real", "real", {}),
+    ("l1_loss", "real", "real", {}),
+    ("huber_loss", "real", "real", {"delta": 0.7}),
+    ("smooth_l1_loss", "real", "real", {"beta": 0.5}),
+    ("binary_cross_entropy", "prob", "prob", {}),
+    ("binary_cross_entropy", "prob", "prob", {"weight": "w"}),
+    ("binary_cross_entropy_with_logits", "real", "prob", {}),
+    ("binary_cross_entropy_with_logits", "real", "prob", {"weight": "w", "pos_weight": "pw"}),
+    ("kl_div", "logp", "prob", {}),
+    ("kl_div", "real", "real", {"log_target": True}),
+    ("sigmoid_focal_loss", "real", "prob", {}),
+    ("sigmoid_focal_loss", "real", "prob", {"alpha": -1.0, "gamma": 1.5}),
+]
+
+
+def _dtype_case(inp, tgt, kw, shape=(7, 5), seed=21):
+    """Float64 input and the three targets of the dtype tests: float64 values
+    that float32 cannot hold, int64, and a list of Python ints."""
+    r = rng(seed)
+    if inp == "prob":
+        x = r.uniform(0.01, 0.99, shape)
+    elif inp == "logp":
+        x = np.log(r.dirichlet(np.ones(shape[-1]), shape[0]))
+    else:
+        x = r.standard_normal(shape) * 2
+    yf = r.uniform(0, 1, shape) if tgt == "prob" else r.standard_normal(shape)
+    yi = r.integers(0, 2, shape) if tgt == "prob" else r.integers(-3, 4, shape)
+    kw = dict(kw)
+    for k, lo, hi in (("weight", 0.5, 2.0), ("pos_weight", 0.5, 3.0)):
+        if k in kw:
+            kw[k] = r.uniform(lo, hi, shape[-1])  # float64
+    return x, {"float64": yf, "int64": yi, "list": yi.tolist()}, kw
+
+
+def _all_outputs(fn, x, y, kw):
+    """Loss ('mean', 'sum', per element) and gradient ('mean') as bytes, with
+    their dtypes."""
+    out = []
+    for red in ("mean", "sum", "none"):
+        loss, g = fn(x, y, reduction=red, return_grad=True, **kw)
+        loss = np.asarray(loss)
+        out += [(loss.dtype, loss.tobytes()), (g.dtype, g.tobytes())]
+    return out
+
+
+@pytest.mark.parametrize("name,inp,tgt,kw", DTYPE_LOSSES)
+@pytest.mark.parametrize("kind", ["float64", "int64", "list"])
+def test_pointwise_losses_keep_float32_input_dtype_with_any_target(name, inp, tgt, kw, kind):
+    # The loss and gradient take the input's dtype, as cross_entropy's do: the
+    # target (and float64 weight / pos_weight) is cast to float32 first, so
+    # the results are bit-identical to those with the target pre-cast.
+    x64, targets, kw = _dtype_case(inp, tgt, kw)
+    x = x64.astype(np.float32)
+    y = targets[kind]
+    fn = getattr(lk, name)
+    got = _all_outputs(fn, x, y, kw)
+    assert all(dt == np.float32 for dt, _ in got)
+    assert got == _all_outputs(fn, x, np.asarray(y).astype(np.float32), kw)
+    # In place: grad_out is the input itself (it raised a TypeError when the
+    # result was promoted to float64).
+    loss, g = fn(x, y, return_grad=True, **kw)
+    xi = x.copy()
+    loss2, g2 = fn(xi, y, return_grad=True, grad_out=xi, **kw)
+    assert g2 is xi and xi.tobytes() == g.tobytes()
+    assert np.asarray(loss2).dtype == np.float32 and loss2 == loss
+
+
+@pytest.mark.parametrize("name,inp,tgt,kw", DTYPE_LOSSES)
+@pytest.mark.parametrize("kind", ["float32", "int64", "list"])
+def test_pointwise_losses_keep_float64_input_dtype(name, inp, tgt, kw, kind):
+    x, targets, kw = _dtype_case(inp, tgt, kw, seed=22)
+    y = targets["float64"].astype(np.float32) if kind == "float32" else targets[kind]
+    kw = {k: v.astype(np.float32) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    fn = getattr(lk, name)
+    got = _all_outputs(fn, x, y, kw)
+    assert all(dt == np.float64 for dt, _ in got)
+    assert got == _all_outputs(fn, x, np.asarray(y).astype(np.float64), kw)
+    xi = x.copy()
+    _, g = fn(x, y, return_grad=True, **kw)
+    _, g2 = fn(xi, y, return_grad=True, grad_out=xi, **kw)
+    assert g2 is xi and xi.tobytes() == g.tobytes()
+
+
+@pytest.mark.parametrize("name,inp,tgt,kw", DTYPE_LOSSES)
+def test_pointwise_losses_float16_and_integer_inputs_set_the_dtype(name, inp, tgt, kw):
+    # float16 input is computed in float32 (the target cast to float32) and
+    # returned as float16, whatever the target's dtype; integer input is
+    # promoted as np.exp would promote it, then the target is cast to that.
+    x64, targets, kw = _dtype_case(inp, tgt, kw, seed=23)
+    fn = getattr(lk, name)
+    x16 = x64.astype(np.float16)
+    for y in (targets["float64"], targets["int64"], targets["float64"].astype(np.float16)):
+        got = _all_outputs(fn, x16, y, kw)
+        assert all(dt == np.float16 for dt, _ in got)
+        assert got == _all_outputs(fn, x16, np.asarray(y).astype(np.float32), kw)
+    if inp == "prob":
+        return  # binary_cross_entropy's probabilities are not integers
+    # Integers of either size hold these values exactly in the reference's
+    # dtype (int8 promotes to float16, int64 to float64).
+    xi = np.round(x64).astype(np.int64)
+    for xint, ref in ((xi, xi.astype(np.float64)), (xi.astype(np.int8), xi.astype(np.float16))):
+        for y in (targets["float64"].astype(np.float32), targets["int64"]):
+            got = _all_outputs(fn, xint, y, kw)
+            assert all(dt == ref.dtype for dt, _ in got)
+            ycast = np.asarray(y).astype(np.float32 if ref.dtype == np.float16 else ref.dtype)
+            assert got == _all_outputs(fn, ref, ycast, kw)
+
+
 # ------------------------------------------------------------ properties
 
 logits_st = hnp.arrays(
