@@ -1162,9 +1162,12 @@ fn kl_div<'py>(
 /// Focal loss (Lin et al. 2017, as torchvision.ops.sigmoid_focal_loss):
 /// alpha_t (1 - p_t)^gamma * bce_with_logits(x, y), p = sigmoid(x),
 /// p_t = p y + (1 - p)(1 - y), alpha_t = alpha y + (1 - alpha)(1 - y)
-/// (no alpha weighting when alpha < 0). In logits' dtype; target is cast to
-/// it. Note: torchvision's default reduction is "none"; here it is "mean"
-/// like the other losses.
+/// (no alpha weighting when alpha < 0). 1 - p_t is computed as
+/// y sigmoid(-x) + (1 - y) sigmoid(x), never as a difference, so loss and
+/// gradient keep their relative precision where they are tiny (x = -30,
+/// y = 0: 6.1455e-40). In logits' dtype; target is cast to it. Note:
+/// torchvision's default reduction is "none"; here it is "mean" like the
+/// other losses.
 ///
 /// >>> sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0], reduction="sum")
 /// 0.01744443...
