@@ -784,18 +784,18 @@ fn pointwise_loss<'py>(
     let red = parse_reduction(reduction, batchmean)?;
     let xa = float_arg(py, input, input_name)?;
     let ya = float_arg(py, target, "target")?;
-    let dt = if xa.dt == Dt::F64 || ya.dt == Dt::F64 {
-        Dt::F64
-    } else {
-        Dt::F32
-    };
-    let half = xa.half && ya.half;
+    // Computed in the input's dtype, as cross_entropy is (float16 input in
+    // float32, returned as float16; integer input as np.exp promotes it):
+    // target, weight and pos_weight are cast to it, so that float32 logits
+    // with a float64, integer or list target keep float32 and grad_out may
+    // be the input.
+    let (dt, half) = (xa.dt, xa.half);
     // Elementwise, so an input laid out in Fortran order is taken in that
     // order (the gradient and per-element losses come out in it, as NumPy's
     // elementwise functions keep it) rather than through NumPy's transposing
     // copy (16 MB of float32: 17-19 ms; mse_loss + grad of two Fortran-ordered
     // 4096x1000 arrays took 24 x a copy). The sum's order follows the memory.
-    let x0 = cast_to(&xa, dt)?;
+    let x0 = xa.arr.clone();
     let order = if fits(&x0, Order::F) && !fits(&x0, Order::C) {
         Order::F
     } else {
@@ -881,7 +881,10 @@ fn pointwise_loss<'py>(
 }
 
 /// Mean squared error (x - y)^2, reduced; gradient 2 (x - y) / N for "mean".
-/// The L2 loss is mse_loss(..., reduction="sum"). Shapes must match.
+/// The L2 loss is mse_loss(..., reduction="sum"). Shapes must match. Loss and
+/// gradient have input's dtype (float16: computed in float32); target is cast
+/// to it (a float64 target with float32 input is rounded to float32), as in
+/// every pointwise loss here.
 ///
 /// >>> mse_loss([1.0, 2.0], [0.0, 0.0])
 /// 2.5
@@ -913,7 +916,8 @@ fn mse_loss<'py>(
 
 /// Root mean squared error sqrt(mean((x - y)^2)); "sum" gives sqrt(sum((x - y)^2))
 /// (the L2 norm of the error) and "none" gives |x - y|. Gradient
-/// (x - y) / (N * rmse) for "mean" (0 where rmse is 0).
+/// (x - y) / (N * rmse) for "mean" (0 where rmse is 0). In input's dtype;
+/// target is cast to it.
 ///
 /// >>> rmse_loss([3.0, 4.0], [0.0, 0.0])
 /// 3.5355339...
@@ -944,7 +948,8 @@ fn rmse_loss<'py>(
 }
 
 /// Mean absolute error |x - y| (MAE), reduced; gradient sign(x - y) / N for
-/// "mean". The L1 loss is l1_loss(..., reduction="sum").
+/// "mean". The L1 loss is l1_loss(..., reduction="sum"). In input's dtype;
+/// target is cast to it.
 ///
 /// >>> l1_loss([1.0, -3.0], [0.0, 0.0])
 /// 2.0
@@ -975,7 +980,8 @@ fn l1_loss<'py>(
 }
 
 /// Huber loss: 0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta), d = x - y;
-/// gradient clip(d, -delta, delta). delta > 0.
+/// gradient clip(d, -delta, delta). delta > 0. In input's dtype; target is
+/// cast to it.
 ///
 /// >>> huber_loss([0.5, 3.0], [0.0, 0.0])
 /// 1.3125
@@ -1013,7 +1019,8 @@ fn huber_loss<'py>(
 }
 
 /// Smooth L1: 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta, d = x - y
-/// (beta = 0 is the L1 loss); gradient d / beta inside, sign(d) outside.
+/// (beta = 0 is the L1 loss); gradient d / beta inside, sign(d) outside. In
+/// input's dtype; target is cast to it.
 ///
 /// >>> smooth_l1_loss([0.5, 3.0], [0.0, 0.0])
 /// 1.3125
@@ -1052,7 +1059,8 @@ fn smooth_l1_loss<'py>(
 
 /// -w (y log p + (1 - y) log(1 - p)), logs clamped at -100 as in PyTorch;
 /// gradient w (p - y) / max(p (1 - p), 1e-12). probs must lie in [0, 1];
-/// weight broadcasts to probs' shape.
+/// weight broadcasts to probs' shape. In probs' dtype; target and weight are
+/// cast to it (and the target checked after the cast).
 ///
 /// >>> binary_cross_entropy([0.9, 0.2], [1.0, 0.0])
 /// 0.16425203...
@@ -1088,6 +1096,7 @@ fn binary_cross_entropy<'py>(
 /// max(x, 0) - x y + log1p(exp(-|x|)); with pos_weight pw:
 /// (1 - y) x + (1 + (pw - 1) y) softplus(-x). Gradient w (sigmoid(x) - y)
 /// (without pos_weight). weight and pos_weight broadcast to logits' shape.
+/// In logits' dtype; target, weight and pos_weight are cast to it.
 ///
 /// >>> binary_cross_entropy_with_logits([2.0, -1.0], [1.0, 0.0])
 /// 0.22009485...
@@ -1124,7 +1133,8 @@ fn binary_cross_entropy_with_logits<'py>(
 /// the log-probabilities: y (log y - x) (0 where y = 0), or exp(y) (y - x)
 /// with log_target=True. reduction="batchmean" divides the sum by
 /// input.shape[0] (the mathematically correct KL); "mean" by the element
-/// count. Gradient -y (or -exp(y)) / normaliser.
+/// count. Gradient -y (or -exp(y)) / normaliser. In input's dtype; target is
+/// cast to it.
 ///
 /// >>> kl_div([-0.5, -1.0], [0.5, 0.5], reduction="sum")
 /// 0.05685281...
@@ -1159,8 +1169,12 @@ fn kl_div<'py>(
 /// Focal loss (Lin et al. 2017, as torchvision.ops.sigmoid_focal_loss):
 /// alpha_t (1 - p_t)^gamma * bce_with_logits(x, y), p = sigmoid(x),
 /// p_t = p y + (1 - p)(1 - y), alpha_t = alpha y + (1 - alpha)(1 - y)
-/// (no alpha weighting when alpha < 0). Note: torchvision's default
-/// reduction is "none"; here it is "mean" like the other losses.
+/// (no alpha weighting when alpha < 0). 1 - p_t is computed as
+/// y sigmoid(-x) + (1 - y) sigmoid(x), never as a difference, so loss and
+/// gradient keep their relative precision where they are tiny (x = -30,
+/// y = 0: 6.1455e-40). In logits' dtype; target is cast to it. Note:
+/// torchvision's default reduction is "none"; here it is "mean" like the
+/// other losses.
 ///
 /// >>> sigmoid_focal_loss([2.0, -1.0], [1.0, 0.0], reduction="sum")
 /// 0.01744443...
