@@ -1261,6 +1261,45 @@ def test_sigmoid_focal_loss_relative_accuracy_into_the_tails(dtype, tol, y0, alp
             assert rel.max() <= tol, (what, rel.max())
 
 
+def ref_bce_logits_mp(x, y, pw):
+    """BCE with logits (pos_weight pw) and its derivative at one element,
+    mpmath at 80 digits from the definition; and the size of the gradient's
+    two terms, (1 - y) p and pw y (1 - p)."""
+    with mp.workdps(80):
+        x, y = mp.mpf(x), mp.mpf(y)
+        p = 1 / (1 + mp.exp(-x))
+        loss = -(pw * y * mp.log(p) + (1 - y) * mp.log(1 - p))
+        g = (1 - y) * p - pw * y * (1 - p)
+        return float(loss), float(g), float((1 - y) * p + pw * y * (1 - p))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 4e-6)])
+@pytest.mark.parametrize("pos_weight", [None, 2.5])
+def test_bce_with_logits_gradient_keeps_its_precision_in_the_tails(dtype, tol, pos_weight):
+    # The gradient sigmoid(x) - y for y = 1 at x = 30 is -sigmoid(-30), and
+    # 1 - sigmoid(30) was 1e-3 off whenever the f64 path ran (a soft target
+    # in the same vector of 8, or pos_weight). Every element here shares its
+    # vector with a soft target.
+    x = np.repeat(FOCAL_X, 3).astype(dtype)
+    y = np.tile(np.array([0.0, 1.0, 0.3]), len(FOCAL_X)).astype(dtype)
+    kw = {} if pos_weight is None else {"pos_weight": np.asarray(pos_weight, dtype)}
+    loss, g = lk.binary_cross_entropy_with_logits(x, y, reduction="none", return_grad=True, **kw)
+    pw = 1.0 if pos_weight is None else pos_weight
+    ref = np.array(
+        [ref_bce_logits_mp(a, b, pw) for a, b in zip(x.tolist(), y.tolist(), strict=True)]
+    )
+    want_l, want_g, scale = ref.T
+    fi = np.finfo(dtype)
+    for got, want, size in ((loss, want_l, np.abs(want_l)), (g, want_g, scale)):
+        err = np.abs(got.astype(np.float64) - want)
+        floor = np.where(np.abs(want) < fi.tiny, fi.smallest_subnormal, 0.0)
+        assert not (err > tol * np.maximum(np.abs(want), size) + floor).any()
+    # Hard targets: nothing cancels, plainly relative (subnormals aside).
+    hard = (y != np.float32(0.3)) & (np.abs(want_g) >= fi.tiny)
+    rel = np.abs(g.astype(np.float64) - want_g)[hard] / np.abs(want_g[hard])
+    assert rel.max() <= tol, rel.max()
+
+
 @pytest.mark.parametrize("y0", [0.0, 1.0, 0.3])
 @pytest.mark.parametrize("gamma", [2.0, 1.5])
 def test_sigmoid_focal_loss_gradient_in_the_tails_matches_finite_differences(y0, gamma):
