@@ -307,6 +307,71 @@ def test_kink_gradients_follow_pytorch(name, params, x, want):
     assert getattr(lk, name + "_backward")(np.array([1.0]), np.array([x]), **params)[0] == want
 
 
+# Where f' is exactly 0 on an interval, PyTorch's backward selects 0 (e.g.
+# threshold_backward is where(x <= 0, 0, grad)), so an inf or NaN grad gives 0
+# there, not inf * 0 = NaN. (name, params, x in the flat region, x where f' > 0)
+FLAT = [
+    ("relu", {}, [-1.0, 0.0, -0.0, -np.inf], [0.5, np.inf]),
+    ("relu6", {}, [-1.0, 0.0, 6.0, 7.0, np.inf, -np.inf], [0.5, 5.5]),
+    ("hard_sigmoid", {}, [-3.0, -4.0, 3.0, 4.0, np.inf, -np.inf], [0.0, 2.5]),
+    ("hard_tanh", {}, [-1.0, -2.0, 1.0, 2.0, np.inf, -np.inf], [0.0, 0.5]),
+    ("hard_tanh", {"min_val": -2.0, "max_val": 0.5}, [-2.0, -3.0, 0.5, 1.0], [-1.5, 0.25]),
+    ("hard_tanh", {"min_val": 0.5, "max_val": 0.5}, [0.0, 0.5, 1.0], []),
+    ("hard_swish", {}, [-3.0, -4.0, -np.inf], [-1.0, 2.0, 3.0, 4.0, np.inf]),
+    ("logit", {"eps": 0.01}, [0.0, 0.005, 0.995, 1.0, -1.0, 2.0, -np.inf, np.inf], [0.01, 0.5]),
+    ("logit", {"eps": 0.0}, [-0.5, 1.5, -np.inf, np.inf], [0.25]),
+]
+GRADS = [np.inf, -np.inf, np.nan, 2.5, -2.5, 0.0, -0.0]
+
+
+def _flat_id(case):
+    name, params = case[0], case[1]
+    return name + "".join(f"-{k}={v}" for k, v in params.items())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("name", "params", "flat", "live"), FLAT, ids=[_flat_id(c) for c in FLAT])
+def test_flat_region_backward_is_zero_for_inf_and_nan_grad(name, params, flat, live, dtype):
+    f = getattr(lk, name + "_backward")
+    x = np.repeat(np.array(flat, dtype), len(GRADS))
+    g = np.tile(np.array(GRADS, dtype), len(flat))
+    got = f(g, x, **params)
+    assert (got == 0).all(), f"{name}: {got[got != 0]} at x {x[got != 0]}, grad {g[got != 0]}"
+    # A zero with grad's sign: what grad * 0 gives for a finite grad (PyTorch: +0).
+    signed = ~np.isnan(g)
+    np.testing.assert_array_equal(np.signbit(got[signed]), np.signbit(g[signed]))
+    # The fused layer backward follows the same rule, and so its bias gradient.
+    gz, gb = lk.bias_act_backward(g[:, None], x[:, None], name, **params)
+    np.testing.assert_array_equal(gz[:, 0], got)
+    assert gb[0] == 0
+    # NaN x still gives NaN, whatever grad is.
+    assert np.isnan(f(np.array(GRADS, dtype), np.full(len(GRADS), np.nan, dtype), **params)).all()
+    # Where f' > 0 an infinite grad stays infinite with its sign, and NaN stays NaN.
+    for v in live:
+        xv = np.full(3, v, dtype)
+        got = f(np.array([np.inf, -np.inf, np.nan], dtype), xv, **params)
+        assert got[0] == np.inf and got[1] == -np.inf and np.isnan(got[2]), (name, v, got)
+
+
+# f' is 0 here too, but not on an interval of x: at a point (hard_swish at
+# -1.5), by a parameter (leaky_relu with slope 0) or by underflow (sigmoid,
+# elu far left). PyTorch multiplies there, and so does logitkit: inf * 0 = NaN.
+POINT_ZEROS = [
+    ("hard_swish", {}, -1.5),
+    ("leaky_relu", {"negative_slope": 0.0}, -1.0),
+    ("sigmoid", {}, -1000.0),
+    ("elu", {}, -1000.0),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "x"), POINT_ZEROS)
+def test_zero_derivative_outside_flat_regions_is_a_product(name, params, x):
+    for dt in (np.float32, np.float64):
+        f = getattr(lk, name + "_backward")
+        got = f(np.array([np.inf, 2.0], dt), np.array([x, x], dt), **params)
+        assert np.isnan(got[0]) and got[1] == 0, (name, dt, got)
+
+
 ALL = sorted(REF) + ["logit"]
 
 

@@ -2,10 +2,12 @@
 //! passes, all on the one elementwise driver ([`super::elementwise`]).
 //!
 //! Every activation is one row of the table in [`with_act!`]: a branch-free
-//! scalar `f` and `f'` (selects only) that vectorise in the lane loops of the
-//! multiversioned kernels below; conventions at kinks follow PyTorch. NaN in
-//! the input gives NaN. At +-inf the mathematical limit is returned (PyTorch
-//! gives NaN for e.g. silu(-inf) = -inf * 0).
+//! scalar `f` and backward `grad * f'(x)` (selects only) that vectorise in the
+//! lane loops of the multiversioned kernels below; conventions at kinks
+//! follow PyTorch, and so do the flat regions, where f' is exactly 0 and the
+//! backward is a zero whatever grad is ([`or_flat`]). NaN in the input gives
+//! NaN. At +-inf the mathematical limit is returned (PyTorch gives NaN for
+//! e.g. silu(-inf) = -inf * 0).
 //!
 //! Accuracy: built on `simd::math` (a few ulp each), so f32 results are within
 //! ~1e-6 relative of the exact value of the function at the f32 input, and f64
@@ -122,12 +124,13 @@ fn logit<T: Float>(p: T, eps: Option<f64>) -> T {
 }
 
 #[inline(always)]
-fn logit_deriv<T: Float>(p: T, eps: Option<f64>) -> T {
+fn logit_backward<T: Float>(g: T, p: T, eps: Option<f64>) -> T {
     let d = T::ONE / (p * (T::ONE - p));
     match eps {
-        Some(e) => sel(p < c(e) || p > c(1.0 - e), T::ZERO, d),
+        // Flat outside [eps, 1 - eps], where p is clipped.
+        Some(e) => or_flat(p >= c(e) && p <= c(1.0 - e), g * d, g),
         // Outside [0, 1] logit is NaN, and so is its gradient (PyTorch).
-        None => sel(p < T::ZERO || p > T::ONE, T::NAN, d),
+        None => g * sel(p < T::ZERO || p > T::ONE, T::NAN, d),
     }
 }
 
@@ -240,9 +243,19 @@ fn clamp<T: Float>(x: T, lo: T, hi: T) -> T {
     sel(x < lo, lo, sel(x > hi, hi, x))
 }
 
+/// `lo < x < hi`: where a clamp's derivative is 1 (0 at the kinks, PyTorch).
 #[inline(always)]
-fn inside<T: Float>(x: T, lo: T, hi: T) -> T {
-    sel(x > lo && x < hi, T::ONE, T::ZERO)
+fn inside<T: Float>(x: T, lo: T, hi: T) -> bool {
+    x > lo && x < hi
+}
+
+/// The backward `gd = grad * f'(x)` where `keep`; elsewhere f' is exactly 0
+/// (a flat region) and the result is a zero whatever grad is: PyTorch selects
+/// 0 there (`inf * 0` would be NaN). The zero has grad's sign, the bits that
+/// `grad * 0` gives for a finite grad (PyTorch's is +0).
+#[inline(always)]
+fn or_flat<T: Float>(keep: bool, gd: T, g: T) -> T {
+    sel(keep, gd, g.zero_signed())
 }
 
 /// x * relu6(x + 3) / 6, with the limit 0 at -inf; x itself from 3 on
@@ -253,74 +266,75 @@ fn hard_swish<T: Float>(x: T) -> T {
     sel(x <= c(-3.0), T::ZERO, sel(x >= c(3.0), x, y))
 }
 
-/// PyTorch's hardswish_backward (2.x): 0 up to -3, x/3 + 1/2 strictly
-/// between -3 and 3, 1 from 3 on.
+/// PyTorch's hardswish_backward (2.x): f' is 0 up to -3 (flat), x/3 + 1/2
+/// strictly between -3 and 3, 1 from 3 on.
 #[inline(always)]
-fn hard_swish_deriv<T: Float>(x: T) -> T {
+fn hard_swish_backward<T: Float>(g: T, x: T) -> T {
     let mid = x / c(3.0) + c(0.5);
-    sel(x <= c(-3.0), T::ZERO, sel(x < c(3.0), mid, T::ONE))
+    or_flat(x > c(-3.0), g * sel(x < c(3.0), mid, T::ONE), g)
 }
 
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 
-/// Binds `$f` (the activation) and `$d` (its derivative) as closures over one
-/// scalar for the activation `$act`, then evaluates `$body` (once per arm, so
-/// each arm is its own monomorphised, vectorised loop).
+/// Binds `$f` (the activation, `|x|`) and `$b` (its backward, `|grad, x|`:
+/// `grad * f'(x)`, a zero where f' is flat) as closures for the activation
+/// `$act`, then evaluates `$body` (once per arm, so each arm is its own
+/// monomorphised, vectorised loop).
 macro_rules! with_act {
-    ($act:expr, $T:ty, |$f:ident, $d:ident| $body:expr) => {{
+    ($act:expr, $T:ty, |$f:ident, $b:ident| $body:expr) => {{
         match $act {
             Act::Identity => {
                 let $f = |x: T| x;
-                let $d = |_x: T| T::ONE;
+                let $b = |g: T, _x: T| g * T::ONE;
                 $body
             }
             Act::Sigmoid => {
                 let $f = |x: T| sigmoid(x);
-                let $d = |x: T| sigmoid3(x).1;
+                let $b = |g: T, x: T| g * sigmoid3(x).1;
                 $body
             }
             Act::LogSigmoid => {
                 let $f = |x: T| log_sigmoid(x);
-                let $d = |x: T| sigmoid3(x).2;
+                let $b = |g: T, x: T| g * sigmoid3(x).2;
                 $body
             }
             Act::Logit { eps } => {
                 let $f = |x: T| logit(x, eps);
-                let $d = |x: T| logit_deriv(x, eps);
+                let $b = |g: T, x: T| logit_backward(g, x, eps);
                 $body
             }
             Act::Tanh => {
                 let $f = |x: T| tanh(x);
-                let $d = |x: T| tanh_deriv(x);
+                let $b = |g: T, x: T| g * tanh_deriv(x);
                 $body
             }
             Act::Relu => {
                 let $f = |x: T| max(x, T::ZERO);
-                let $d = |x: T| sel(x > T::ZERO, T::ONE, T::ZERO);
+                let $b = |g: T, x: T| or_flat(x > T::ZERO, g, g);
                 $body
             }
             Act::Relu6 => {
                 let $f = |x: T| clamp(x, T::ZERO, c(6.0));
-                let $d = |x: T| inside(x, T::ZERO, c(6.0));
+                let $b = |g: T, x: T| or_flat(inside(x, T::ZERO, c(6.0)), g, g);
                 $body
             }
             Act::LeakyRelu { slope } => {
                 let s: T = c(slope);
                 let $f = move |x: T| sel(x > T::ZERO, x, x * s);
-                let $d = move |x: T| sel(x > T::ZERO, T::ONE, s);
+                let $b = move |g: T, x: T| g * sel(x > T::ZERO, T::ONE, s);
                 $body
             }
             Act::Elu { alpha } => {
                 let a: T = c(alpha);
                 let $f = move |x: T| elu(x, a, T::ONE);
-                let $d = move |x: T| sel(x > T::ZERO, T::ONE, a * exp_nonpos(x));
+                let $b = move |g: T, x: T| g * sel(x > T::ZERO, T::ONE, a * exp_nonpos(x));
                 $body
             }
             Act::Celu { alpha } if alpha > 0.0 => {
                 let (a, k): (T, T) = (c(alpha), c(1.0 / alpha));
                 let $f = move |x: T| elu(x, a, k);
-                let $d = move |x: T| sel(x > T::ZERO, T::ONE, exp_nonpos(x * k));
+                let $b = move |g: T, x: T| g * sel(x > T::ZERO, T::ONE, exp_nonpos(x * k));
                 $body
             }
             // A negative alpha: x / alpha >= 0 where x <= 0, so the general
@@ -328,33 +342,33 @@ macro_rules! with_act {
             Act::Celu { alpha } => {
                 let (a, k): (T, T) = (c(alpha), c(1.0 / alpha));
                 let $f = move |x: T| sel(x > T::ZERO, x, a * expm1(x * k));
-                let $d = move |x: T| sel(x > T::ZERO, T::ONE, T::exp(x * k));
+                let $b = move |g: T, x: T| g * sel(x > T::ZERO, T::ONE, T::exp(x * k));
                 $body
             }
             Act::Selu => {
                 let (s, sa): (T, T) = (c(SELU_SCALE), c(SELU_SCALE * SELU_ALPHA));
                 let $f = move |x: T| sel(x > T::ZERO, s * x, sa * expm1_nonpos(x));
-                let $d = move |x: T| sel(x > T::ZERO, s, sa * exp_nonpos(x));
+                let $b = move |g: T, x: T| g * sel(x > T::ZERO, s, sa * exp_nonpos(x));
                 $body
             }
             Act::Gelu => {
                 let $f = |x: T| x_ndtr(x);
-                let $d = |x: T| x_ndtr_deriv(x);
+                let $b = |g: T, x: T| g * x_ndtr_deriv(x);
                 $body
             }
             Act::GeluTanh => {
                 let $f = |x: T| gelu_tanh(x);
-                let $d = |x: T| gelu_tanh_deriv(x);
+                let $b = |g: T, x: T| g * gelu_tanh_deriv(x);
                 $body
             }
             Act::Silu => {
                 let $f = |x: T| silu(x);
-                let $d = |x: T| silu_deriv(x);
+                let $b = |g: T, x: T| g * silu_deriv(x);
                 $body
             }
             Act::Mish => {
                 let $f = |x: T| mish(x);
-                let $d = |x: T| mish_deriv(x);
+                let $b = |g: T, x: T| g * mish_deriv(x);
                 $body
             }
             // beta = 1 (the default) on its own: the same bits without a
@@ -362,34 +376,34 @@ macro_rules! with_act {
             Act::Softplus { beta, threshold } if beta == 1.0 => {
                 let th: T = c(threshold);
                 let $f = move |x: T| softplus(x, T::ONE, th);
-                let $d = move |x: T| softplus_deriv(x, T::ONE, th);
+                let $b = move |g: T, x: T| g * softplus_deriv(x, T::ONE, th);
                 $body
             }
             Act::Softplus { beta, threshold } => {
-                let (b, th): (T, T) = (c(beta), c(threshold));
-                let $f = move |x: T| softplus(x, b, th);
-                let $d = move |x: T| softplus_deriv(x, b, th);
+                let (bt, th): (T, T) = (c(beta), c(threshold));
+                let $f = move |x: T| softplus(x, bt, th);
+                let $b = move |g: T, x: T| g * softplus_deriv(x, bt, th);
                 $body
             }
             Act::Softsign => {
                 let $f = |x: T| softsign(x);
-                let $d = |x: T| softsign_deriv(x);
+                let $b = |g: T, x: T| g * softsign_deriv(x);
                 $body
             }
             Act::HardSigmoid => {
                 let $f = |x: T| clamp(x + c(3.0), T::ZERO, c(6.0)) / c(6.0);
-                let $d = |x: T| inside(x, c(-3.0), c(3.0)) / c(6.0);
+                let $b = |g: T, x: T| or_flat(inside(x, c(-3.0), c(3.0)), g * (T::ONE / c(6.0)), g);
                 $body
             }
             Act::HardTanh { min, max } => {
                 let (lo, hi): (T, T) = (c(min), c(max));
                 let $f = move |x: T| clamp(x, lo, hi);
-                let $d = move |x: T| inside(x, lo, hi);
+                let $b = move |g: T, x: T| or_flat(inside(x, lo, hi), g, g);
                 $body
             }
             Act::HardSwish => {
                 let $f = |x: T| hard_swish(x);
-                let $d = |x: T| hard_swish_deriv(x);
+                let $b = |g: T, x: T| hard_swish_backward(g, x);
                 $body
             }
         }
@@ -403,24 +417,24 @@ multiversion! {
         // its own `f`, called once (see `map1`).
         unsafe {
             if stream {
-                with_act!(act, T, |f, _d| map1::<T, true>(x.get(), y.get(), n, f))
+                with_act!(act, T, |f, _b| map1::<T, true>(x.get(), y.get(), n, f))
             } else {
-                with_act!(act, T, |f, _d| map1::<T, false>(x.get(), y.get(), n, f))
+                with_act!(act, T, |f, _b| map1::<T, false>(x.get(), y.get(), n, f))
             }
         }
     }
 }
 
-// Passes: read grad and x, write grad * f'(x).
+// Passes: read grad and x, write grad * f'(x) (a zero where f' is flat).
 multiversion! {
     fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `backward`'s contract.
-        // Each expansion defines its own `d`, called once (see `map1`).
+        // Each expansion defines its own `b`, called once (see `map1`).
         unsafe {
             if stream {
-                with_act!(act, T, |_f, d| map2::<T, true>(g.get(), x.get(), y.get(), n, |gv, xv| gv * d(xv)))
+                with_act!(act, T, |_f, b| map2::<T, true>(g.get(), x.get(), y.get(), n, b))
             } else {
-                with_act!(act, T, |_f, d| map2::<T, false>(g.get(), x.get(), y.get(), n, |gv, xv| gv * d(xv)))
+                with_act!(act, T, |_f, b| map2::<T, false>(g.get(), x.get(), y.get(), n, b))
             }
         }
     }
@@ -431,7 +445,7 @@ multiversion! {
     fn bias_fwd_k<T: Float>(act: Act, h: Ptr<T>, b: Ptr<T>, z: Ptr<T>, y: Ptr<T>, rows: usize, nf: usize) {
         // SAFETY: guaranteed by `bias_forward`'s contract.
         unsafe {
-            with_act!(act, T, |f, _d| {
+            with_act!(act, T, |f, _b| {
                 for r in 0..rows {
                     let (hr, yr) = (h.get().add(r * nf), y.get().add(r * nf));
                     let (mut ba, mut bbias, mut bz, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
@@ -462,13 +476,13 @@ multiversion! {
     }
 }
 
-// Passes: read grad and z, write grad * f'(z) and add it (in f64) to the
-// per-task column sums `acc`.
+// Passes: read grad and z, write grad * f'(z) (as `bwd_k`) and add it (in
+// f64) to the per-task column sums `acc`.
 multiversion! {
     fn bias_bwd_k<T: Float>(act: Act, g: Ptr<T>, z: Ptr<T>, y: Ptr<T>, acc: Ptr<f64>, rows: usize, nf: usize) {
         // SAFETY: guaranteed by `bias_backward`'s contract.
         unsafe {
-            with_act!(act, T, |_f, d| {
+            with_act!(act, T, |_f, b| {
                 let (mut bg, mut bz, mut by, mut bs) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [0f64; L]);
                 for r in 0..rows {
                     let off = r * nf;
@@ -479,7 +493,7 @@ multiversion! {
                         let s0 = ld(src(acc.get(), j, nf, &mut bs));
                         let mut o = [T::ZERO; L];
                         for i in 0..L {
-                            let v = a[i] * d(zz[i]);
+                            let v = b(a[i], zz[i]);
                             o[i] = if zz[i].is_nan_() { zz[i] } else { v };
                         }
                         // A fresh array, not `s0` updated in place (which LLVM
@@ -522,7 +536,8 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     });
 }
 
-/// `y = grad * f'(x)` elementwise over `n` elements.
+/// `y = grad * f'(x)` elementwise over `n` elements; a zero (with grad's
+/// sign) wherever f' is flat, also for an infinite or NaN grad (PyTorch).
 ///
 /// # Safety
 /// As [`forward`]; `y` may equal `grad` or `x`.
@@ -580,8 +595,8 @@ pub unsafe fn bias_forward<T: Float>(
     });
 }
 
-/// `y = grad * f'(z)` for `grad`, `z` of shape (rows, nf), C order, and
-/// `bias_grad[j] = sum_r y[r, j]`: each fixed block of rows (see
+/// `y = grad * f'(z)` (as [`backward`]) for `grad`, `z` of shape (rows, nf),
+/// C order, and `bias_grad[j] = sum_r y[r, j]`: each fixed block of rows (see
 /// [`super::elementwise::tasks`]) sums in f64 in row order, and the blocks
 /// are added in block order, so the result is the same for any thread count.
 ///

@@ -349,7 +349,7 @@ p: array-like (float32/float64 computed natively, integers promoted like a NumPy
 
 >>> logit([0.1, 0.5, 0.9])
 array([-2.19722458,  0.        ,  2.19722458])",
-    "Gradient of logit: grad * f'(p) with f'(p) = 1 / (p * (1 - p)); with eps, 0 where p is outside [eps, 1 - eps] (PyTorch's convention). p is the forward *input*; grad and p must have one shape; out may be grad or p (in place).");
+    "Gradient of logit: grad * f'(p) with f'(p) = 1 / (p * (1 - p)); with eps, 0 where p is outside [eps, 1 - eps] whatever grad is (inf and NaN included, as PyTorch; the zero has grad's sign). p is the forward *input*; grad and p must have one shape; out may be grad or p (in place).");
 act_pair!(tanh, tanh_backward, "tanh", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
@@ -369,7 +369,7 @@ x: array-like (float32/float64 computed natively, integers promoted like a NumPy
 
 >>> relu([-1.0, 0.0, 2.0])
 array([0., 0., 2.])",
-    "Gradient of relu: grad * f'(x) with f'(x) = 1 for x > 0, else 0 (PyTorch: the derivative at 0 is 0). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of relu: grad for x > 0, else 0 whatever grad is (inf and NaN included, as PyTorch's where(x <= 0, 0, grad); the zero has grad's sign). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(relu6, relu6_backward, "relu6", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
@@ -379,7 +379,7 @@ x: array-like (float32/float64 computed natively, integers promoted like a NumPy
 
 >>> relu6([-1.0, 3.0, 8.0])
 array([0., 3., 6.])",
-    "Gradient of relu6: grad * f'(x) with f'(x) = 1 for 0 < x < 6, else 0 (0 at both kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of relu6: grad for 0 < x < 6, else 0 whatever grad is (0 at both kinks and for an inf or NaN grad, as PyTorch; the zero has grad's sign). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(leaky_relu, leaky_relu_backward, "leaky_relu", x, [negative_slope: f64 = 0.01],
     "(x, negative_slope=0.01, *, out=None)",
     "(grad, x, negative_slope=0.01, *, out=None)",
@@ -479,7 +479,7 @@ x: array-like (float32/float64 computed natively, integers promoted like a NumPy
 
 >>> hard_sigmoid([-4.0, 0.0, 1.5])
 array([0.  , 0.5 , 0.75])",
-    "Gradient of hard_sigmoid: grad * f'(x) with f'(x) = 1/6 for -3 < x < 3, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of hard_sigmoid: grad * f'(x) with f'(x) = 1/6 for -3 < x < 3; 0 elsewhere whatever grad is (0 at the kinks and for an inf or NaN grad, as PyTorch; the zero has grad's sign). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_tanh, hard_tanh_backward, "hard_tanh", x, [min_val: f64 = -1.0, max_val: f64 = 1.0],
     "(x, min_val=-1.0, max_val=1.0, *, out=None)",
     "(grad, x, min_val=-1.0, max_val=1.0, *, out=None)",
@@ -489,7 +489,7 @@ x: array-like (float32/float64 computed natively, integers promoted like a NumPy
 
 >>> hard_tanh([-2.0, 0.5, 2.0])
 array([-1. ,  0.5,  1. ])",
-    "Gradient of hard_tanh: grad * f'(x) with f'(x) = 1 for min_val < x < max_val, else 0 (0 at the kinks, as PyTorch). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of hard_tanh: grad for min_val < x < max_val, else 0 whatever grad is (0 at the kinks and for an inf or NaN grad, as PyTorch; the zero has grad's sign). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 act_pair!(hard_swish, hard_swish_backward, "hard_swish", x, [],
     "(x, *, out=None)",
     "(grad, x, *, out=None)",
@@ -499,7 +499,7 @@ x: array-like (float32/float64 computed natively, integers promoted like a NumPy
 
 >>> hard_swish([-4.0, 0.0, 1.0])
 array([-0.        ,  0.        ,  0.66666667])",
-    "Gradient of hard_swish: grad * f'(x) with f'(x) = 0 for x < -3, x / 3 + 1/2 for -3 <= x <= 3, 1 above (PyTorch's convention at the kinks). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
+    "Gradient of hard_swish: grad * f'(x) with f'(x) = x / 3 + 1/2 for -3 < x < 3 and 1 from 3 on; 0 for x <= -3 whatever grad is (inf and NaN included; PyTorch's convention at the kinks and in the flat region; the zero has grad's sign). x is the forward *input*; grad and x must have one shape; out may be grad or x (in place).");
 fn register_pairs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sigmoid, m)?)?;
     m.add_function(wrap_pyfunction!(sigmoid_backward, m)?)?;
@@ -636,7 +636,8 @@ fn bias_act<'py>(
 }
 
 /// Backward pass of bias_act: returns (grad_z, grad_bias) with
-/// grad_z = grad * act'(z) and grad_bias = grad_z.sum(axis=0).
+/// grad_z = grad * act'(z) (0 where act' is flat, as the `*_backward`
+/// functions) and grad_bias = grad_z.sum(axis=0).
 ///
 /// z is the pre-activation (bias_act's preact_out). The column sum uses a
 /// fixed blocking (in float64, blocks added in order), so it is bit-identical

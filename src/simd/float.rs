@@ -127,6 +127,10 @@ pub trait Float:
     /// `+0`, NaN stays NaN).
     fn fabs(self) -> Self;
 
+    /// A zero with `self`'s sign bit (one `and` in a lane loop): `self * 0`
+    /// for finite `self`, and still a zero for +-inf and NaN.
+    fn zero_signed(self) -> Self;
+
     /// `(n, 2^n / EXP_UNBIAS)` (`2^n` with the bias that
     /// [`Float::EXP_UNBIAS`] undoes) for `n = x * k` rounded to an integer
     /// (ties to even): one multiply-add `x k + 1.5 * 2^(p-1)` whose low
@@ -212,6 +216,10 @@ impl Float for f32 {
     #[inline(always)]
     fn fabs(self) -> Self {
         self.abs()
+    }
+    #[inline(always)]
+    fn zero_signed(self) -> Self {
+        f32::from_bits(self.to_bits() & 0x8000_0000)
     }
     #[inline(always)]
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
@@ -306,6 +314,10 @@ impl Float for f64 {
     #[inline(always)]
     fn fabs(self) -> Self {
         self.abs()
+    }
+    #[inline(always)]
+    fn zero_signed(self) -> Self {
+        f64::from_bits(self.to_bits() & 0x8000_0000_0000_0000)
     }
     #[inline(always)]
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {

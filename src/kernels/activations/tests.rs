@@ -117,6 +117,67 @@ fn every_isa_level_gives_identical_bits() {
 }
 
 #[test]
+fn flat_regions_give_a_zero_with_grad_sign_for_any_grad() {
+    // PyTorch selects 0 where f' is flat; `grad * 0` would be NaN for an
+    // infinite or NaN grad. Full lane arrays and a tail, scalar and best level.
+    use crate::simd::{set_level, set_level_from_env, Level};
+    fn check<T: Float>() {
+        let flat: [(Act, &[f64]); 6] = [
+            (Act::Relu, &[-1.0, 0.0, -0.0, f64::NEG_INFINITY]),
+            (Act::Relu6, &[-1.0, 0.0, 6.0, f64::INFINITY]),
+            (Act::HardSigmoid, &[-3.0, 3.0, 1e300, f64::NEG_INFINITY]),
+            (
+                Act::HardTanh {
+                    min: -2.0,
+                    max: 0.5,
+                },
+                &[-2.0, -3.0, 0.5, 1.0],
+            ),
+            (Act::HardSwish, &[-3.0, -4.0, f64::NEG_INFINITY]),
+            (Act::Logit { eps: Some(0.01) }, &[0.0, 0.005, 1.0, -1.0]),
+        ];
+        let grads = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1.5, -1.5, -0.0];
+        for (act, xs) in flat {
+            let n = 37;
+            let x: Vec<T> = (0..n).map(|i| T::from_f64(xs[i % xs.len()])).collect();
+            let g: Vec<T> = (0..n)
+                .map(|i| T::from_f64(grads[i % grads.len()]))
+                .collect();
+            let mut y = vec![T::ONE; n];
+            let mut yb = vec![T::ONE; n];
+            let mut bg = vec![T::ONE; n];
+            unsafe {
+                backward(act, g.as_ptr(), x.as_ptr(), y.as_mut_ptr(), n);
+                bias_backward(act, g.as_ptr(), x.as_ptr(), yb.as_mut_ptr(), 1, n, &mut bg);
+            }
+            for i in 0..n {
+                let (gi, yi) = (g[i].to_f64(), y[i].to_f64());
+                let want = 0f64.copysign(gi);
+                assert!(
+                    yi.to_bits() == want.to_bits() && yb[i].to_f64().to_bits() == want.to_bits(),
+                    "{act:?} x {} grad {gi}: {yi}",
+                    x[i].to_f64()
+                );
+                assert!(
+                    bg[i].to_f64() == 0.0,
+                    "{act:?} bias grad {}",
+                    bg[i].to_f64()
+                );
+            }
+        }
+    }
+    for scalar in [true, false] {
+        if scalar {
+            set_level(Level::Scalar);
+        } else {
+            set_level_from_env();
+        }
+        check::<f32>();
+        check::<f64>();
+    }
+}
+
+#[test]
 fn streaming_stores_write_the_same_values_and_nothing_else() {
     // Non-temporal stores (large outputs, `simd::stream`) against normal
     // ones, at every start offset within a cache line (16-, 32- and 64-byte
