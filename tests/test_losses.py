@@ -1065,8 +1065,9 @@ def test_cross_entropy_confident_rows_keep_relative_precision(dtype, n):
 
 def test_bce_with_logits_soft_targets_float32_per_element():
     # Soft targets: the gradient sigmoid(x) - y in f64 (it cancels where
-    # sigmoid(x) is near y), the loss's log1p(exp(-|x|)) in float32 (for
-    # targets in [0, 1] the loss is a sum of terms >= 0). Each element of
+    # sigmoid(x) is near y; as (1 - y) sigmoid(x) - y sigmoid(-x)), the
+    # loss's log1p(exp(-|x|)) in float32 (for targets in [0, 1] the loss is
+    # a sum of terms >= 0). Each element of
     # both against float64, over logits from 0.01 to 100 and targets near
     # sigmoid(x) as well as uniform ones.
     r = rng(43)
@@ -1078,11 +1079,20 @@ def test_bce_with_logits_soft_targets_float32_per_element():
         loss, g = lk.binary_cross_entropy_with_logits(x32, y32, reduction="none", return_grad=True)
         xd, yd = x32.astype(np.float64), y32.astype(np.float64)
         want_l = np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd)))
-        want_g = np.where(xd >= 0, 1 / (1 + np.exp(-xd)), np.exp(xd) / (1 + np.exp(xd))) - yd
+        # sigmoid(x) - y as (1 - y) sigmoid(x) - y sigmoid(-x) in long
+        # double: for y = 1 at x = 36.7 the plain difference is 0 in float64,
+        # the true value -1.1e-16.
+        xl, yl = xd.astype(np.longdouble), yd.astype(np.longdouble)
+        p, q = 1 / (1 + np.exp(-xl)), 1 / (1 + np.exp(xl))
+        want_g = ((1 - yl) * p - yl * q).astype(np.float64)
         tiny = np.finfo(np.float32).tiny
-        # 2.1e-7 measured for the loss; the gradient rounds once to float32.
+        # 2.1e-7 measured for the loss; the gradient rounds once to float32
+        # from an f64 value whose terms p and y carry f64's rounding (where
+        # they cancel to 1e-9 of their size, as at x = -35.3, that is 1e-7
+        # of the result).
         assert np.all(np.abs(loss - want_l) <= 4e-7 * np.abs(want_l) + tiny)
-        assert np.all(np.abs(g - want_g) <= 6e-8 * np.abs(want_g) + tiny)
+        terms = np.maximum(np.abs(p.astype(np.float64)), yd)
+        assert np.all(np.abs(g - want_g) <= 6e-8 * np.abs(want_g) + 2.3e-16 * terms + tiny)
         total = lk.binary_cross_entropy_with_logits(x32, y32, reduction="sum")
         assert abs(total - want_l.sum()) <= 1e-7 * want_l.sum()
 

@@ -1550,13 +1550,15 @@ fn softplus_neg_abs_sigmoids(x: f64) -> (f64, f64, f64) {
 /// [0, 1] the loss is a sum of terms >= 0, so nothing cancels and a float32
 /// loss needs no more than float32's precision in each term. Float32 soft
 /// targets, 4096x1000, 2 threads, alternating A/B: 0.875 of the time;
-/// per-element loss error 2.1e-7 relative at most (was 0.5 ulp). The
-/// gradient `sigmoid(x) - y` is `(1 - y) p - y q` with `p = sigmoid(x)`,
-/// `q = sigmoid(-x)` ([`softplus_neg_abs_sigmoids`]'s way, neither formed
-/// as 1 minus the other; with pos_weight `(1 - y) p - pw y q`): it cancels
-/// only where the true value is small against its terms (p near a soft
-/// y). Until stop 24 it was `s - y`, whose `1 - sigmoid(30)` for y = 1 was
-/// 1e-3 off.
+/// per-element loss error 2.1e-7 relative at most (was 0.5 ulp).
+///
+/// The gradient `sigmoid(x) - y` (with pos_weight `lw p - pw y`, `lw = 1 +
+/// (pw - 1) y`) takes the small one of `p = sigmoid(x)` and `q =
+/// sigmoid(-x)` as it is, never as 1 minus the other: `(1 - y) - lw q` for
+/// `x >= 0`, `lw p - pw y` below. A soft `y` near `p` cancels as the true
+/// value does (`p - y` is exact where they are within a factor 2, and so
+/// is `1 - y` for `y` near 1). Until stop 24 it was `p - y` throughout, whose
+/// `1 - sigmoid(30)` for y = 1 was 1e-3 off.
 #[inline(always)]
 fn bce_logits<const SP32: bool>(x: f64, y: f64, pw: f64) -> (f64, f64) {
     // The SIMD layer's exp / log1p_unit (<= 2 ulp) vectorise; libm's would not.
@@ -1567,21 +1569,27 @@ fn bce_logits<const SP32: bool>(x: f64, y: f64, pw: f64) -> (f64, f64) {
         log1p_unit(e)
     };
     let r = 1.0 / (1.0 + e);
-    let er = e * r;
-    let (p, q) = if x >= 0.0 { (r, er) } else { (er, r) };
+    let small = e * r;
     // max(x, 0) - y x, and with pos_weight (1 - y) x + (1 + (pw - 1) y)
     // softplus(-x), as (1 - y) max(x, 0) - pw y min(x, 0) + ..: at x = +-inf
     // the limit (0 or +inf), not inf - inf.
     if pw == 1.0 {
-        (
-            times(1.0 - y, x.max(0.0)) - times(y, x.min(0.0)) + sp,
-            times(1.0 - y, p) - times(y, q),
-        )
+        let g = if x >= 0.0 {
+            (1.0 - y) - small
+        } else {
+            small - y
+        };
+        (times(1.0 - y, x.max(0.0)) - times(y, x.min(0.0)) + sp, g)
     } else {
         let lw = 1.0 + (pw - 1.0) * y;
+        let g = if x >= 0.0 {
+            (1.0 - y) - lw * small
+        } else {
+            lw * small - pw * y
+        };
         (
             times(1.0 - y, x.max(0.0)) - times(pw * y, x.min(0.0)) + times(lw, sp),
-            times(1.0 - y, p) - times(pw * y, q),
+            g,
         )
     }
 }
