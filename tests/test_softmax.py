@@ -876,6 +876,11 @@ def test_backward_float32_accuracy_and_out():
             "out must be a tuple of two arrays",
         ),
         (
+            lambda: lk.logsumexp(np.zeros((2, 3)), return_sign=True, out=(np.zeros(2),) * 2),
+            ValueError,
+            r"out\[0\] and out\[1\] must not overlap",
+        ),
+        (
             lambda: lk.logsumexp(
                 np.zeros((2, 3)), return_sign=True, out=(np.zeros(2), np.zeros(3))
             ),

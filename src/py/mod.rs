@@ -9,7 +9,7 @@ mod metrics;
 mod optim;
 mod rows;
 
-use numpy::PyUntypedArrayMethods;
+use numpy::{PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyTuple};
@@ -156,6 +156,12 @@ fn logsumexp<'py>(
             }
         },
     };
+    if let (Some(a), Some(c)) = (&o_val, &o_sign) {
+        if let (Ok(a), Ok(c)) = (a.cast::<PyUntypedArray>(), c.cast::<PyUntypedArray>()) {
+            // The sign would overwrite the value.
+            array::check_disjoint(a, c, ("out[0]", "out[1]"))?;
+        }
+    }
     let v = call(LseOut::Abs, o_val.as_ref())?;
     let sg = call(LseOut::Sign, o_sign.as_ref())?;
     Ok(PyTuple::new(py, [v, sg])?.into_any())
@@ -177,7 +183,7 @@ fn weights<'py>(
         // A Python number takes x's dtype, as NumPy's weak scalars do.
         let dtype = array::dt_name(xa.dt, xa.half);
         np.call_method1("asarray", (b, dtype))?
-            .cast_into::<numpy::PyUntypedArray>()?
+            .cast_into::<PyUntypedArray>()?
     } else {
         array::float_arg(py, b, "b")?.arr
     };
