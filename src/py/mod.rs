@@ -126,8 +126,9 @@ fn logsumexp<'py>(
         _ => None,
     }
     // An infinite or NaN weight takes the weighted pass, whose terms give
-    // IEEE's inf * 0 = NaN entry by entry.
-    .filter(|v| v.is_finite());
+    // IEEE's inf * 0 = NaN entry by entry; so does one that is infinite in
+    // float32 (it takes x's dtype, which may be float32).
+    .filter(|v| v.is_finite() && (*v as f32).is_finite());
     let w;
     let (ins, mask) = match scalar {
         Some(_) => (vec![(x, "x")], r#where),
