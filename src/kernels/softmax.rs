@@ -545,16 +545,25 @@ multiversion! {
     }
 }
 
+/// The loop of the logsumexp row kernels: per row the online max and sum
+/// pass, then `fin(shift, sum, row)`.
+#[inline(always)]
+fn lse_rows_with<T: Float>(x: &[T], y: &mut [T], n: usize, fin: impl Fn(T, f64, &[T]) -> T) {
+    let (rows, xp) = (x.len() / n, x.as_ptr());
+    for (r, (xr, yv)) in x.chunks_exact(n).zip(y.iter_mut()).enumerate() {
+        prefetch_next(n, r, rows, &[xp]);
+        let (ms, s) = max_sum_row(xr);
+        *yv = fin(ms, s, xr);
+        lane_barrier();
+    }
+}
+
 multiversion! {
     /// logsumexp-rows: one online max + rescaled-sum pass, max + log(sum).
     pub fn logsumexp_rows<T: Float>(x: &[T], y: &mut [T], n: usize) {
-        let (rows, xp) = (x.len() / n, x.as_ptr());
-        for (r, (xr, yv)) in x.chunks_exact(n).zip(y.iter_mut()).enumerate() {
-            prefetch_next(n, r, rows, &[xp]);
-            let (ms, s) = max_sum_row(xr);
-            *yv = lse_from(ms, s.ln(), || xr.iter().any(|v| v.is_nan_()));
-            lane_barrier();
-        }
+        lse_rows_with(x, y, n, |ms, s, xr| {
+            lse_from(ms, s.ln(), || xr.iter().any(|v| v.is_nan_()))
+        });
     }
 }
 
@@ -900,21 +909,32 @@ multiversion! {
 multiversion! {
     /// [`wlogsumexp_rows`] over L interleaved rows.
     pub fn wlogsumexp_cols<T: Float>(x: &[T], b: &[T], y: &mut [T], how: LseOut) {
-        let mut c = vec![T::ZERO; x.len()];
-        weighted_entries(x, b, &mut c);
+        // The weighted entries a block at a time in a stack buffer (this
+        // runs once per unit of 16 rows: no allocation), once for the max
+        // and again for the sum; the blocks are `wsum`'s own, so the sums
+        // are the same.
+        let mut buf = [T::ZERO; BLOCK];
         let mut m = [T::NEG_INF; L];
-        for ch in c.chunks_exact(L) {
-            for i in 0..L {
-                m[i] = if ch[i] > m[i] { ch[i] } else { m[i] };
+        for (xb, bb) in x.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+            let c = &mut buf[..xb.len()];
+            weighted_entries(xb, bb, c);
+            for ch in c.chunks_exact(L) {
+                for i in 0..L {
+                    m[i] = if ch[i] > m[i] { ch[i] } else { m[i] };
+                }
+                lane_barrier();
             }
-            lane_barrier();
         }
         let mut ms = [T::ZERO; L];
         for i in 0..L {
             ms[i] = shift(m[i]);
         }
         let mut acc = [0f64; L];
-        wsum(&c, b, ms, &mut acc);
+        for (xb, bb) in x.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+            let c = &mut buf[..xb.len()];
+            weighted_entries(xb, bb, c);
+            wsum(c, bb, ms, &mut acc);
+        }
         for i in 0..L {
             if m[i] == T::INF {
                 let lane = |a: &[T]| a.iter().skip(i).step_by(L).copied().collect::<Vec<T>>();
@@ -998,13 +1018,9 @@ multiversion! {
     /// logsumexp of contiguous rows of `n` with every weight `b`.
     pub fn scaled_logsumexp_rows<T: Float>(x: &[T], y: &mut [T], n: usize, b: f64, how: LseOut) {
         let ln_b = b.abs().ln();
-        let (rows, xp) = (x.len() / n, x.as_ptr());
-        for (r, (xr, yv)) in x.chunks_exact(n).zip(y.iter_mut()).enumerate() {
-            prefetch_next(n, r, rows, &[xp]);
-            let (ms, s) = max_sum_row(xr);
-            *yv = scaled_from(ms, s, s.ln(), b, ln_b, how, || xr.iter().any(|v| v.is_nan_()));
-            lane_barrier();
-        }
+        lse_rows_with(x, y, n, |ms, s, xr| {
+            scaled_from(ms, s, s.ln(), b, ln_b, how, || xr.iter().any(|v| v.is_nan_()))
+        });
     }
 }
 
