@@ -363,6 +363,65 @@ def test_cross_entropy_class_axis_not_last_threads_and_errors():
         lk.cross_entropy(x, y, axis=1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 2049, 37), (3, 3000, 16), (1, 4100, 5)])
+def test_cross_entropy_many_classes_not_last_is_the_last_axis_row_by_row(dtype, shape):
+    # Above 2048 classes each unit of up to 16 adjacent positions goes
+    # through a scratch of contiguous rows and the row kernels: every row's
+    # loss and gradient has the bits of the same row on the last axis (the
+    # total is summed per unit, so only within rounding), whole and partial
+    # units (37 = 2 * 16 + 5 positions), in place, for any thread count.
+    r = rng(34)
+    n = shape[1]
+    x = (r.standard_normal(shape) * 8).astype(dtype)
+    t = r.integers(0, n, (shape[0], shape[2]))
+    t[0, :3] = -100
+    w = r.uniform(0.5, 2, n).astype(dtype)
+    y = np.moveaxis(r.dirichlet(np.ones(n), (shape[0], shape[2])), -1, 1).astype(dtype)
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    yl = np.ascontiguousarray(np.moveaxis(y, 1, -1))
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for (tgt, tgt_l), kw in (
+        ((t, t), {"weight": w}),
+        ((t, t), {"label_smoothing": 0.1}),
+        ((y, yl), {}),
+        ((y, yl), {"weight": w, "label_smoothing": 0.2}),
+    ):
+        for red in ("none", "sum", "mean"):
+            loss, g = lk.cross_entropy(x, tgt, axis=1, reduction=red, return_grad=True, **kw)
+            loss_l, g_l = lk.cross_entropy(xl, tgt_l, reduction=red, return_grad=True, **kw)
+            assert g.tobytes() == np.ascontiguousarray(np.moveaxis(g_l, -1, 1)).tobytes()
+            if red == "none":
+                assert loss.tobytes() == loss_l.tobytes()
+            else:
+                np.testing.assert_allclose(loss, loss_l, rtol=tol, atol=0)
+            only = lk.cross_entropy(x, tgt, axis=1, reduction=red, **kw)
+            only_l = lk.cross_entropy(xl, tgt_l, reduction=red, **kw)
+            if red == "none":
+                assert only.tobytes() == only_l.tobytes()
+            else:
+                np.testing.assert_allclose(only, only_l, rtol=tol, atol=0)
+            xi = x.copy()
+            loss_i, g_i = lk.cross_entropy(
+                xi, tgt, axis=1, reduction=red, return_grad=True, grad_out=xi, **kw
+            )
+            assert g_i is xi and xi.tobytes() == g.tobytes()
+            assert np.asarray(loss_i).tobytes() == np.asarray(loss).tobytes()
+    before = lk.get_num_threads()
+    try:
+        res = []
+        for k in (1, 2, 8):
+            lk.set_num_threads(k)
+            loss, g = lk.cross_entropy(x, t, axis=1, return_grad=True)
+            res.append((np.asarray(loss).tobytes(), g.tobytes()))
+        assert res[0] == res[1] == res[2]
+    finally:
+        lk.set_num_threads(before)
+    y[0, 7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"target\[0, 7, 2\] is NaN"):
+        lk.cross_entropy(x, y, axis=1)
+
+
 def test_class_losses_over_zero_classes_give_zero_row_losses():
     # Only ignored targets fit zero classes; each row's loss is 0 (it was
     # uninitialised memory with reduction="none").

@@ -2103,16 +2103,16 @@ pub fn row_loss<T: Float>(
     )
 }
 
-/// The most classes [`row_loss_inner`] takes (more go through transposes
-/// and the row kernels): 2 threads, alternating A/B against the transposes
-/// over an axis of 1000 (2048) elements, float32 0.63 (0.66) of the time,
-/// but 1.29 at 4096 classes (the groups' scratch blocks of 16 rows, 256
-/// KiB each, no longer stay in cache); float64 0.37 at 2048 classes.
+/// The most classes [`row_loss_inner`] takes through the column kernels
+/// (more go through [`ce_inner_unit`]): 2 threads, alternating A/B
+/// against transposing the whole arrays over an axis of 1000 (2048)
+/// elements, float32 0.63 (0.66) of the time, but 1.29 at 4096 classes (the
+/// groups' scratch blocks of 16 rows, 256 KiB each, no longer stay in
+/// cache); float64 0.37 at 2048 classes.
 pub const CE_INNER_MAX_CLASSES: usize = 2048;
 
-/// Cross-entropy (class indices or probabilities; 1 to
-/// [`CE_INNER_MAX_CLASSES`] classes) or nll_loss over a class axis that is
-/// not the last: the logits
+/// Cross-entropy (class indices or probabilities) or nll_loss over a class
+/// axis that is not the last: the logits
 /// `x` (and probability targets, and the gradient) are `(outer, n, inner)`
 /// arrays, row `r = o * inner + c` the classes of position `c` of block `o`
 /// (the targets and `per_row` in that order: the logits' shape without the
@@ -2125,13 +2125,13 @@ pub const CE_INNER_MAX_CLASSES: usize = 2048;
 /// [`row_loss`] on the moved axis, so below [`short_row_exp`] classes every
 /// result has the same bits as there; from it on the row kernels would
 /// have taken the moved rows, and the results can differ from theirs in the
-/// last bits. nll_loss (`Targets::Nll`, any number of classes) reads each
+/// last bits. Above [`CE_INNER_MAX_CLASSES`] classes, the row kernels take
+/// the rows through a scratch ([`ce_inner_unit`]). nll_loss (`Targets::Nll`, any number of classes) reads each
 /// row's target entry where it is (`nll_index_inner`). `x` may be the
 /// gradient (`Input::InGrad`).
 ///
 /// # Panics
-/// If `n` is above [`CE_INNER_MAX_CLASSES`] (for cross-entropy), or a
-/// slice's length is not the layout's.
+/// If a slice's length is not the layout's.
 pub fn row_loss_inner<T: Float>(
     layout: super::Layout,
     x: Input<'_, T>,
@@ -2143,7 +2143,6 @@ pub fn row_loss_inner<T: Float>(
     let super::Layout { n, inner, .. } = layout;
     let (rows, len) = (layout.rows(), layout.len());
     assert!(n == p.n && inner >= 1);
-    assert!(n <= CE_INNER_MAX_CLASSES || matches!(targets, Targets::Nll(_)));
     if rows == 0 || n == 0 {
         // As in `row_loss`.
         if let Some(l) = per_row {
@@ -2180,6 +2179,38 @@ pub fn row_loss_inner<T: Float>(
     };
     let yp = Ptr(yp as *mut T);
     let lp = per_row.map(|l| Ptr(l.as_mut_ptr()));
+    if n > CE_INNER_MAX_CLASSES && !matches!(targets, Targets::Nll(_)) {
+        // Units of up to L adjacent positions of a block, one task each (a
+        // unit is at least 16 * 2049 elements); their totals summed in unit
+        // order, so thread-independent.
+        let blocks = inner.div_ceil(L);
+        let units = layout.outer * blocks;
+        let mut part = vec![0f64; units];
+        let pp = Ptr(part.as_mut_ptr());
+        run_tasks(units, n * L, |_, u0, u1| {
+            for u in u0..u1 {
+                let c = (u % blocks) * L;
+                let r = (u / blocks) * inner + c;
+                let w = (inner - c).min(L);
+                // SAFETY: the pointers hold the layout's elements (targets
+                // and per_row its rows); unit u alone owns rows r..r + w and
+                // entry u of `part`.
+                unsafe {
+                    *pp.get().add(u) = ce_inner_unit(
+                        layout,
+                        xp.get(),
+                        targets,
+                        p,
+                        gp.get(),
+                        lp.map(|l| l.get()),
+                        r,
+                        w,
+                    );
+                }
+            }
+        });
+        return part.iter().fold(0.0, |a, &b| a + b);
+    }
     let level = crate::simd::level();
     sum_blocks(rows, n, |r0, r1| {
         let groups = Groups::Inner {
@@ -2207,6 +2238,122 @@ pub fn row_loss_inner<T: Float>(
                 nll_index_inner(xp.get(), inner, r0, &t[r0..r1], p, gp.get(), l)
             },
         }
+    })
+}
+
+thread_local! {
+    /// Each thread's scratch for [`ce_inner_unit`], kept between calls.
+    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A thread keeps its scratch up to this size (beyond, it is freed after use).
+const KEEP_SCRATCH_BYTES: usize = 8 << 20;
+
+/// `f` on `len` elements of this thread's scratch (their values are left
+/// over from earlier uses). Reusing it keeps fresh pages out of every call:
+/// a unit's scratch of 3 * 16 * n floats, allocated per unit, was zeroed or
+/// faulted in each time.
+fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    assert!(std::mem::align_of::<T>() <= std::mem::align_of::<f64>());
+    SCRATCH.with(|cell| {
+        // Taken out of the cell, so a nested use (there is none) would get a
+        // scratch of its own rather than a borrow error.
+        let mut v = cell.take();
+        let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+        if v.len() < words {
+            v.resize(words, 0.0);
+        }
+        // SAFETY: T is f32 or f64 (every bit pattern a value), the buffer
+        // holds at least `len` of them and is aligned for f64.
+        let s = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut T, len) };
+        let r = f(s);
+        if v.len() * 8 <= KEEP_SCRATCH_BYTES {
+            cell.replace(v);
+        }
+        r
+    })
+}
+
+/// Rows `r..r + w` (`w <= L` adjacent positions of one block) of
+/// [`row_loss_inner`] for more than [`CE_INNER_MAX_CLASSES`] classes (class
+/// indices or probabilities), returning their loss total: each class's run
+/// of the `w` positions gathered (one vector move per class at a full unit)
+/// and transposed (`lanes_to_rows`) into a scratch of `w` contiguous rows,
+/// the row kernels of [`row_loss`] on them, and their gradient put back the
+/// same way. Each row is then computed as the same row on the last axis is
+/// (the same bits for its loss and gradient). Moving the axis last had
+/// taken transposed copies of the whole logits and gradient, whose strided
+/// writes and fresh pages made cross-entropy + gradient over axis 1 of (4,
+/// 5000, 200) float32 take 5.8 times the last axis' time at 1 thread.
+///
+/// # Safety
+/// `x` (and, with probabilities, the targets) readable and `g` (unless
+/// null) writable at the layout's elements, `l` (unless null) at its rows;
+/// `x` may be `g` (the unit is read before it is written); no other caller
+/// writes rows `r..r + w`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn ce_inner_unit<T: Float>(
+    layout: super::Layout,
+    x: *const T,
+    targets: Targets<'_, T>,
+    p: &CeParams<'_, T>,
+    g: *mut T,
+    l: Option<*mut T>,
+    r: usize,
+    w: usize,
+) -> f64 {
+    let super::Layout { n, inner, .. } = layout;
+    let prob = match targets {
+        Targets::Prob(y) => Some(y.as_ptr()),
+        _ => None,
+    };
+    let len = w * n;
+    // Class k's run of the unit's positions, to or from lane array k.
+    let first = (r / inner) * n * inner + r % inner;
+    let gather = |src: *const T, lanes: &mut [T]| {
+        for (k, lk) in lanes.chunks_exact_mut(L).enumerate() {
+            let s = src.add(first + k * inner);
+            if w == L {
+                lk.copy_from_slice(&std::ptr::read_unaligned(s as *const [T; L]));
+            } else {
+                lk[..w].copy_from_slice(std::slice::from_raw_parts(s, w));
+            }
+        }
+    };
+    let parts = 3 + usize::from(prob.is_some());
+    with_scratch::<T, f64>(parts * n * L, |buf| {
+        let (lanes, rest) = buf.split_at_mut(n * L);
+        let (xr, rest) = rest.split_at_mut(n * L);
+        let (gr, yr) = rest.split_at_mut(n * L);
+        gather(x, lanes);
+        lanes_to_rows(lanes, n, w, xr);
+        if let Some(y) = prob {
+            gather(y, lanes);
+            lanes_to_rows(lanes, n, w, yr);
+        }
+        let gw = if g.is_null() {
+            None
+        } else {
+            Some(&mut gr[..len])
+        };
+        let lw = l.map(|l| std::slice::from_raw_parts_mut(l.add(r), w));
+        let total = match targets {
+            Targets::Index(t) => ce_index_rows(&xr[..len], &t[r..r + w], p, gw, lw),
+            Targets::Prob(_) => ce_prob_rows(&xr[..len], &yr[..len], p, gw, lw),
+            Targets::Nll(_) => unreachable!("nll_loss reads its entries in place"),
+        };
+        if !g.is_null() {
+            rows_to_lanes(&gr[..len], w, n, lanes);
+            for (k, lk) in lanes.chunks_exact(L).enumerate() {
+                let d = g.add(first + k * inner);
+                if w == L {
+                    std::ptr::write_unaligned(d as *mut [T; L], lk.try_into().unwrap());
+                } else {
+                    std::ptr::copy_nonoverlapping(lk.as_ptr(), d, w);
+                }
+            }
+        }
+        total
     })
 }
 

@@ -11,7 +11,7 @@ use pyo3::types::PyTuple;
 use super::array::*;
 use crate::kernels::losses::{
     first_nan, first_negative, first_not_prob, index_weight_sum, pointwise, row_loss,
-    row_loss_inner, CeParams, Input, Pointwise, Targets, CE_INNER_MAX_CLASSES,
+    row_loss_inner, CeParams, Input, Pointwise, Targets,
 };
 use crate::kernels::Layout;
 
@@ -376,11 +376,7 @@ fn class_loss<'py>(
     // else cross-entropy and nll_loss take the rows from the array as it
     // is (`row_loss_inner`). Otherwise the axis is moved last by transposes
     // (and the gradient moved back).
-    let in_place_axis = ax + 1 < shape.len()
-        && fits(&xa.arr, Order::C)
-        && (inner == 1
-            || (kind == ClassLoss::Nll && n >= 1)
-            || (kind == ClassLoss::CrossEntropy && (1..=CE_INNER_MAX_CLASSES).contains(&n)));
+    let in_place_axis = ax + 1 < shape.len() && fits(&xa.arr, Order::C) && (inner == 1 || n >= 1);
     let moved = ax != shape.len() - 1 && !in_place_axis;
     let x = if in_place_axis {
         xa.arr.clone()
