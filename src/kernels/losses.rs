@@ -2246,13 +2246,16 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A thread keeps its scratch up to this size (beyond, it is freed after use).
+/// A thread keeps its scratch up to this size (beyond, it is freed after
+/// use): 2 * 16 * n floats of class indices' logits keep theirs up to
+/// 65 536 float32 classes.
 const KEEP_SCRATCH_BYTES: usize = 8 << 20;
 
 /// `f` on `len` elements of this thread's scratch (their values are left
 /// over from earlier uses). Reusing it keeps fresh pages out of every call:
 /// a unit's scratch of 3 * 16 * n floats, allocated per unit, was zeroed or
-/// faulted in each time.
+/// faulted in each time (on its own, the unit's path was slower than the
+/// transposes at (4, 50257, 16)).
 fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     assert!(std::mem::align_of::<T>() <= std::mem::align_of::<f64>());
     SCRATCH.with(|cell| {
@@ -2320,31 +2323,33 @@ unsafe fn ce_inner_unit<T: Float>(
             }
         }
     };
-    let parts = 3 + usize::from(prob.is_some());
+    // Two buffers (three with probabilities), each `n * L`: the logits'
+    // lanes in `a`, their rows in `b`, the gradient's rows in `a`, its lanes
+    // in `b`.
+    let parts = 2 + usize::from(prob.is_some());
     with_scratch::<T, f64>(parts * n * L, |buf| {
-        let (lanes, rest) = buf.split_at_mut(n * L);
-        let (xr, rest) = rest.split_at_mut(n * L);
-        let (gr, yr) = rest.split_at_mut(n * L);
-        gather(x, lanes);
-        lanes_to_rows(lanes, n, w, xr);
+        let (a, rest) = buf.split_at_mut(n * L);
+        let (b, yr) = rest.split_at_mut(n * L);
+        gather(x, a);
+        lanes_to_rows(a, n, w, b);
         if let Some(y) = prob {
-            gather(y, lanes);
-            lanes_to_rows(lanes, n, w, yr);
+            gather(y, a);
+            lanes_to_rows(a, n, w, yr);
         }
         let gw = if g.is_null() {
             None
         } else {
-            Some(&mut gr[..len])
+            Some(&mut a[..len])
         };
         let lw = l.map(|l| std::slice::from_raw_parts_mut(l.add(r), w));
         let total = match targets {
-            Targets::Index(t) => ce_index_rows(&xr[..len], &t[r..r + w], p, gw, lw),
-            Targets::Prob(_) => ce_prob_rows(&xr[..len], &yr[..len], p, gw, lw),
+            Targets::Index(t) => ce_index_rows(&b[..len], &t[r..r + w], p, gw, lw),
+            Targets::Prob(_) => ce_prob_rows(&b[..len], &yr[..len], p, gw, lw),
             Targets::Nll(_) => unreachable!("nll_loss reads its entries in place"),
         };
         if !g.is_null() {
-            rows_to_lanes(&gr[..len], w, n, lanes);
-            for (k, lk) in lanes.chunks_exact(L).enumerate() {
+            rows_to_lanes(&a[..len], w, n, b);
+            for (k, lk) in b.chunks_exact(L).enumerate() {
                 let d = g.add(first + k * inner);
                 if w == L {
                     std::ptr::write_unaligned(d as *mut [T; L], lk.try_into().unwrap());
