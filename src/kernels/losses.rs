@@ -2126,9 +2126,10 @@ pub const CE_INNER_MAX_CLASSES: usize = 2048;
 /// result has the same bits as there; from it on the row kernels would
 /// have taken the moved rows, and the results can differ from theirs in the
 /// last bits. Above [`CE_INNER_MAX_CLASSES`] classes, the row kernels take
-/// the rows through a scratch ([`ce_inner_unit`]). nll_loss (`Targets::Nll`, any number of classes) reads each
-/// row's target entry where it is (`nll_index_inner`). `x` may be the
-/// gradient (`Input::InGrad`).
+/// the rows through a scratch ([`ce_inner_unit`]). nll_loss
+/// (`Targets::Nll`, any number of classes) reads each row's target entry
+/// where it is (`nll_index_inner`). `x` may be the gradient
+/// (`Input::InGrad`).
 ///
 /// # Panics
 /// If a slice's length is not the layout's.
@@ -2253,9 +2254,9 @@ const KEEP_SCRATCH_BYTES: usize = 8 << 20;
 
 /// `f` on `len` elements of this thread's scratch (their values are left
 /// over from earlier uses). Reusing it keeps fresh pages out of every call:
-/// a unit's scratch of 3 * 16 * n floats, allocated per unit, was zeroed or
-/// faulted in each time (on its own, the unit's path was slower than the
-/// transposes at (4, 50257, 16)).
+/// a unit's scratch of 16 * n floats per buffer, allocated per unit, was
+/// zeroed or faulted in each time, and the units were then 6-8 times
+/// slower than the transposes at 32 000 and 50 257 classes.
 fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     assert!(std::mem::align_of::<T>() <= std::mem::align_of::<f64>());
     SCRATCH.with(|cell| {
@@ -2287,7 +2288,7 @@ fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
 /// (the same bits for its loss and gradient). Moving the axis last had
 /// taken transposed copies of the whole logits and gradient, whose strided
 /// writes and fresh pages made cross-entropy + gradient over axis 1 of (4,
-/// 5000, 200) float32 take 5.8 times the last axis' time at 1 thread.
+/// 5000, 200) float32 take 5-6 times the last axis' time at 1 thread.
 ///
 /// # Safety
 /// `x` (and, with probabilities, the targets) readable and `g` (unless
