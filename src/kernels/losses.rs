@@ -2281,8 +2281,8 @@ fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
 /// Rows `r..r + w` (`w <= L` adjacent positions of one block) of
 /// [`row_loss_inner`] for more than [`CE_INNER_MAX_CLASSES`] classes (class
 /// indices or probabilities), returning their loss total: each class's run
-/// of the `w` positions gathered (one vector move per class at a full unit)
-/// and transposed (`lanes_to_rows`) into a scratch of `w` contiguous rows,
+/// of the `w` positions gathered ([`inner_to_lanes`], as the column
+/// kernels' groups are) and transposed (`lanes_to_rows`) into a scratch of `w` contiguous rows,
 /// the row kernels of [`row_loss`] on them, and their gradient put back the
 /// same way. Each row is then computed as the same row on the last axis is
 /// (the same bits for its loss and gradient). Moving the axis last had
@@ -2312,18 +2312,6 @@ unsafe fn ce_inner_unit<T: Float>(
         _ => None,
     };
     let len = w * n;
-    // Class k's run of the unit's positions, to or from lane array k.
-    let first = (r / inner) * n * inner + r % inner;
-    let gather = |src: *const T, lanes: &mut [T]| {
-        for (k, lk) in lanes.chunks_exact_mut(L).enumerate() {
-            let s = src.add(first + k * inner);
-            if w == L {
-                lk.copy_from_slice(&std::ptr::read_unaligned(s as *const [T; L]));
-            } else {
-                lk[..w].copy_from_slice(std::slice::from_raw_parts(s, w));
-            }
-        }
-    };
     // Two buffers (three with probabilities), each `n * L`: the logits'
     // lanes in `a`, their rows in `b`, the gradient's rows in `a`, its lanes
     // in `b`.
@@ -2331,10 +2319,10 @@ unsafe fn ce_inner_unit<T: Float>(
     with_scratch::<T, f64>(parts * n * L, |buf| {
         let (a, rest) = buf.split_at_mut(n * L);
         let (b, yr) = rest.split_at_mut(n * L);
-        gather(x, a);
+        inner_to_lanes(x, n, inner, r, w, a);
         lanes_to_rows(a, n, w, b);
         if let Some(y) = prob {
-            gather(y, a);
+            inner_to_lanes(y, n, inner, r, w, a);
             lanes_to_rows(a, n, w, yr);
         }
         let gw = if g.is_null() {
@@ -2350,14 +2338,7 @@ unsafe fn ce_inner_unit<T: Float>(
         };
         if !g.is_null() {
             rows_to_lanes(&a[..len], w, n, b);
-            for (k, lk) in b.chunks_exact(L).enumerate() {
-                let d = g.add(first + k * inner);
-                if w == L {
-                    std::ptr::write_unaligned(d as *mut [T; L], lk.try_into().unwrap());
-                } else {
-                    std::ptr::copy_nonoverlapping(lk.as_ptr(), d, w);
-                }
-            }
+            lanes_to_inner(b, n, inner, r, w, g);
         }
         total
     })
