@@ -691,12 +691,25 @@ fn ln_sums<T: Float>(acc: &[f64; L]) -> [T; L] {
 #[inline(always)]
 pub(crate) fn max_cols<T: Float>(x: &[T]) -> [T; L] {
     let mut m = [T::NEG_INF; L];
+    raise_lane_max(x, &mut m);
+    lane_shifts(m)
+}
+
+/// Raises the lane maxima `m` to those of the lane arrays of `x` (NaN never
+/// taken).
+#[inline(always)]
+fn raise_lane_max<T: Float>(x: &[T], m: &mut [T; L]) {
     for c in x.chunks_exact(L) {
         for i in 0..L {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
         lane_barrier();
     }
+}
+
+/// [`shift`] of each lane maximum.
+#[inline(always)]
+fn lane_shifts<T: Float>(m: [T; L]) -> [T; L] {
     let mut ms = [T::ZERO; L];
     for i in 0..L {
         ms[i] = shift(m[i]);
@@ -918,17 +931,9 @@ multiversion! {
         for (xb, bb) in x.chunks(BLOCK).zip(b.chunks(BLOCK)) {
             let c = &mut buf[..xb.len()];
             weighted_entries(xb, bb, c);
-            for ch in c.chunks_exact(L) {
-                for i in 0..L {
-                    m[i] = if ch[i] > m[i] { ch[i] } else { m[i] };
-                }
-                lane_barrier();
-            }
+            raise_lane_max(c, &mut m);
         }
-        let mut ms = [T::ZERO; L];
-        for i in 0..L {
-            ms[i] = shift(m[i]);
-        }
+        let ms = lane_shifts(m);
         let mut acc = [0f64; L];
         for (xb, bb) in x.chunks(BLOCK).zip(b.chunks(BLOCK)) {
             let c = &mut buf[..xb.len()];
