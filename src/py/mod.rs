@@ -163,8 +163,30 @@ fn logsumexp<'py>(
             array::check_disjoint(a, c, ("out[0]", "out[1]"))?;
         }
     }
+    // The sign first, into a new array, then the value: the value's pass
+    // may write into x or b (out[0] a view of either), so the sign's pass,
+    // which reads them too, must not follow it. out[1] is checked before
+    // the value is written, and receives the sign last.
+    // (A NumPy scalar for a 0-d result.)
+    let sg = call(LseOut::Sign, None)?;
+    let o_sign = match o_sign {
+        Some(o) => {
+            let a = array::numpy(py)?
+                .call_method1("asarray", (&sg,))?
+                .cast_into::<PyUntypedArray>()?;
+            let dtype: String = a.dtype().getattr("name")?.extract()?;
+            Some(array::check_out(&o, a.shape(), &dtype, "out[1]")?)
+        }
+        None => None,
+    };
     let v = call(LseOut::Abs, o_val.as_ref())?;
-    let sg = call(LseOut::Sign, o_sign.as_ref())?;
+    let sg = match o_sign {
+        Some(o) => {
+            o.call_method1("__setitem__", ((), &sg))?;
+            o.into_any()
+        }
+        None => sg,
+    };
     Ok(PyTuple::new(py, [v, sg])?.into_any())
 }
 
