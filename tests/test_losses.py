@@ -1494,3 +1494,72 @@ def test_binary_cross_entropy_float32_per_element():
         # 1.95e-7 and 1.67e-7 measured.
         assert np.all(np.abs(loss - want_l) <= 5e-7 * np.abs(want_l) + 1e-30)
         assert np.all(np.abs(g - want_g) <= 5e-7 * np.abs(want_g) + 1e-30)
+
+
+def _mp_ce_row(x, y, w, eps):
+    """Cross-entropy of one row against probabilities `y` (or a class index
+    as a one-hot `y`), with weights `w` and label smoothing `eps`, and its
+    gradient, in mpmath at 60 digits from the definition."""
+    with mp.workdps(60):
+        xs = [mp.mpf(float(v)) for v in x]
+        n = len(xs)
+        q = [
+            mp.mpf(float(wk)) * ((1 - mp.mpf(eps)) * mp.mpf(float(yk)) + mp.mpf(eps) / n)
+            for wk, yk in zip(w, y, strict=True)
+        ]
+        m = max(xs)
+        lse = m + mp.log(mp.fsum(mp.e ** (v - m) for v in xs))
+        loss = mp.fsum(qk * (lse - v) for qk, v in zip(q, xs, strict=True))
+        a = mp.fsum(q)
+        g = [a * mp.e ** (v - lse) - qk for qk, v in zip(q, xs, strict=True)]
+        return float(loss), np.array([float(v) for v in g])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_confident_rows_keep_relative_accuracy(dtype):
+    # Rows whose max is far above the rest: the loss is about the others'
+    # share o = sum(exp(x - max)) over the rest, and ln(1 + o) with the 1
+    # in the sum lost o's low bits (a one-hot probability row 40 above the
+    # rest gave 0 for 3.5e-16). Probability targets (one-hot, soft,
+    # weighted, smoothed) and class indices with label smoothing, on short
+    # rows (lanes), long rows, a class axis that is not the last, and one of
+    # more than 2048 classes; per-row loss and the gradient at the max.
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    r = rng(31)
+    for n in (3, 10, 100, 2100):
+        rows = 6
+        x = r.standard_normal((rows, n))
+        gaps = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 2.0])
+        top = r.integers(0, n, rows)
+        x[np.arange(rows), top] = gaps + 3
+        x = x.astype(dtype)
+        onehot = np.zeros((rows, n))
+        onehot[np.arange(rows), top] = 1
+        soft = onehot * 0.999 + r.random((rows, n)) * 1e-6
+        w = r.uniform(0.5, 2, n)
+        cases = [
+            (onehot, None, 0.0),
+            (soft, None, 0.0),
+            (onehot, w, 0.0),
+            (soft, w, 1e-9),
+            (top, None, 1e-12),
+            (top, w, 1e-6),
+        ]
+        for y, wt, eps in cases:
+            kw = {"label_smoothing": eps, "reduction": "none", "return_grad": True}
+            if wt is not None:
+                kw["weight"] = wt.astype(dtype)
+            yt = y if y.ndim == 1 else y.astype(dtype)
+            ymp = onehot if y.ndim == 1 else yt
+            wmp = np.ones(n) if wt is None else wt.astype(dtype)
+            loss, g = lk.cross_entropy(x, yt, **kw)
+            # The same rows over axis 0 of the transpose (a class axis that is
+            # not the last).
+            yt0 = yt if y.ndim == 1 else np.ascontiguousarray(yt.T)
+            loss0, g0 = lk.cross_entropy(np.ascontiguousarray(x.T), yt0, axis=0, **kw)
+            for i in range(rows):
+                want, gw = _mp_ce_row(x[i], ymp[i], wmp, eps)
+                for lv, gv in ((loss[i], g[i]), (loss0[i], g0[:, i])):
+                    assert abs(lv - want) <= tol * want, (n, i, eps, lv, want)
+                    j = top[i]
+                    assert abs(gv[j] - gw[j]) <= tol * abs(gw[j]), (n, i, eps, gv[j], gw[j])

@@ -532,6 +532,7 @@ multiversion! {
                     let a = (1.0 - eps) * wt + k * p.weight_sum;
                     let mut gr = gr;
                     let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
+                    let ls = ln_sum(2.0, ms, ls.exp(), |m| others_row(xr, m)).0;
                     let xt = xr[ti];
                     let nll = (ms.to_f64() - xt.to_f64()) + ls;
                     let smooth = ce_write_any(xr, p.weight, None, gr.as_deref_mut(), true, ms, p.scale, 0.0, k);
@@ -1016,10 +1017,50 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
                 a[j] = live[j] * ((1.0 - eps) * wt[j] + k * p.weight_sum);
             }
         }
+        // Where a lane's sum is below `near_max` (`ln_sum`): the exps of its
+        // entries below the max, the count at it and, for probabilities,
+        // `a` without the entries at the max (`a_o`), in a pass of their
+        // own over the exps.
+        let (mut below, mut at, mut a_o) = ([0f64; L], [0f64; L], [0f64; L]);
+        let cut = near_max::<T>(n);
+        if sb.iter().any(|&v| v * T::EXP_UNBIAS < cut) {
+            for (xc, ec) in xg.chunks_exact(L).zip(eg.chunks_exact(L)) {
+                let (xc, ec): (&[T; L], &[T; L]) = (xc.try_into().unwrap(), ec.try_into().unwrap());
+                for j in 0..L {
+                    let top = xc[j] == ms[j];
+                    below[j] += if top { 0.0 } else { ec[j].to_f64() };
+                    at[j] += if top { 1.0 } else { 0.0 };
+                }
+                lane_barrier();
+            }
+            if PROB {
+                for ((xc, yc), &w) in xg.chunks_exact(L).zip(yg.chunks_exact(L)).zip(&wc) {
+                    let (xc, yc): (&[T; L], &[T; L]) =
+                        (xc.try_into().unwrap(), yc.try_into().unwrap());
+                    for j in 0..L {
+                        let q = smooth_q::<T, PROB>(live[j], w, eps, k, yc[j]);
+                        a_o[j] += if xc[j] == ms[j] { 0.0 } else { q };
+                    }
+                    lane_barrier();
+                }
+            }
+        }
+        // `ln_sum` for every lane at once: `log1p(o)` there, and with one
+        // entry at the max, that entry's gradient by `max_entry_grad` (its
+        // `o / (1 + o)` in `top`, NaN elsewhere).
         let mut ls = [0f64; L];
         let mut inv = [0f64; L];
+        let mut top = [0f64; L];
         for j in 0..L {
-            ls[j] = ln(sb[j] * T::EXP_UNBIAS);
+            let sum = sb[j] * T::EXP_UNBIAS;
+            let o = below[j] * T::EXP_UNBIAS + (at[j] - 1.0);
+            let near = (1.0..cut).contains(&sum) && ms[j].to_f64().is_finite();
+            ls[j] = if near { log1p(o) } else { ln(sum) };
+            top[j] = if near && at[j] == 1.0 {
+                o / (1.0 + o)
+            } else {
+                f64::NAN
+            };
             inv[j] = 1.0 / sb[j];
         }
         // Lane arrays from chunks (no bounds check per element, which kept
@@ -1039,7 +1080,13 @@ fn ce_smooth_short<T: Float, const PROB: bool>(
                 smooth[j] += if q == 0.0 { 0.0 } else { q * d };
                 // In place of the exp: eg becomes the gradient block.
                 // (a p - q) scale: exactly 0 for a row of one class (p = 1).
-                let v = T::from_f64((a[j] * (ec[j].to_f64() * inv[j]) - q) * scale);
+                let v = a[j] * (ec[j].to_f64() * inv[j]) - q;
+                let v = if PROB && xc[j] == ms[j] && !top[j].is_nan() {
+                    a_o[j] - a[j] * top[j]
+                } else {
+                    v
+                };
+                let v = T::from_f64(v * scale);
                 ec[j] = if live[j] == 0.0 { T::ZERO } else { v };
             }
             lane_barrier();
@@ -1302,6 +1349,112 @@ fn for_runs(n: usize, inner: usize, r0: usize, w: usize, mut f: impl FnMut(usize
     }
 }
 
+/// `ln(sum)` of a row with shift `ms` (its max) and `sum = sum(exp(x -
+/// ms))`, and, where exactly one entry is at the max, the sum of the other
+/// entries' exps `o`. Below a sum of 2 (the max's exp, 1, above half of
+/// it) the log is `log1p(o)` with `o` summed on its own by `others(ms)`,
+/// which returns the exps of the entries below the max (computed as the
+/// row's pass computes them) and the count of entries at it: in `ln(1 +
+/// o)` the 1 had taken `o`'s low bits (a row whose max is 30 above the
+/// rest lost 4e-3 of its loss in f64, all of it 40 above). The loss of a
+/// probability target (or of label smoothing) is a sum of terms >= 0 with
+/// `a ln(sum)` among them, so it keeps the relative accuracy of each.
+/// Only below a sum of `cut` (at most 2): the row kernels' float32 sums
+/// add their exps in pairs in f32 (`store_row`), whose rounding next to the
+/// max's 1 is 2^-24, so they take 2; the lanes' sums widen each exp
+/// ([`near_max`]).
+#[inline(always)]
+fn ln_sum<T: Float>(
+    cut: f64,
+    ms: T,
+    sum: f64,
+    others: impl FnOnce(T) -> (f64, f64),
+) -> (f64, Option<f64>) {
+    if !(1.0..cut).contains(&sum) || !ms.to_f64().is_finite() {
+        return (sum.ln(), None);
+    }
+    let (below, at) = others(ms);
+    let o = below + (at - 1.0);
+    (log1p(o), (at == 1.0).then_some(o))
+}
+
+/// The sums below which [`ln_sum`] takes `o` on its own for the lanes of
+/// rows of `n` (each exp widened, then summed in f64): `1 + o` with `n
+/// 2^-53 / o` (the sum's rounding, relative to `o`) above 2.5e-8 for
+/// float32 results (2e-6 allowed) and 1e-15 for float64 ones (1e-13), and
+/// below 2. For float32 only the rows whose max holds all but about `n`
+/// 1e-9 of the sum pay for it.
+#[inline(always)]
+fn near_max<T: Float>(n: usize) -> f64 {
+    let tol = if T::MANTISSA_DIGITS < 53 {
+        2.5e-8
+    } else {
+        1e-15
+    };
+    (1.0 + n as f64 * (f64::EPSILON / 2.0) / tol).min(2.0)
+}
+
+/// [`ln_sum`]'s `others` from a row's `g = c softmax(x)` (`f = sum / c`):
+/// `f` times the sum of `g` over the entries below `ms`, and the count at
+/// it.
+#[inline(always)]
+fn others_from_probs<T: Float>(x: &[T], g: &[T], ms: T, f: f64) -> (f64, f64) {
+    let (mut acc, mut at) = ([0f64; L], [0f64; L]);
+    let mut add = |j: usize, v: T, gv: T| {
+        acc[j] += if v == ms { 0.0 } else { gv.to_f64() };
+        at[j] += if v == ms { 1.0 } else { 0.0 };
+    };
+    let (mut xc, mut gc) = (x.chunks_exact(L), g.chunks_exact(L));
+    for (c, d) in (&mut xc).zip(&mut gc) {
+        for j in 0..L {
+            add(j, c[j], d[j]);
+        }
+        lane_barrier();
+    }
+    for (j, (&v, &gv)) in xc.remainder().iter().zip(gc.remainder()).enumerate() {
+        add(j, v, gv);
+    }
+    (hsum(acc) * f, hsum(at))
+}
+
+/// [`ln_sum`]'s `others` over a contiguous row: the sum of `exp(x - ms)`
+/// over the entries below `ms` (f64, unbiased) and the count of those at
+/// it, in lanes.
+#[inline(always)]
+fn others_row<T: Float>(x: &[T], ms: T) -> (f64, f64) {
+    let (mut acc, mut at) = ([0f64; L], [0f64; L]);
+    let mut add = |j: usize, v: T| {
+        let (h, l) = T::diff(v, ms);
+        let l = if h == T::NEG_INF { T::ZERO } else { l };
+        let e = T::exp_biased_nonpos(h, l).to_f64();
+        acc[j] += if v == ms { 0.0 } else { e };
+        at[j] += if v == ms { 1.0 } else { 0.0 };
+    };
+    let mut chunks = x.chunks_exact(L);
+    for c in &mut chunks {
+        let c: &[T; L] = c.try_into().unwrap();
+        for (j, &v) in c.iter().enumerate() {
+            add(j, v);
+        }
+        lane_barrier();
+    }
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        add(j, v);
+    }
+    (hsum(acc) * T::EXP_UNBIAS, hsum(at))
+}
+
+/// The gradient at a probability row's only entry at its max (from
+/// [`ln_sum`]), `(a p - q) scale` with `p = 1 / (1 + o)`, as `(a_o - a o /
+/// (1 + o)) scale` where `a_o = a - q`, the row's `q` of the other entries,
+/// is summed without `q`: `a p` and `q` nearly cancel when the target's
+/// mass is at the max (a one-hot target: `-o`, where `a p - q` gave 0 or
+/// a few ulp of 1).
+#[inline(always)]
+fn max_entry_grad(a_o: f64, a: f64, o: f64, scale: f64) -> f64 {
+    (a_o - a * (o / (1.0 + o))) * scale
+}
+
 /// The gradient at the target of a label-smoothed row, `(p_t a - (1 - eps)
 /// w_t - k w_t) scale` with `a = (1 - eps) w_t + k sum(w)`, from `d = x_t -
 /// max - log(sum) <= 0` (`p_t = exp(d)`) as `(expm1(d) a + k (sum(w) - w_t))
@@ -1375,7 +1528,31 @@ multiversion! {
             };
             let a = (1.0 - eps) * wy + k * p.weight_sum;
             let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
-            let smooth = ce_write_any(xr, p.weight, Some(yr), gr, true, ms, p.scale, 1.0 - eps, k);
+            let sum = ls.exp();
+            let c = a * p.scale;
+            let (ls, top) = ln_sum(2.0, ms, sum, |m| match gr.as_deref() {
+                // g = c softmax(x): the others' exps from it, without
+                // taking them again.
+                Some(g) if c != 0.0 && c.is_finite() => others_from_probs(xr, g, m, sum / c),
+                _ => others_row(xr, m),
+            });
+            let top = top.map(|o| (xr.iter().position(|&v| v == ms).unwrap_or(0), o));
+            let smooth = ce_write_any(xr, p.weight, Some(yr), gr.as_deref_mut(), true, ms, p.scale, 1.0 - eps, k);
+            if let (Some(g), Some((j, o))) = (gr, top) {
+                // The other entries' q: (1 - eps) sum(w y) + k sum(w) without j's.
+                let wy = |ys: &[T], ws: Option<&[T]>| match ws {
+                    Some(w) => dot_row(ys, w, |a, b| a.to_f64() * b.to_f64()),
+                    None => dot_row(ys, ys, |a, _| a.to_f64()),
+                };
+                let (wl, wr) = match p.weight {
+                    Some(w) => (Some(&w[..j]), Some(&w[j + 1..])),
+                    None => (None, None),
+                };
+                let wj = p.weight.map_or(1.0, |w| w[j].to_f64());
+                let a_o = (1.0 - eps) * (wy(&yr[..j], wl) + wy(&yr[j + 1..], wr))
+                    + k * (p.weight_sum - wj);
+                g[j] = T::from_f64(max_entry_grad(a_o, a, o, p.scale));
+            }
             let loss = smooth + times(a, ls);
             if let Some(lr) = per_row.as_deref_mut() {
                 lr[r] = T::from_f64(loss);
