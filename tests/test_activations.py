@@ -566,3 +566,32 @@ def test_bias_act_backward_rejects_bias_grad_out_inside_out():
     g = np.arange(12.0).reshape(3, 4)
     with pytest.raises(ValueError, match="out and bias_grad_out must not overlap"):
         lk.bias_act_backward(g, np.ones((3, 4)), "identity", out=g, bias_grad_out=g[0])
+
+
+def test_logit_eps_bounds_and_subnormal_gradient_follow_torch():
+    # PyTorch clips to [eps, 1 - eps] with 1 - eps formed in the input's
+    # dtype from eps in that dtype; in float32 that is 1 ulp from 1 - eps
+    # rounded from float64 for some eps, which moves the flat region's edge.
+    r = np.random.default_rng(4)
+    moved = 0
+    for eps in r.uniform(1e-4, 0.499, 300):
+        lo = np.float32(eps)
+        hi = np.float32(1) - lo
+        moved += hi != np.float32(1.0 - eps)
+        p = np.array([hi, np.nextafter(hi, np.float32(2)), lo], np.float32)
+        want_y = np.log(np.float64(hi) / (1 - np.float64(hi)))
+        assert lk.logit(p, eps)[1] == lk.logit(p, eps)[0]
+        np.testing.assert_allclose(lk.logit(p, eps)[0], want_y, rtol=4e-6)
+        g = lk.logit_backward(np.ones(3, np.float32), p, eps)
+        ph = np.float64(hi)
+        np.testing.assert_allclose(g[0], 1 / (ph * (1 - ph)), rtol=4e-6)
+        assert g[1] == 0
+        assert g[2] != 0
+    assert moved > 0
+    # g / (p (1 - p)) for a subnormal p: finite, not g times an infinite
+    # reciprocal.
+    for dt, p in ((np.float32, 1e-40), (np.float64, 1e-310)):
+        got = lk.logit_backward(np.array([1e-5], dt), np.array([p], dt))[0]
+        want = 1e-5 / (float(dt(p)) * (1 - float(dt(p))))
+        assert np.isfinite(got)
+        assert got == pytest.approx(want, rel=4e-6)

@@ -102,11 +102,21 @@ fn log_sigmoid<T: Float>(x: T) -> T {
 fn clip_p<T: Float>(p: T, eps: Option<f64>) -> T {
     match eps {
         Some(e) => {
-            let (lo, hi) = (c::<T>(e), c::<T>(1.0 - e));
+            let (lo, hi) = eps_bounds::<T>(e);
             sel(p < lo, lo, sel(p > hi, hi, p))
         }
         None => p,
     }
+}
+
+/// `logit`'s clip bounds `[eps, 1 - eps]` as PyTorch forms them: `eps` in
+/// T, and `1 - eps` from that in T (not `1 - eps` in f64 rounded to T,
+/// which in float32 is 1 ulp off for some `eps`, moving the flat region's
+/// edge).
+#[inline(always)]
+fn eps_bounds<T: Float>(e: f64) -> (T, T) {
+    let lo = c::<T>(e);
+    (lo, T::ONE - lo)
 }
 
 /// log(p / (1 - p)): log1p((2p - 1) / (1 - p)) near p = 1/2 (where 2p - 1 is
@@ -125,12 +135,17 @@ fn logit<T: Float>(p: T, eps: Option<f64>) -> T {
 
 #[inline(always)]
 fn logit_backward<T: Float>(g: T, p: T, eps: Option<f64>) -> T {
-    let d = T::ONE / (p * (T::ONE - p));
+    // g / (p (1 - p)), as PyTorch divides: g times the reciprocal
+    // overflowed for a subnormal p whose gradient is finite.
+    let d = g / (p * (T::ONE - p));
     match eps {
         // Flat outside [eps, 1 - eps], where p is clipped.
-        Some(e) => or_flat(p >= c(e) && p <= c(1.0 - e), g * d, g),
+        Some(e) => {
+            let (lo, hi) = eps_bounds::<T>(e);
+            or_flat(p >= lo && p <= hi, d, g)
+        }
         // Outside [0, 1] logit is NaN, and so is its gradient (PyTorch).
-        None => g * sel(p < T::ZERO || p > T::ONE, T::NAN, d),
+        None => sel(p < T::ZERO || p > T::ONE, T::NAN, d),
     }
 }
 
