@@ -532,7 +532,13 @@ multiversion! {
                     let a = (1.0 - eps) * wt + k * p.weight_sum;
                     let mut gr = gr;
                     let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
-                    let ls = ln_sum(2.0, ms, ls.exp(), |m| others_row(xr, m)).0;
+                    let (sum, c) = (ls.exp(), a * p.scale);
+                    let ls = ln_sum(2.0, ms, sum, |m| match gr.as_deref() {
+                        // g = c softmax(x) (see `ce_prob_rows`).
+                        Some(g) if c != 0.0 && c.is_finite() => others_from_probs(xr, g, m, sum / c),
+                        _ => others_row(xr, m),
+                    })
+                    .0;
                     let xt = xr[ti];
                     let nll = (ms.to_f64() - xt.to_f64()) + ls;
                     let smooth = ce_write_any(xr, p.weight, None, gr.as_deref_mut(), true, ms, p.scale, 0.0, k);
