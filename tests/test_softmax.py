@@ -570,6 +570,32 @@ def test_logsumexp_return_sign_out_may_be_a_view_of_x_or_b():
             np.testing.assert_array_equal(sg, ws)
 
 
+def test_logsumexp_float16_x_with_an_array_b_stays_float16():
+    # NumPy's promotion: float16 with a float16, int8 or bool array is
+    # float16 (SciPy's result too); with float32, float32.
+    x = np.float16([[0.0, 1.0, 1.0], [2.0, -1.0, 0.5]])
+    want = np.log((np.exp(x.astype(np.float64))).sum(axis=1))
+    for b in (np.ones(3, np.float16), np.ones(3, np.int8), np.ones(3, bool)):
+        got = lk.logsumexp(x, b=b)
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+        o = np.empty(2, np.float16)
+        assert lk.logsumexp(x, b=b, out=o) is o
+    assert lk.logsumexp(x, b=np.ones(3, np.float32)).dtype == np.float32
+
+
+def test_where_as_a_masked_array_with_masked_entries_is_refused():
+    # Its mask would be dropped by the conversion, as for x.
+    m = np.ma.array([True, True], mask=[False, True])
+    with pytest.raises(TypeError, match="where is a masked array"):
+        lk.softmax([1.0, 2.0], where=m)
+    with pytest.raises(TypeError, match="where is a masked array"):
+        lk.logsumexp([1.0, 2.0], where=m)
+    # Nothing masked: its data.
+    ok = np.ma.array([True, False], mask=[False, False])
+    np.testing.assert_array_equal(lk.softmax([1.0, 2.0], where=ok), [1.0, 0.0])
+
+
 # ------------------------------------------------------------ layouts, out=
 
 

@@ -589,6 +589,13 @@ pub fn broadcast_mask<'py>(
     shape: &[usize],
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     let np = numpy(mask.py())?;
+    // A masked array's mask would be dropped by `asarray`: refused when it
+    // masks anything (`_convert.unmask`), as for the other arguments.
+    let mask = &mask
+        .py()
+        .import("logitkit._convert")?
+        .getattr("unmask")?
+        .call1((mask, "where"))?;
     let m = np
         .call_method1("asarray", (mask,))
         .map_err(|e| {

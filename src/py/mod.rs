@@ -208,7 +208,17 @@ fn weights<'py>(
         np.call_method1("asarray", (b, dtype))?
             .cast_into::<PyUntypedArray>()?
     } else {
-        array::float_arg(py, b, "b")?.arr
+        let ba = array::float_arg(py, b, "b")?;
+        if ba.half {
+            // float16 (or an int8 / bool array, which promotes to it): kept
+            // in float16, so that a float16 x gives a float16 result (its
+            // values are float16's; the weights are computed in f32 still).
+            ba.arr
+                .call_method1("astype", ("float16",))?
+                .cast_into::<PyUntypedArray>()?
+        } else {
+            ba.arr
+        }
     };
     let shape_t = PyTuple::new(py, &shape)?;
     let full = np
