@@ -379,7 +379,7 @@ fn ce_write_any<T: Float>(
     }
 }
 
-/// The row's shift and log-sum-exp `(ms, ln sum exp(x - ms))`, and with a
+/// The row's shift and sum `(ms, sum exp(x - ms))` (f64), and with a
 /// gradient row `g`, `g = c * softmax(x)` ([`store_row`], [`scale_row`]: the
 /// exps computed once, for both, where [`ce_write`] used to take them again).
 #[inline(always)]
@@ -388,12 +388,9 @@ fn softmax_times<T: Float>(x: &[T], g: Option<&mut [T]>, shifts: &mut [T], c: f6
         Some(g) => {
             let (ms, sb) = store_row(x, g, shifts);
             scale_row(x, g, shifts, ms, sb, c);
-            (ms, (sb * T::EXP_UNBIAS).ln())
+            (ms, sb * T::EXP_UNBIAS)
         }
-        None => {
-            let (ms, s) = max_sum_row(x);
-            (ms, s.ln())
-        }
+        None => max_sum_row(x),
     }
 }
 
@@ -531,14 +528,8 @@ multiversion! {
                 } else {
                     let a = (1.0 - eps) * wt + k * p.weight_sum;
                     let mut gr = gr;
-                    let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
-                    let (sum, c) = (ls.exp(), a * p.scale);
-                    let ls = ln_sum(2.0, ms, sum, |m| match gr.as_deref() {
-                        // g = c softmax(x) (see `ce_prob_rows`).
-                        Some(g) if c != 0.0 && c.is_finite() => others_from_probs(xr, g, m, sum / c),
-                        _ => others_row(xr, m),
-                    })
-                    .0;
+                    let (ms, sum) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
+                    let ls = row_ln_sum(xr, gr.as_deref(), ms, sum, a * p.scale).0;
                     let xt = xr[ti];
                     let nll = (ms.to_f64() - xt.to_f64()) + ls;
                     let smooth = ce_write_any(xr, p.weight, None, gr.as_deref_mut(), true, ms, p.scale, 0.0, k);
@@ -1384,6 +1375,17 @@ fn ln_sum<T: Float>(
     (log1p(o), (at == 1.0).then_some(o))
 }
 
+/// [`ln_sum`] for a row of the row kernels (below a sum of 2), `others`
+/// from its gradient row `g = c softmax(x)` when there is one (no exps
+/// taken again), else by an exp pass.
+#[inline(always)]
+fn row_ln_sum<T: Float>(x: &[T], g: Option<&[T]>, ms: T, sum: f64, c: f64) -> (f64, Option<f64>) {
+    ln_sum(2.0, ms, sum, |m| match g {
+        Some(g) if c != 0.0 && c.is_finite() => others_from_probs(x, g, m, sum / c),
+        _ => others_row(x, m),
+    })
+}
+
 /// The sums below which [`ln_sum`] takes `o` on its own for the lanes of
 /// rows of `n` (each exp widened, then summed in f64): `1 + o` with `n
 /// 2^-53 / o` (the sum's rounding, relative to `o`) above 2.5e-8 for
@@ -1528,35 +1530,20 @@ multiversion! {
         for (r, (xr, yr)) in x.chunks_exact(n).zip(y.chunks_exact(n)).enumerate() {
             prefetch_next(n, r, rows, &[xp, yp]);
             let mut gr = grad.as_deref_mut().map(|g| &mut g[r * n..(r + 1) * n]);
-            let wy = match p.weight {
-                Some(w) => dot_row(yr, w, |a, b| a.to_f64() * b.to_f64()),
-                None => dot_row(yr, yr, |a, _| a.to_f64()),
+            // sum(w y) over entries `lo..hi` of the row.
+            let wy = |lo: usize, hi: usize| match p.weight {
+                Some(w) => dot_row(&yr[lo..hi], &w[lo..hi], |a, b| a.to_f64() * b.to_f64()),
+                None => dot_row(&yr[lo..hi], &yr[lo..hi], |a, _| a.to_f64()),
             };
-            let a = (1.0 - eps) * wy + k * p.weight_sum;
-            let (ms, ls) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
-            let sum = ls.exp();
-            let c = a * p.scale;
-            let (ls, top) = ln_sum(2.0, ms, sum, |m| match gr.as_deref() {
-                // g = c softmax(x): the others' exps from it, without
-                // taking them again.
-                Some(g) if c != 0.0 && c.is_finite() => others_from_probs(xr, g, m, sum / c),
-                _ => others_row(xr, m),
-            });
+            let a = (1.0 - eps) * wy(0, n) + k * p.weight_sum;
+            let (ms, sum) = softmax_times(xr, gr.as_deref_mut(), &mut shifts, a * p.scale);
+            let (ls, top) = row_ln_sum(xr, gr.as_deref(), ms, sum, a * p.scale);
             let top = top.map(|o| (xr.iter().position(|&v| v == ms).unwrap_or(0), o));
             let smooth = ce_write_any(xr, p.weight, Some(yr), gr.as_deref_mut(), true, ms, p.scale, 1.0 - eps, k);
             if let (Some(g), Some((j, o))) = (gr, top) {
                 // The other entries' q: (1 - eps) sum(w y) + k sum(w) without j's.
-                let wy = |ys: &[T], ws: Option<&[T]>| match ws {
-                    Some(w) => dot_row(ys, w, |a, b| a.to_f64() * b.to_f64()),
-                    None => dot_row(ys, ys, |a, _| a.to_f64()),
-                };
-                let (wl, wr) = match p.weight {
-                    Some(w) => (Some(&w[..j]), Some(&w[j + 1..])),
-                    None => (None, None),
-                };
                 let wj = p.weight.map_or(1.0, |w| w[j].to_f64());
-                let a_o = (1.0 - eps) * (wy(&yr[..j], wl) + wy(&yr[j + 1..], wr))
-                    + k * (p.weight_sum - wj);
+                let a_o = (1.0 - eps) * (wy(0, j) + wy(j + 1, n)) + k * (p.weight_sum - wj);
                 g[j] = T::from_f64(max_entry_grad(a_o, a, o, p.scale));
             }
             let loss = smooth + times(a, ls);
