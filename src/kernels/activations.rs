@@ -62,6 +62,25 @@ pub enum Act {
     HardSwish,
 }
 
+impl Act {
+    /// Whether the function (or its derivative) takes an exp, a log or a
+    /// division, so that its pass is bound by arithmetic rather than memory
+    /// and prefetching its input helps (`elementwise::map1`); the
+    /// piecewise-linear ones are memory-bound and do not prefetch.
+    pub fn computes(self) -> bool {
+        !matches!(
+            self,
+            Act::Identity
+                | Act::Relu
+                | Act::Relu6
+                | Act::LeakyRelu { .. }
+                | Act::HardTanh { .. }
+                | Act::HardSigmoid
+                | Act::HardSwish
+        )
+    }
+}
+
 #[inline(always)]
 fn c<T: Float>(v: f64) -> T {
     T::from_f64(v)
@@ -430,11 +449,12 @@ multiversion! {
     fn fwd_k<T: Float>(act: Act, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `forward`'s contract. Each expansion defines
         // its own `f`, called once (see `map1`).
+        let ahead = act.computes();
         unsafe {
             if stream {
-                with_act!(act, T, |f, _b| map1::<T, true>(x.get(), y.get(), n, f))
+                with_act!(act, T, |f, _b| map1::<T, true>(x.get(), y.get(), n, ahead, f))
             } else {
-                with_act!(act, T, |f, _b| map1::<T, false>(x.get(), y.get(), n, f))
+                with_act!(act, T, |f, _b| map1::<T, false>(x.get(), y.get(), n, ahead, f))
             }
         }
     }
@@ -445,11 +465,12 @@ multiversion! {
     fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `backward`'s contract.
         // Each expansion defines its own `b`, called once (see `map1`).
+        let ahead = act.computes();
         unsafe {
             if stream {
-                with_act!(act, T, |_f, b| map2::<T, true>(g.get(), x.get(), y.get(), n, b))
+                with_act!(act, T, |_f, b| map2::<T, true>(g.get(), x.get(), y.get(), n, ahead, b))
             } else {
-                with_act!(act, T, |_f, b| map2::<T, false>(g.get(), x.get(), y.get(), n, b))
+                with_act!(act, T, |_f, b| map2::<T, false>(g.get(), x.get(), y.get(), n, ahead, b))
             }
         }
     }
