@@ -173,7 +173,7 @@ const AHEAD_BYTES: usize = 2048;
 /// Prefetches the lane array [`AHEAD_BYTES`] past element `i` of `p` (any
 /// address: a prefetch never faults).
 #[inline(always)]
-fn ahead<T>(p: *const T, i: usize) {
+pub(crate) fn ahead<T>(p: *const T, i: usize) {
     let d = AHEAD_BYTES / std::mem::size_of::<T>();
     crate::simd::prefetch(
         p.wrapping_add(i + d) as *const u8,

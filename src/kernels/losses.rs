@@ -12,7 +12,7 @@
 //! `(max - x_t) + log(sum)` is formed in f64 from non-negative parts, so f32
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
-use super::elementwise::{ld, run_tasks, st, tasks, Ptr};
+use super::elementwise::{ahead, ld, run_tasks, st, tasks, Ptr};
 use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, prefetch_next, scale_row, store_row, BLOCK};
 use crate::multiversion;
@@ -2006,6 +2006,17 @@ where
         // SAFETY: x, y (and w, pw when present) hold n elements, as do grad
         // and per_elem; j + L <= n.
         unsafe {
+            // Inputs prefetched ahead (`elementwise::ahead`). 4096x1024
+            // float32, 2 threads, A/B against none (three runs of 8-10
+            // alternating rounds, one with the builds' order swapped): mse
+            // 0.77-0.82, l1 0.68-0.71, 0/1-target BCE with logits
+            // 0.80-0.86, kl_div 0.48-0.90; the f64-bound soft-target BCE
+            // 0.94-0.97 and focal 0.92-1.05.
+            ahead(x.as_ptr(), j);
+            ahead(y.as_ptr(), j);
+            if W {
+                ahead(w.as_ptr(), j);
+            }
             let ws = if W { ld(w.as_ptr().add(j)) } else { ones };
             let ps = pw.map_or(ones, |p| ld(p.as_ptr().add(j)));
             let (xs, ys) = (ld(x.as_ptr().add(j)), ld(y.as_ptr().add(j)));
