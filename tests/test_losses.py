@@ -914,6 +914,58 @@ def test_bad_input_positions_past_the_first_scan_chunk(dtype):
         lk.cross_entropy(np.zeros((2, 5000), dtype), [0, 1], weight=w)
 
 
+def test_class_index_checks_over_many_tasks_report_the_first_bad_index():
+    # Above 32 Ki targets the checks and the mean's normaliser run over
+    # fixed tasks in parallel: the first bad index overall is reported (not
+    # the first a thread finds), wherever it is and whatever the threads.
+    rows, n = 100_000, 7
+    x = np.zeros((rows, n), np.float32)
+    before = lk.get_num_threads()
+    try:
+        for threads in (1, 2, 8):
+            lk.set_num_threads(threads)
+            for bad in ([(70_000, 7), (90_000, 9)], [(99_999, -5)], [(40_000, -1), (33_000, 8)]):
+                t = np.zeros(rows, np.int64)
+                for pos, v in bad:
+                    t[pos] = v
+                pos, v = min(bad)
+                msg = rf"target\[{pos}\] = {v} is not a class index"
+                with pytest.raises(ValueError, match=msg):
+                    lk.cross_entropy(x, t)
+                with pytest.raises(ValueError, match=msg):
+                    lk.nll_loss(x, t)
+    finally:
+        lk.set_num_threads(before)
+
+
+def test_weighted_mean_over_many_tasks_matches_float64_and_any_thread_count():
+    # The weighted mean's normaliser over 100 000 targets, summed per task
+    # and the tasks in order: the float64 reference's value, and the same
+    # bits for 1, 2 and 8 threads (ignored rows in several tasks).
+    r = rng(91)
+    rows, n = 100_000, 10
+    x = (r.standard_normal((rows, n)) * 4).astype(np.float32)
+    t = r.integers(0, n, rows)
+    t[::997] = -100
+    w = r.uniform(0.1, 3.0, n).astype(np.float32)
+    x64 = x.astype(np.float64)
+    lse = np.log(np.exp(x64 - x64.max(1, keepdims=True)).sum(1)) + x64.max(1)
+    keep = t != -100
+    wt = w.astype(np.float64)[t[keep]]
+    ref = float((wt * (lse[keep] - x64[keep, t[keep]])).sum() / wt.sum())
+    before = lk.get_num_threads()
+    try:
+        res = []
+        for threads in (1, 2, 8):
+            lk.set_num_threads(threads)
+            loss, g = lk.cross_entropy(x, t, weight=w, return_grad=True)
+            res.append((np.asarray(loss).tobytes(), g.tobytes()))
+            assert abs(float(loss) - ref) <= 2e-6 * abs(ref)
+        assert res[0] == res[1] == res[2]
+    finally:
+        lk.set_num_threads(before)
+
+
 def test_bad_grad_out():
     x = np.zeros((4, 3), np.float32)
     t = [0, 1, 2, 0]

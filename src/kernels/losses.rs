@@ -91,6 +91,41 @@ pub struct BadIndex {
     pub value: i64,
 }
 
+/// Validates class indices and returns the mean normaliser, as
+/// [`index_weight_sum`] does, over the driver's fixed tasks of targets in
+/// parallel (serially for a small input): the first bad index is the one in
+/// the lowest task, and the tasks' sums are added in task order, so the
+/// result is the same for any thread count. A serial pass here had been 7 %
+/// of the wall time of 262144x10 float32 cross-entropy + gradient at 2
+/// threads (`perf`: 3.5 % of both threads' samples, on the calling thread
+/// while the other waited).
+pub fn index_weight_sum_tasks<T: Float>(
+    t: &[i64],
+    n: usize,
+    weight: Option<&[T]>,
+    ignore_index: i64,
+) -> Result<f64, BadIndex> {
+    let (_, ntasks) = tasks(t.len(), 1);
+    if ntasks <= 1 {
+        return index_weight_sum(t, n, weight, ignore_index);
+    }
+    let mut parts: Vec<Result<f64, BadIndex>> = vec![Ok(0.0); ntasks];
+    let out = Ptr(parts.as_mut_ptr());
+    run_tasks(t.len(), 1, |k, a, b| {
+        let r = index_weight_sum(&t[a..b], n, weight, ignore_index).map_err(|e| BadIndex {
+            pos: a + e.pos,
+            value: e.value,
+        });
+        // SAFETY: task k writes entry k only, and `parts` has `ntasks`.
+        unsafe { out.get().add(k).write(r) };
+    });
+    let mut sum = 0f64;
+    for r in parts {
+        sum += r?;
+    }
+    Ok(sum)
+}
+
 multiversion! {
     /// Validates class indices and returns the mean normaliser: the sum (in
     /// order, f64) of the weights of the non-ignored targets (their count when

@@ -10,7 +10,7 @@ use pyo3::types::PyTuple;
 
 use super::array::*;
 use crate::kernels::losses::{
-    first_nan, first_negative, first_not_prob, index_weight_sum, pointwise, row_loss,
+    first_nan, first_negative, first_not_prob, index_weight_sum_tasks, pointwise, row_loss,
     row_loss_inner, CeParams, Input, Pointwise, Targets,
 };
 use crate::kernels::Layout;
@@ -253,7 +253,7 @@ fn class_typed<T: Elem>(
     let (targets, norm) = match tgt {
         Tgt::Index(t) => {
             let ts = unsafe { slice_of::<i64>(t) };
-            let wsum = index_weight_sum(ts, n, w, ignore_index).map_err(|b| {
+            let wsum = index_weight_sum_tasks(ts, n, w, ignore_index).map_err(|b| {
                 PyValueError::new_err(format!(
                     "{} = {} is not a class index for {n} classes",
                     pos_str("target", tshape, b.pos),
