@@ -137,26 +137,36 @@ multiversion! {
     pub fn index_weight_sum<T: Float>(t: &[i64], n: usize, weight: Option<&[T]>, ignore_index: i64) -> Result<f64, BadIndex> {
         // A negative index is a huge u64: one comparison covers both ends.
         // (The loop with an early return and an f64 sum chained through every
-        // element took ~4 cycles per row.)
-        if let Some(pos) = first_where(t, |v: i64| v != ignore_index && v as u64 >= n as u64) {
-            return Err(BadIndex { pos, value: t[pos] });
-        }
-        Ok(match weight {
-            // The count is exact in f64: the same value as summing ones.
-            None => t
-                .iter()
-                .map(|&v| usize::from(v != ignore_index))
-                .sum::<usize>() as f64,
-            Some(ws) => {
-                let mut w = 0f64;
-                for &v in t {
-                    if v != ignore_index {
+        // element took ~4 cycles per row.) One pass: each chunk is checked
+        // and counted together (branch-free, vectorised), and weighed while
+        // it is in L1 (a check pass and then a count pass read the targets
+        // from memory twice).
+        const CHUNK: usize = 4096;
+        let (ii, nu) = (ignore_index, n as u64);
+        let (mut count, mut w) = (0usize, 0f64);
+        for (k, c) in t.chunks(CHUNK).enumerate() {
+            let (mut any, mut kept) = (false, 0usize);
+            for &v in c {
+                any |= v != ii && v as u64 >= nu;
+                kept += usize::from(v != ii);
+            }
+            if any {
+                let i = c.iter().position(|&v| v != ii && v as u64 >= nu).unwrap_or(0);
+                let pos = k * CHUNK + i;
+                return Err(BadIndex { pos, value: t[pos] });
+            }
+            count += kept;
+            if let Some(ws) = weight {
+                // In order, as the serial sum before.
+                for &v in c {
+                    if v != ii {
                         w += ws[v as usize].to_f64();
                     }
                 }
-                w
             }
-        })
+        }
+        // The count is exact in f64: the same value as summing ones.
+        Ok(if weight.is_some() { w } else { count as f64 })
     }
 }
 
