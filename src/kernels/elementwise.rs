@@ -160,14 +160,15 @@ unsafe fn put<T: Copy>(p: *mut T, v: [T; L], stream: bool) {
 }
 
 /// How far ahead of the lane array being read [`map1`] and [`map2`]
-/// prefetch their inputs when asked to (`ahead`). An activation bound by its
-/// arithmetic (exp, log, division) fills the out-of-order window with work
-/// on lines already loaded, and with the hardware prefetchers alone an array
-/// beyond L2 stalls the loop. 4096x1024 float32 on the Intel VM of stop 27,
-/// 2 threads, alternating A/B against none: sigmoid 0.84, tanh_backward
-/// 0.80 of the time; distances of 1, 2 and 4 KiB gave the same within the
-/// spread. The piecewise-linear activations are bound by memory instead and
-/// do not ask (float64 relu over 32 MB was 1.10 x slower with it).
+/// prefetch their inputs when asked to (their `prefetch`), and the pointwise
+/// losses always. An activation bound by its arithmetic (exp, log,
+/// division) fills the out-of-order window with work on lines already
+/// loaded, and with the hardware prefetchers alone an array beyond L2
+/// stalls the loop. 4096x1024 float32 on the Intel VM of stop 27, 2
+/// threads, alternating A/B against none: sigmoid 0.84-0.86, tanh_backward
+/// 0.72-0.80 of the time; distances of 1, 2 and 4 KiB gave the same within
+/// the spread. The piecewise-linear activations are bound by memory instead
+/// and do not ask (float64 relu over 32 MB was 1.10 x slower with it).
 const AHEAD_BYTES: usize = 2048;
 
 /// Prefetches the lane array [`AHEAD_BYTES`] past element `i` of `p` (any
