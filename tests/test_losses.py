@@ -938,6 +938,36 @@ def test_class_index_checks_over_many_tasks_report_the_first_bad_index():
         lk.set_num_threads(before)
 
 
+def test_value_checks_over_many_tasks_report_the_first_bad_value():
+    # NaN in probability targets, and probabilities outside [0, 1] for
+    # binary_cross_entropy (input and target), are checked over fixed tasks
+    # in parallel above 32 Ki elements: the first bad value overall is
+    # reported, at any thread count.
+    rows, n = 20_000, 10
+    x = np.zeros((rows, n), np.float32)
+    before = lk.get_num_threads()
+    try:
+        for threads in (1, 2, 8):
+            lk.set_num_threads(threads)
+            for bad in ([(15_000, 3), (19_999, 9)], [(4_000, 0), (3_999, 7)], [(19_999, 9)]):
+                y = np.full((rows, n), 1 / n, np.float32)
+                p = np.full(rows * n, 0.5, np.float32)
+                for r, c in bad:
+                    y[r, c] = np.nan
+                    p[r * n + c] = 1.5
+                r, c = min(bad)
+                with pytest.raises(ValueError, match=rf"target\[{r}, {c}\] is NaN"):
+                    lk.cross_entropy(x, y)
+                msg = rf"probs\[{r * n + c}\] = 1.5 is not a probability"
+                with pytest.raises(ValueError, match=msg):
+                    lk.binary_cross_entropy(p, np.zeros_like(p))
+                msg = rf"target\[{r * n + c}\] = 1.5 is not a probability"
+                with pytest.raises(ValueError, match=msg):
+                    lk.binary_cross_entropy(np.zeros_like(p), p)
+    finally:
+        lk.set_num_threads(before)
+
+
 def test_weighted_mean_over_many_tasks_matches_float64_and_any_thread_count():
     # The weighted mean's normaliser over 100 000 targets, summed per task
     # and the tasks in order: the float64 reference's value, and the same

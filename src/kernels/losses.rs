@@ -170,6 +170,30 @@ multiversion! {
     }
 }
 
+/// `check` (one of [`first_nan`], [`first_not_prob`], [`first_negative`])
+/// over the driver's fixed tasks of `x` in parallel (serially for a small
+/// input), the position in the lowest task that has one: the first overall,
+/// at any thread count. Serial, the checks of BCE's probabilities and
+/// targets had taken 13 % of the samples of a 4096x1000 float32 BCE +
+/// gradient at 2 threads, on the calling thread while the other waited.
+pub fn first_in_tasks<T: Sync>(
+    x: &[T],
+    check: impl Fn(&[T]) -> Option<usize> + Sync + Send,
+) -> Option<usize> {
+    let (_, ntasks) = tasks(x.len(), 1);
+    if ntasks <= 1 {
+        return check(x);
+    }
+    let mut parts: Vec<Option<usize>> = vec![None; ntasks];
+    let out = Ptr(parts.as_mut_ptr());
+    run_tasks(x.len(), 1, |k, a, b| {
+        let r = check(&x[a..b]).map(|i| a + i);
+        // SAFETY: task k writes entry k only, and `parts` has `ntasks`.
+        unsafe { out.get().add(k).write(r) };
+    });
+    parts.into_iter().flatten().next()
+}
+
 /// Position of the first element of `x` for which `bad` holds: checked a
 /// chunk at a time without branches (vectorised), the position searched for
 /// only in a chunk that has one (a plain `position` loop, with its exit per

@@ -10,8 +10,8 @@ use pyo3::types::PyTuple;
 
 use super::array::*;
 use crate::kernels::losses::{
-    first_nan, first_negative, first_not_prob, index_weight_sum_tasks, pointwise, row_loss,
-    row_loss_inner, CeParams, Input, Pointwise, Targets,
+    first_in_tasks, first_nan, first_negative, first_not_prob, index_weight_sum_tasks, pointwise,
+    row_loss, row_loss_inner, CeParams, Input, Pointwise, Targets,
 };
 use crate::kernels::Layout;
 
@@ -241,7 +241,7 @@ fn class_typed<T: Elem>(
     // slices (in place, the input is read through the buffer only).
     let w = weight.map(|a| unsafe { slice_of::<T>(a) });
     if let Some(w) = w {
-        if let Some(i) = first_negative(w) {
+        if let Some(i) = first_in_tasks(w, first_negative) {
             return Err(PyValueError::new_err(format!(
                 "weight[{i}] = {:?} is not a non-negative weight",
                 w[i].to_f64()
@@ -269,7 +269,7 @@ fn class_typed<T: Elem>(
         }
         Tgt::Prob(y) => {
             let ys = unsafe { slice_of::<T>(y) };
-            if let Some(i) = first_nan(ys) {
+            if let Some(i) = first_in_tasks(ys, first_nan) {
                 if inner > 1 {
                     // In the caller's layout (`row_loss_inner`).
                     return Err(PyValueError::new_err(format!(
@@ -680,7 +680,7 @@ fn pointwise_typed<T: Elem>(
     if op == Pointwise::Bce {
         // The targets too, as PyTorch requires.
         for (a, name) in [(xs, input_name), (ys, "target")] {
-            if let Some(i) = first_not_prob(a) {
+            if let Some(i) = first_in_tasks(a, first_not_prob) {
                 return Err(PyValueError::new_err(format!(
                     "{} = {:?} is not a probability in [0, 1]",
                     pos_str_in(name, shape, i, order),
