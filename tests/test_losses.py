@@ -914,28 +914,35 @@ def test_bad_input_positions_past_the_first_scan_chunk(dtype):
         lk.cross_entropy(np.zeros((2, 5000), dtype), [0, 1], weight=w)
 
 
+def thread_counts(counts=(1, 2, 8)):
+    """Sets each thread count in turn, yielding it; the caller's count is
+    restored when the loop ends (or fails)."""
+    before = lk.get_num_threads()
+    try:
+        for k in counts:
+            lk.set_num_threads(k)
+            yield k
+    finally:
+        lk.set_num_threads(before)
+
+
 def test_class_index_checks_over_many_tasks_report_the_first_bad_index():
     # Above 32 Ki targets the checks and the mean's normaliser run over
     # fixed tasks in parallel: the first bad index overall is reported (not
     # the first a thread finds), wherever it is and whatever the threads.
     rows, n = 100_000, 7
     x = np.zeros((rows, n), np.float32)
-    before = lk.get_num_threads()
-    try:
-        for threads in (1, 2, 8):
-            lk.set_num_threads(threads)
-            for bad in ([(70_000, 7), (90_000, 9)], [(99_999, -5)], [(40_000, -1), (33_000, 8)]):
-                t = np.zeros(rows, np.int64)
-                for pos, v in bad:
-                    t[pos] = v
-                pos, v = min(bad)
-                msg = rf"target\[{pos}\] = {v} is not a class index"
-                with pytest.raises(ValueError, match=msg):
-                    lk.cross_entropy(x, t)
-                with pytest.raises(ValueError, match=msg):
-                    lk.nll_loss(x, t)
-    finally:
-        lk.set_num_threads(before)
+    for _ in thread_counts():
+        for bad in ([(70_000, 7), (90_000, 9)], [(99_999, -5)], [(40_000, -1), (33_000, 8)]):
+            t = np.zeros(rows, np.int64)
+            for pos, v in bad:
+                t[pos] = v
+            pos, v = min(bad)
+            msg = rf"target\[{pos}\] = {v} is not a class index"
+            with pytest.raises(ValueError, match=msg):
+                lk.cross_entropy(x, t)
+            with pytest.raises(ValueError, match=msg):
+                lk.nll_loss(x, t)
 
 
 def test_value_checks_over_many_tasks_report_the_first_bad_value():
@@ -945,27 +952,22 @@ def test_value_checks_over_many_tasks_report_the_first_bad_value():
     # reported, at any thread count.
     rows, n = 20_000, 10
     x = np.zeros((rows, n), np.float32)
-    before = lk.get_num_threads()
-    try:
-        for threads in (1, 2, 8):
-            lk.set_num_threads(threads)
-            for bad in ([(15_000, 3), (19_999, 9)], [(4_000, 0), (3_999, 7)], [(19_999, 9)]):
-                y = np.full((rows, n), 1 / n, np.float32)
-                p = np.full(rows * n, 0.5, np.float32)
-                for r, c in bad:
-                    y[r, c] = np.nan
-                    p[r * n + c] = 1.5
-                r, c = min(bad)
-                with pytest.raises(ValueError, match=rf"target\[{r}, {c}\] is NaN"):
-                    lk.cross_entropy(x, y)
-                msg = rf"probs\[{r * n + c}\] = 1.5 is not a probability"
-                with pytest.raises(ValueError, match=msg):
-                    lk.binary_cross_entropy(p, np.zeros_like(p))
-                msg = rf"target\[{r * n + c}\] = 1.5 is not a probability"
-                with pytest.raises(ValueError, match=msg):
-                    lk.binary_cross_entropy(np.zeros_like(p), p)
-    finally:
-        lk.set_num_threads(before)
+    for _ in thread_counts():
+        for bad in ([(15_000, 3), (19_999, 9)], [(4_000, 0), (3_999, 7)], [(19_999, 9)]):
+            y = np.full((rows, n), 1 / n, np.float32)
+            p = np.full(rows * n, 0.5, np.float32)
+            for r, c in bad:
+                y[r, c] = np.nan
+                p[r * n + c] = 1.5
+            r, c = min(bad)
+            with pytest.raises(ValueError, match=rf"target\[{r}, {c}\] is NaN"):
+                lk.cross_entropy(x, y)
+            msg = rf"probs\[{r * n + c}\] = 1.5 is not a probability"
+            with pytest.raises(ValueError, match=msg):
+                lk.binary_cross_entropy(p, np.zeros_like(p))
+            msg = rf"target\[{r * n + c}\] = 1.5 is not a probability"
+            with pytest.raises(ValueError, match=msg):
+                lk.binary_cross_entropy(np.zeros_like(p), p)
 
 
 def test_weighted_mean_over_many_tasks_matches_float64_and_any_thread_count():
@@ -983,17 +985,12 @@ def test_weighted_mean_over_many_tasks_matches_float64_and_any_thread_count():
     keep = t != -100
     wt = w.astype(np.float64)[t[keep]]
     ref = float((wt * (lse[keep] - x64[keep, t[keep]])).sum() / wt.sum())
-    before = lk.get_num_threads()
-    try:
-        res = []
-        for threads in (1, 2, 8):
-            lk.set_num_threads(threads)
-            loss, g = lk.cross_entropy(x, t, weight=w, return_grad=True)
-            res.append((np.asarray(loss).tobytes(), g.tobytes()))
-            assert abs(float(loss) - ref) <= 2e-6 * abs(ref)
-        assert res[0] == res[1] == res[2]
-    finally:
-        lk.set_num_threads(before)
+    res = []
+    for _ in thread_counts():
+        loss, g = lk.cross_entropy(x, t, weight=w, return_grad=True)
+        res.append((np.asarray(loss).tobytes(), g.tobytes()))
+        assert abs(float(loss) - ref) <= 2e-6 * abs(ref)
+    assert res[0] == res[1] == res[2]
 
 
 def test_bad_grad_out():
