@@ -68,6 +68,31 @@ pub fn run_tasks(units: usize, width: usize, f: impl Fn(usize, usize, usize) + S
     }
 }
 
+/// `f(u0, u1)` over the fixed tasks of [`run_tasks`] for `units` single
+/// elements, in parallel unless small, the results folded in task order by
+/// `fold` (so the result is the same for any thread count). With one task
+/// (or none) it is `f(0, units)` alone, with nothing allocated.
+pub fn reduce_tasks<R: Copy + Send>(
+    units: usize,
+    f: impl Fn(usize, usize) -> R + Sync + Send,
+    fold: impl FnMut(R, R) -> R,
+) -> R {
+    let (_, ntasks) = tasks(units, 1);
+    if ntasks <= 1 {
+        return f(0, units);
+    }
+    let mut parts: Vec<Option<R>> = vec![None; ntasks];
+    let out = Ptr(parts.as_mut_ptr());
+    run_tasks(units, 1, |k, a, b| {
+        let r = f(a, b);
+        // SAFETY: task k writes entry k only, and `parts` has `ntasks`.
+        unsafe { out.get().add(k).write(Some(r)) };
+    });
+    let mut parts = parts.into_iter().map(|r| r.expect("every task ran"));
+    let first = parts.next().expect("more than one task");
+    parts.fold(first, fold)
+}
+
 /// Where lane array `i..i+L` of an input `p` of `n` elements is read from:
 /// `p + i` itself, or for the partial tail `buf`, filled with the remaining
 /// elements and zeros.

@@ -12,7 +12,7 @@
 //! `(max - x_t) + log(sum)` is formed in f64 from non-negative parts, so f32
 //! losses are within a few ulp of exact and f64 within ~1e-15 relative.
 
-use super::elementwise::{ahead, ld, run_tasks, st, tasks, Ptr};
+use super::elementwise::{ahead, ld, reduce_tasks, run_tasks, st, tasks, Ptr};
 use super::short_row_exp;
 use super::softmax::{dot_row, max_cols, max_sum_row, prefetch_next, scale_row, store_row, BLOCK};
 use crate::multiversion;
@@ -105,25 +105,16 @@ pub fn index_weight_sum_tasks<T: Float>(
     weight: Option<&[T]>,
     ignore_index: i64,
 ) -> Result<f64, BadIndex> {
-    let (_, ntasks) = tasks(t.len(), 1);
-    if ntasks <= 1 {
-        return index_weight_sum(t, n, weight, ignore_index);
-    }
-    let mut parts: Vec<Result<f64, BadIndex>> = vec![Ok(0.0); ntasks];
-    let out = Ptr(parts.as_mut_ptr());
-    run_tasks(t.len(), 1, |k, a, b| {
-        let r = index_weight_sum(&t[a..b], n, weight, ignore_index).map_err(|e| BadIndex {
-            pos: a + e.pos,
-            value: e.value,
-        });
-        // SAFETY: task k writes entry k only, and `parts` has `ntasks`.
-        unsafe { out.get().add(k).write(r) };
-    });
-    let mut sum = 0f64;
-    for r in parts {
-        sum += r?;
-    }
-    Ok(sum)
+    reduce_tasks(
+        t.len(),
+        |a, b| {
+            index_weight_sum(&t[a..b], n, weight, ignore_index).map_err(|e| BadIndex {
+                pos: a + e.pos,
+                value: e.value,
+            })
+        },
+        |s, r| Ok(s? + r?),
+    )
 }
 
 multiversion! {
@@ -180,18 +171,7 @@ pub fn first_in_tasks<T: Sync>(
     x: &[T],
     check: impl Fn(&[T]) -> Option<usize> + Sync + Send,
 ) -> Option<usize> {
-    let (_, ntasks) = tasks(x.len(), 1);
-    if ntasks <= 1 {
-        return check(x);
-    }
-    let mut parts: Vec<Option<usize>> = vec![None; ntasks];
-    let out = Ptr(parts.as_mut_ptr());
-    run_tasks(x.len(), 1, |k, a, b| {
-        let r = check(&x[a..b]).map(|i| a + i);
-        // SAFETY: task k writes entry k only, and `parts` has `ntasks`.
-        unsafe { out.get().add(k).write(r) };
-    });
-    parts.into_iter().flatten().next()
+    reduce_tasks(x.len(), |a, b| check(&x[a..b]).map(|i| a + i), Option::or)
 }
 
 /// Position of the first element of `x` for which `bad` holds: checked a
