@@ -127,6 +127,10 @@ pub trait Float:
     /// `+0`, NaN stays NaN).
     fn fabs(self) -> Self;
 
+    /// `-|x|` by setting the sign bit (one `or` in a lane loop, where
+    /// negating [`Float::fabs`] takes two operations; NaN stays NaN).
+    fn neg_abs(self) -> Self;
+
     /// A zero with `self`'s sign bit (one `and` in a lane loop): `self * 0`
     /// for finite `self`, and still a zero for +-inf and NaN.
     fn zero_signed(self) -> Self;
@@ -220,6 +224,10 @@ impl Float for f32 {
     #[inline(always)]
     fn zero_signed(self) -> Self {
         f32::from_bits(self.to_bits() & 0x8000_0000)
+    }
+    #[inline(always)]
+    fn neg_abs(self) -> Self {
+        f32::from_bits(self.to_bits() | 0x8000_0000)
     }
     #[inline(always)]
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
@@ -318,6 +326,10 @@ impl Float for f64 {
     #[inline(always)]
     fn zero_signed(self) -> Self {
         f64::from_bits(self.to_bits() & 0x8000_0000_0000_0000)
+    }
+    #[inline(always)]
+    fn neg_abs(self) -> Self {
+        f64::from_bits(self.to_bits() | 0x8000_0000_0000_0000)
     }
     #[inline(always)]
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
