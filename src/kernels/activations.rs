@@ -110,8 +110,8 @@ fn sigmoid2<T: Float>(x: T) -> (T, T) {
 // so sigmoid(x) (1 - sigmoid(x)) = e / d^2 and sigmoid(-x) = e/d or 1/d.
 // An exp-based activation is bound by its count of vector operations in
 // cache (AVX-512 issues them on two ports); against `1/d` and products of
-// it, the forms below take one to two fewer (1 MB float32, 2 threads, A/B:
-// sigmoid 0.88, silu 0.89, their backwards 0.93-0.94 of the time).
+// it, the forms below take one to two fewer (1 MB float32, 2 threads, A/B
+// against stop 27: sigmoid and silu 0.86, the backwards 0.89-0.92).
 
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
