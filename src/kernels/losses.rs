@@ -133,16 +133,17 @@ multiversion! {
         // it is in L1 (a check pass and then a count pass read the targets
         // from memory twice).
         const CHUNK: usize = 4096;
-        let (ii, nu) = (ignore_index, n as u64);
+        let ii = ignore_index;
+        let bad = |v: i64| v != ii && v as u64 >= n as u64;
         let (mut count, mut w) = (0usize, 0f64);
         for (k, c) in t.chunks(CHUNK).enumerate() {
             let (mut any, mut kept) = (false, 0usize);
             for &v in c {
-                any |= v != ii && v as u64 >= nu;
+                any |= bad(v);
                 kept += usize::from(v != ii);
             }
             if any {
-                let i = c.iter().position(|&v| v != ii && v as u64 >= nu).unwrap_or(0);
+                let i = c.iter().position(|&v| bad(v)).unwrap_or(0);
                 let pos = k * CHUNK + i;
                 return Err(BadIndex { pos, value: t[pos] });
             }
