@@ -137,9 +137,12 @@ pub trait Float:
 
     /// `(n, 2^n / EXP_UNBIAS)` (`2^n` with the bias that
     /// [`Float::EXP_UNBIAS`] undoes) for `n = x * k` rounded to an integer
-    /// (ties to even): one multiply-add `x k + 1.5 * 2^(p-1)` whose low
-    /// mantissa bits hold `n`, then bit operations. `|x k| < 2^21`, and the
-    /// biased power must be a normal number (f32: n >= -190, f64: n >= -1534).
+    /// (ties to even): one multiply-add `x k + 1.5 * 2^(p-1) + offset` whose
+    /// low mantissa bits hold the biased exponent of `2^n`, shifted into
+    /// place by one shift (see `exp_f32_consts::MAGIC_BIASED`). `|x k| <
+    /// 2^21`, the biased power's exponent field must not overflow (f32: n <=
+    /// 63), and the
+    /// biased power must be a normal number (f32: n >= -191, f64: n >= -1535).
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self);
 
     /// For finite `x > 0` (subnormals included): `(m, k)` with `x = m * 2^k`
@@ -177,15 +180,14 @@ impl Float for f32 {
     fn exp_corr(hi: Self, lo: Self) -> Self {
         exp_f32(hi, lo)
     }
-    const EXP_UNBIAS: f64 = f64::from_bits((1023 - 64) << 52); // 2^-64
+    const EXP_UNBIAS: f64 = f64::from_bits(((1023 - exp_f32_consts::BIAS) as u64) << 52); // 2^-65
     const EXP_BIASED_MIN: f64 = -104.0;
     #[inline(always)]
     fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
-        let (q, n) = expm1_f32_poly(hi, lo);
-        scale_exp(
-            q,
-            f32::from_bits((n.wrapping_add(127 + exp_f32_consts::BIAS) as u32).wrapping_shl(23)),
-        )
+        // The reduction's rounding constant carries the biased exponent
+        // offset, so 2^n, biased, is its bits shifted into place: one shift.
+        let (q, t) = expm1_f32_reduce(hi, lo, exp_f32_consts::MAGIC_BIASED);
+        scale_exp(q, f32::from_bits(t.to_bits() << 23))
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
@@ -231,11 +233,9 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
-        use exp_f32_consts::{BIAS, MAGIC};
-        let t = x.mul_add(k, MAGIC);
-        let n = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-        let s = f32::from_bits((n.wrapping_add(127 + BIAS) as u32).wrapping_shl(23));
-        (t - MAGIC, s)
+        use exp_f32_consts::MAGIC_BIASED;
+        let t = x.mul_add(k, MAGIC_BIASED);
+        (t - MAGIC_BIASED, f32::from_bits(t.to_bits() << 23))
     }
     #[inline(always)]
     fn frexp_sqrt2(x: Self) -> (Self, Self) {
@@ -280,15 +280,13 @@ impl Float for f64 {
     fn exp_corr(hi: Self, lo: Self) -> Self {
         exp_f64(hi, lo)
     }
-    const EXP_UNBIAS: f64 = f64::from_bits(511 << 52); // 2^-512
+    const EXP_UNBIAS: f64 = f64::from_bits((1023 - EXP_F64_BIAS) << 52); // 2^-513
     const EXP_BIASED_MIN: f64 = -746.0;
     #[inline(always)]
     fn exp_biased_in_range(hi: Self, lo: Self) -> Self {
-        let (q, n) = expm1_f64_poly(hi, lo);
-        scale_exp(
-            q,
-            f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52)),
-        )
+        // As for f32: 2^n, biased, from one shift.
+        let (q, t) = expm1_f64_reduce(hi, lo, MAGIC_F64_BIASED);
+        scale_exp(q, f64::from_bits(t.to_bits() << 52))
     }
     #[inline(always)]
     fn exp_flush(x: Self) -> Self {
@@ -333,10 +331,8 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self) {
-        let t = x.mul_add(k, MAGIC_F64);
-        let n = (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64);
-        let s = f64::from_bits((n.wrapping_add(1023 + 512) as u64).wrapping_shl(52));
-        (t - MAGIC_F64, s)
+        let t = x.mul_add(k, MAGIC_F64_BIASED);
+        (t - MAGIC_F64_BIASED, f64::from_bits(t.to_bits() << 52))
     }
     #[inline(always)]
     fn frexp_sqrt2(x: Self) -> (Self, Self) {
@@ -390,8 +386,15 @@ pub(crate) mod exp_f32_consts {
     pub const LN2_HI: f32 = 0.693_359_4; // 355/512: n * LN2_HI is exact
     pub const LN2_LO: f32 = -2.121_944_4e-4;
     pub const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    /// log2 of the bias of `exp_biased_nonpos` (see `EXP_UNBIAS`).
-    pub const BIAS: i32 = 64;
+    /// log2 of the bias of `exp_biased_nonpos` (see `EXP_UNBIAS`). Odd, so
+    /// that `127 + BIAS` is even: see `MAGIC_BIASED`.
+    pub const BIAS: i32 = 65;
+    /// `MAGIC + 127 + BIAS`: adding it rounds to an integer `n` as `MAGIC`
+    /// does, ties to even included (the offset is even), and leaves
+    /// `n + 127 + BIAS` in the low 9 bits of the sum (MAGIC's are 0), so the
+    /// sum's bits shifted left by 23 are the biased `2^(n + BIAS)` for `n`
+    /// in [-191, 63] (no add).
+    pub const MAGIC_BIASED: f32 = MAGIC + (127 + BIAS) as f32;
     /// Where `exp_flush` gives 0 (below it the result leaves the normal range).
     pub const FLUSH_MIN: f32 = -87.0;
     /// q = r + r^2 P(r), P of degree 4 (highest first): a minimax fit of
@@ -410,18 +413,25 @@ pub(crate) mod exp_f32_consts {
 /// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
 #[inline(always)]
 fn expm1_f32_poly(x: f32, lo: f32) -> (f32, i32) {
-    use exp_f32_consts::{LN2_HI, LN2_LO, LOG2E, MAGIC, P};
-    let t = x.mul_add(LOG2E, MAGIC);
-    let n = t - MAGIC;
+    use exp_f32_consts::MAGIC;
+    let (q, t) = expm1_f32_reduce(x, lo, MAGIC);
+    (q, (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32))
+}
+
+/// `(expm1(r), t)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`, and `t =
+/// magic + n` for a rounding constant `magic` (`MAGIC` plus an even offset).
+#[inline(always)]
+fn expm1_f32_reduce(x: f32, lo: f32, magic: f32) -> (f32, f32) {
+    use exp_f32_consts::{LN2_HI, LN2_LO, LOG2E, P};
+    let t = x.mul_add(LOG2E, magic);
+    let n = t - magic;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r) + lo;
     let mut p = P[0];
     for &k in &P[1..] {
         p = p.mul_add(r, k);
     }
-    let q = p.mul_add(r * r, r);
-    let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    (q, ni)
+    (p.mul_add(r * r, r), t)
 }
 
 /// exp(hi + lo) in f32, scaling by 2^n in two steps so subnormal results
@@ -451,14 +461,30 @@ pub fn exp_f64_core(hi: f64, lo: f64) -> (f64, i64) {
 /// 1.5 * 2^52: adding it rounds an f64 to an integer.
 const MAGIC_F64: f64 = 6_755_399_441_055_744.0;
 
+/// log2 of the f64 bias of `exp_biased_nonpos` (see `EXP_UNBIAS`); odd, as
+/// `exp_f32_consts::BIAS` is.
+const EXP_F64_BIAS: u64 = 513;
+
+/// `MAGIC_F64 + 1023 + EXP_F64_BIAS`, as `exp_f32_consts::MAGIC_BIASED`: the
+/// sum's bits shifted left by 52 are the biased `2^(n + 513)` for `n` in
+/// [-1535, 511].
+const MAGIC_F64_BIASED: f64 = MAGIC_F64 + (1023 + EXP_F64_BIAS) as f64;
+
 /// `(expm1(r), n)` with `x + lo = n ln 2 + r`, `|r| <= ln 2 / 2`.
 #[inline(always)]
 fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
+    let (q, t) = expm1_f64_reduce(x, lo, MAGIC_F64);
+    (q, (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64))
+}
+
+/// `(expm1(r), t)` with `t = magic + n`, as [`expm1_f32_reduce`].
+#[inline(always)]
+fn expm1_f64_reduce(x: f64, lo: f64, magic: f64) -> (f64, f64) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_457_519_531_25e-1;
     const LN2_LO: f64 = 1.428_606_820_309_417_2e-6;
-    let t = x.mul_add(LOG2E, MAGIC_F64);
-    let n = t - MAGIC_F64;
+    let t = x.mul_add(LOG2E, magic);
+    let n = t - magic;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r) + lo;
     // q = r + r^2 P(r), P of degree 9: mpmath.chebyfit of (expm1(r) - r) / r^2
@@ -475,9 +501,7 @@ fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     p = p.mul_add(r, 0.04166666666662068);
     p = p.mul_add(r, 0.16666666666666669);
     p = p.mul_add(r, 0.5000000000000001);
-    let q = p.mul_add(r * r, r);
-    let ni = (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64);
-    (q, ni)
+    (p.mul_add(r * r, r), t)
 }
 
 /// exp(hi + lo) in f64 with two-step scaling. Max error 2 ulp.

@@ -401,7 +401,7 @@ pub fn poly_pairs<T: Float>(x: T, x2: T, coef: &[f64]) -> T {
 // f32: exp(w / 2) on |w| <= ln 2 (w = 2r of the reduction below), degree 5
 // with the constant 1 fixed: relative minimax by Lawson-reweighted least
 // squares on 4000 Chebyshev nodes (numpy), coefficients rounded to f32;
-// error 9.2e-8. Scaled by the 2^-64 that undoes the 2^n factor's bias.
+// error 9.2e-8. Scaled by the 2^-65 that undoes the 2^n factor's bias.
 const EXP_HALF_F32: [f64; 6] = [
     0.000_259_071_792_243_048_55 * F32_UNBIAS,
     0.002_618_626_458_570_361 * F32_UNBIAS,
@@ -435,8 +435,8 @@ const F32_UNBIAS: f64 = <f32 as Float>::EXP_UNBIAS;
 
 /// f32: `(a, e, num, den)` with `a = min(|x|, 16)`, `e = exp(-a^2/2)`,
 /// `Phi(-a) = e * num / den` and `phi(a) = e * FRAC_1_SQRT_2PI`. `e` is the
-/// product of the polynomial (with the 2^-64 unbias) and a biased, normal
-/// `2^(n + 64)`: one rounding where it is subnormal (`a > 13.2`, where every
+/// product of the polynomial (with the 2^-65 unbias) and a biased, normal
+/// `2^(n + 65)`: one rounding where it is subnormal (`a > 13.2`, where every
 /// result is below the normal range too).
 ///
 /// Beyond 16 every result has underflowed. The exp's reduction is exact: `n =
