@@ -318,6 +318,14 @@ fn or_flat<T: Float>(keep: bool, gd: T, g: T) -> T {
     sel(keep, gd, g.zero_signed())
 }
 
+/// `v`, or `x` itself where `x` is NaN: for the functions (the backwards
+/// of the piecewise-linear ones, logit's) where a comparison on a NaN `x`
+/// would pick a number.
+#[inline(always)]
+fn keep_nan<T: Float>(x: T, v: T) -> T {
+    sel(x.is_nan_(), x, v)
+}
+
 /// x * relu6(x + 3) / 6, with the limit 0 at -inf; x itself from 3 on
 /// (where `x * 6 / 6` would overflow for x above max / 6).
 #[inline(always)]
@@ -340,13 +348,17 @@ const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 /// Binds `$f` (the activation, `|x|`) and `$b` (its backward, `|grad, x|`:
 /// `grad * f'(x)`, a zero where f' is flat) as closures for the activation
 /// `$act`, then evaluates `$body` (once per arm, so each arm is its own
-/// monomorphised, vectorised loop).
+/// monomorphised, vectorised loop). Both give NaN for a NaN x, and the
+/// kernels add no select of their own for it: the smooth functions carry
+/// the NaN through their arithmetic (every comparison on it falls to a
+/// branch that computes with x; the tests check each function at every
+/// SIMD level), and [`keep_nan`] returns it where a branch would not.
 macro_rules! with_act {
     ($act:expr, $T:ty, |$f:ident, $b:ident| $body:expr) => {{
         match $act {
             Act::Identity => {
                 let $f = |x: T| x;
-                let $b = |g: T, _x: T| g * T::ONE;
+                let $b = |g: T, x: T| keep_nan(x, g * T::ONE);
                 $body
             }
             Act::Sigmoid => {
@@ -361,7 +373,7 @@ macro_rules! with_act {
             }
             Act::Logit { eps } => {
                 let $f = |x: T| logit(x, eps);
-                let $b = |g: T, x: T| logit_backward(g, x, eps);
+                let $b = |g: T, x: T| keep_nan(x, logit_backward(g, x, eps));
                 $body
             }
             Act::Tanh => {
@@ -371,18 +383,18 @@ macro_rules! with_act {
             }
             Act::Relu => {
                 let $f = |x: T| max(x, T::ZERO);
-                let $b = |g: T, x: T| or_flat(x > T::ZERO, g, g);
+                let $b = |g: T, x: T| keep_nan(x, or_flat(x > T::ZERO, g, g));
                 $body
             }
             Act::Relu6 => {
                 let $f = |x: T| clamp(x, T::ZERO, c(6.0));
-                let $b = |g: T, x: T| or_flat(inside(x, T::ZERO, c(6.0)), g, g);
+                let $b = |g: T, x: T| keep_nan(x, or_flat(inside(x, T::ZERO, c(6.0)), g, g));
                 $body
             }
             Act::LeakyRelu { slope } => {
                 let s: T = c(slope);
                 let $f = move |x: T| sel(x > T::ZERO, x, x * s);
-                let $b = move |g: T, x: T| g * sel(x > T::ZERO, T::ONE, s);
+                let $b = move |g: T, x: T| keep_nan(x, g * sel(x > T::ZERO, T::ONE, s));
                 $body
             }
             Act::Elu { alpha } => {
@@ -452,18 +464,23 @@ macro_rules! with_act {
             }
             Act::HardSigmoid => {
                 let $f = |x: T| clamp(x + c(3.0), T::ZERO, c(6.0)) / c(6.0);
-                let $b = |g: T, x: T| or_flat(inside(x, c(-3.0), c(3.0)), g * (T::ONE / c(6.0)), g);
+                let $b = |g: T, x: T| {
+                    keep_nan(
+                        x,
+                        or_flat(inside(x, c(-3.0), c(3.0)), g * (T::ONE / c(6.0)), g),
+                    )
+                };
                 $body
             }
             Act::HardTanh { min, max } => {
                 let (lo, hi): (T, T) = (c(min), c(max));
                 let $f = move |x: T| clamp(x, lo, hi);
-                let $b = move |g: T, x: T| or_flat(inside(x, lo, hi), g, g);
+                let $b = move |g: T, x: T| keep_nan(x, or_flat(inside(x, lo, hi), g, g));
                 $body
             }
             Act::HardSwish => {
                 let $f = |x: T| hard_swish(x);
-                let $b = |g: T, x: T| hard_swish_backward(g, x);
+                let $b = |g: T, x: T| keep_nan(x, hard_swish_backward(g, x));
                 $body
             }
         }
@@ -519,8 +536,7 @@ multiversion! {
                         let mut o = [T::ZERO; L];
                         for i in 0..L {
                             s[i] = a[i] + bb[i];
-                            let v = f(s[i]);
-                            o[i] = if s[i].is_nan_() { s[i] } else { v };
+                            o[i] = f(s[i]);
                         }
                         if !z.is_null() {
                             let zr = z.get().add(r * nf);
@@ -555,8 +571,7 @@ multiversion! {
                         let s0 = ld(src(acc.get(), j, nf, &mut bs));
                         let mut o = [T::ZERO; L];
                         for i in 0..L {
-                            let v = b(a[i], zz[i]);
-                            o[i] = if zz[i].is_nan_() { zz[i] } else { v };
+                            o[i] = b(a[i], zz[i]);
                         }
                         // A fresh array, not `s0` updated in place (which LLVM
                         // kept on the stack: a store-forwarding stall per lane

@@ -474,7 +474,10 @@ const MAGIC_F64_BIASED: f64 = MAGIC_F64 + (1023 + EXP_F64_BIAS) as f64;
 #[inline(always)]
 fn expm1_f64_poly(x: f64, lo: f64) -> (f64, i64) {
     let (q, t) = expm1_f64_reduce(x, lo, MAGIC_F64);
-    (q, (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64))
+    (
+        q,
+        (t.to_bits() as i64).wrapping_sub(MAGIC_F64.to_bits() as i64),
+    )
 }
 
 /// `(expm1(r), t)` with `t = magic + n`, as [`expm1_f32_reduce`].
