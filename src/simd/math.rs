@@ -449,9 +449,17 @@ const F32_UNBIAS: f64 = <f32 as Float>::EXP_UNBIAS;
 #[inline(always)]
 pub fn gauss_parts_f32<T: Float>(x: T) -> (T, T, T, T) {
     let a = min(x.fabs(), c(16.0));
-    let (a2, a2_lo) = two_prod(a, a);
+    let a2 = a * a;
     let (n, s) = T::round_pow2_biased(a2, c(-0.5 * std::f64::consts::LOG2_E));
-    let w = T::fma(n, c(-1.386_718_75), -a2) + T::fma(n, c(4.243_888_834_025_711e-4), -a2_lo);
+    // w = -a^2 - n (C_hi - C_lo): -a^2 - n C_hi from the exact a^2 inside
+    // one multiply-add (n C_hi is exact), then + n C_lo. Two roundings of a
+    // result below ln 2 in magnitude, and no split of a^2 (one operation
+    // fewer than `two_prod` and adding its low part).
+    let w = T::fma(
+        n,
+        c(4.243_888_834_025_711e-4),
+        T::fma(-a, a, n * c(-1.386_718_75)),
+    );
     let e = poly_pairs(w, w * w, &EXP_HALF_F32) * s;
     let num = poly_pairs(a, a2, &GAUSS_NUM_F32);
     let den = poly_pairs(a, a2, &GAUSS_DEN_F32);
