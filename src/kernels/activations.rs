@@ -324,8 +324,8 @@ fn or_flat<T: Float>(keep: bool, gd: T, g: T) -> T {
 }
 
 /// `v`, or `x` itself where `x` is NaN: for the functions (the backwards
-/// of the piecewise-linear ones, logit's) where a comparison on a NaN `x`
-/// would pick a number.
+/// of the piecewise-linear ones, logit's, identity's) where a comparison on
+/// a NaN `x` would pick a number, or `x` is not used.
 #[inline(always)]
 fn keep_nan<T: Float>(x: T, v: T) -> T {
     sel(x.is_nan_(), x, v)

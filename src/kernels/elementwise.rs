@@ -209,10 +209,10 @@ pub(crate) fn ahead<T>(p: *const T, i: usize) {
 
 /// `y[i] = f(x[i])` for `i < n`, a lane array at a time. What a NaN in x
 /// gives is `f`'s to decide (no select here: in a kernel bound by its count
-/// of vector operations, that compare and blend cost 5-8 %). `y` may equal `x`. With `STREAM`, the full
-/// lane arrays of the output go out with non-temporal stores
-/// (`simd::stream`; the caller decides, and `y` must not be `x`; an output
-/// not 16-byte aligned gets normal stores). With `prefetch`, the input is
+/// of vector operations, that compare and blend cost 5-8 %). `y` may equal
+/// `x`. With `STREAM`, the full lane arrays of the output go out with
+/// non-temporal stores (`simd::stream`; the caller decides, and `y` must not
+/// be `x`; an output not 16-byte aligned gets normal stores). With `prefetch`, the input is
 /// prefetched [`AHEAD_BYTES`] ahead.
 ///
 /// `f` is called from one place only (the tail goes through the same call as

@@ -140,9 +140,8 @@ pub trait Float:
     /// (ties to even): one multiply-add `x k + 1.5 * 2^(p-1) + offset` whose
     /// low mantissa bits hold the biased exponent of `2^n`, shifted into
     /// place by one shift (see `exp_f32_consts::MAGIC_BIASED`). `|x k| <
-    /// 2^21`, the biased power's exponent field must not overflow (f32: n <=
-    /// 63), and the
-    /// biased power must be a normal number (f32: n >= -191, f64: n >= -1535).
+    /// 2^21`, and the biased power must be a normal number: f32 n in [-191,
+    /// 63], f64 n in [-1535, 511].
     fn round_pow2_biased(x: Self, k: Self) -> (Self, Self);
 
     /// For finite `x > 0` (subnormals included): `(m, k)` with `x = m * 2^k`
