@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import logitkit as lk
 import mpmath as mp
 import numpy as np
 import pytest
+from _subproc import lower_levels
+from _subproc import run as run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -494,23 +493,10 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
         "        h.update(b(y) + b(d))\n"
         "print(json.dumps([lk.simd_level(), h.hexdigest(), bad]))\n"
     )
-    env = dict(os.environ)
-
-    def run(**extra):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            env=dict(env, **extra),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return json.loads(out)
-
-    native = run()
+    native = json.loads(run_python(code))
     assert native[2] == [], native[2]
-    levels = {"avx512": ["avx2", "scalar"], "avx2": ["scalar"]}.get(native[0], ["scalar"])
-    for level in levels:
-        other = run(LOGITKIT_SIMD=level)
+    for level in lower_levels(native[0]):
+        other = json.loads(run_python(code, LOGITKIT_SIMD=level))
         assert other[0] == level
         assert other[2] == [], (level, other[2])
         assert other[1] == native[1], (native[0], level)
