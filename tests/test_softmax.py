@@ -4,6 +4,7 @@ bad input, threads."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -454,6 +455,12 @@ def test_weighted_logsumexp_special_values_follow_scipy(dtype):
         ([-inf, 1], [inf, 1], nan, nan, nan),
         ([1, 1], [inf, -inf], nan, nan, nan),
         ([5, -inf], [-2, 0], 5 + math.log(2), -1, nan),
+        # An infinite weight on a finite entry is an infinite term, also
+        # next to a +inf entry and where the entry's exp underflows.
+        ([inf, 1], [1, inf], inf, 1, inf),
+        ([inf, 1], [-1, -inf], inf, -1, nan),
+        ([inf, 1], [1, -inf], nan, nan, nan),
+        ([-200, 0], [inf, 1], inf, 1, inf),
     ]
     for x, b, v, sg, v1 in cases:
         x, b = np.array(x, dtype), np.array(b, dtype)
@@ -466,6 +473,56 @@ def test_weighted_logsumexp_special_values_follow_scipy(dtype):
     assert got == pytest.approx(math.log(1e-320) + 1, rel=1e-12)
     got = lk.logsumexp(np.array([800.0, 2.0]), b=[1e300, 0])
     assert got == pytest.approx(800 + 300 * math.log(10), rel=1e-15)
+
+
+def _weighted_lse_by_rules(x, b):
+    """SciPy's weighted logsumexp of one row of special values, term by term
+    with IEEE's products (math.exp on Python floats): a zero weight drops its
+    term; a NaN entry or weight, an infinite weight on a -inf entry, or
+    infinite terms of both signs give NaN. Returns (log|s|, sign)."""
+    terms = []
+    for v, w in zip(map(float, x), map(float, b), strict=True):
+        if w == 0:
+            continue
+        if math.isnan(v) or math.isnan(w):
+            terms.append(math.nan)
+        elif math.isinf(w):
+            terms.append(math.nan if v == -math.inf else w)
+        elif v == math.inf:
+            terms.append(w * math.inf)
+        else:
+            terms.append(w * math.exp(v))
+    s = math.fsum(terms) if not any(map(math.isinf, terms)) else sum(terms)
+    if math.isnan(s):
+        return math.nan, math.nan
+    if s == 0:
+        return -math.inf, 0.0
+    return math.log(abs(s)), math.copysign(1.0, s)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_logsumexp_every_pair_of_special_values(dtype):
+    # Rows of two entries from every combination of special entries and
+    # weights, along the last axis (row kernel) and down a column of 20
+    # copies (the interleaved-rows kernel), against the rules above.
+    entries = [-np.inf, -200.0, -1.0, 0.0, 1.0, np.inf, np.nan]
+    weights = [-np.inf, -2.0, 0.0, 1.0, np.inf, np.nan]
+    pair = itertools.product
+    rows = list(pair(pair(entries, repeat=2), pair(weights, repeat=2)))
+    x = np.array([a for a, _ in rows], dtype)
+    b = np.array([w for _, w in rows], dtype)
+    want = np.array([_weighted_lse_by_rules(a, w) for a, w in zip(x, b, strict=True)])
+    want_plain = np.where(want[:, 1] < 0, np.nan, want[:, 0])
+    xc, bc = (np.repeat(a.T[:, :, None], 20, 2) for a in (x, b))
+    for got_v, got_s, plain in [
+        (*lk.logsumexp(x, axis=1, b=b, return_sign=True), lk.logsumexp(x, axis=1, b=b)),
+        (*lk.logsumexp(xc, axis=0, b=bc, return_sign=True), lk.logsumexp(xc, axis=0, b=bc)),
+    ]:
+        got_v, got_s, plain = (np.asarray(a).reshape(len(rows), -1) for a in (got_v, got_s, plain))
+        for k in range(got_v.shape[1]):
+            np.testing.assert_allclose(got_v[:, k], want[:, 0], rtol=1e-6)
+            np.testing.assert_array_equal(got_s[:, k], want[:, 1])
+            np.testing.assert_allclose(plain[:, k], want_plain, rtol=1e-6)
 
 
 def test_weighted_logsumexp_where_broadcasting_and_shapes():

@@ -874,6 +874,38 @@ fn inf_terms<T: Float>(x: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -
         .sum()
 }
 
+/// A weighted sum that came out NaN, again term by term (f64, in order),
+/// for what the fast sum cannot tell apart: an infinite weight on an entry
+/// above -inf is an infinite term, where the fast sum had `inf * 0` from an
+/// exp that underflowed or from a +inf max (`logsumexp([inf, 1], b=[1,
+/// inf])` is inf, as in SciPy). A zero weight still drops its term; the
+/// result stays NaN for a NaN entry or weight, an infinite weight on a -inf
+/// entry (`inf * 0`, as IEEE and SciPy), and infinite terms of both signs.
+#[cold]
+#[inline(never)]
+fn exact_wsum<T: Float>(x: impl Iterator<Item = T>, b: impl Iterator<Item = T>, ms: T) -> f64 {
+    let msf = ms.to_f64();
+    x.zip(b)
+        .filter(|&(_, w)| w != T::ZERO)
+        .map(|(v, w)| {
+            let (v, w) = (v.to_f64(), w.to_f64());
+            if v.is_nan() || w.is_nan() {
+                f64::NAN
+            } else if w.is_infinite() {
+                if v == f64::NEG_INFINITY {
+                    f64::NAN
+                } else {
+                    w
+                }
+            } else if v == f64::INFINITY {
+                w * f64::INFINITY
+            } else {
+                w * (v - msf).exp()
+            }
+        })
+        .sum()
+}
+
 /// A row's result from its shift `ms` and weighted sum `s` (f64), rounded once.
 #[inline(always)]
 fn wlse_from<T: Float>(ms: T, s: f64, how: LseOut) -> T {
@@ -913,6 +945,11 @@ multiversion! {
                 }
                 hsum(acc)
             };
+            let s = if s.is_nan() {
+                exact_wsum(xr.iter().copied(), br.iter().copied(), ms)
+            } else {
+                s
+            };
             *yv = wlse_from(ms, s, how);
             lane_barrier();
         }
@@ -941,9 +978,12 @@ multiversion! {
             wsum(c, bb, ms, &mut acc);
         }
         for i in 0..L {
+            let lane = |a: &[T]| a.iter().skip(i).step_by(L).copied().collect::<Vec<T>>();
             if m[i] == T::INF {
-                let lane = |a: &[T]| a.iter().skip(i).step_by(L).copied().collect::<Vec<T>>();
                 acc[i] = inf_terms(lane(x).into_iter(), lane(b).into_iter());
+            }
+            if acc[i].is_nan() {
+                acc[i] = exact_wsum(lane(x).into_iter(), lane(b).into_iter(), ms[i]);
             }
             y[i] = wlse_from(ms[i], acc[i], how);
         }
