@@ -630,6 +630,26 @@ def test_bias_act_backward_rejects_bias_grad_out_inside_out():
         lk.bias_act_backward(g, np.ones((3, 4)), "identity", out=g, bias_grad_out=g[0])
 
 
+def test_fused_bias_outputs_may_interleave_in_one_buffer():
+    # Two outputs in alternate columns of one buffer share no element: both
+    # are accepted and written in full, each with its own values.
+    rng = np.random.default_rng(5)
+    h = rng.standard_normal((3, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    buf = np.zeros((3, 8), np.float32)
+    lk.bias_act(h, bias, "gelu", out=buf[:, ::2], preact_out=buf[:, 1::2])
+    np.testing.assert_array_equal(buf[:, 1::2], h + bias)
+    np.testing.assert_array_equal(buf[:, ::2], lk.gelu(h + bias))
+    g = rng.standard_normal((3, 4)).astype(np.float32)
+    z = h + bias
+    buf = np.zeros((3, 8), np.float32)
+    lk.bias_act_backward(g, z, "gelu", out=buf[:, ::2], bias_grad_out=buf[0, 1::2])
+    want_gx, want_gb = lk.bias_act_backward(g, z, "gelu")
+    np.testing.assert_array_equal(buf[:, ::2], want_gx)
+    np.testing.assert_array_equal(buf[0, 1::2], want_gb)
+    assert not buf[1:, 1::2].any()
+
+
 def test_logit_eps_bounds_and_subnormal_gradient_follow_torch():
     # PyTorch clips to [eps, 1 - eps] with 1 - eps formed in the input's
     # dtype from eps in that dtype; in float32 that is 1 ulp from 1 - eps

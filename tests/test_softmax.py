@@ -630,6 +630,22 @@ def test_logsumexp_return_sign_out_may_be_a_view_of_x_or_b():
             np.testing.assert_array_equal(sg, ws)
 
 
+def test_logsumexp_return_sign_out_may_interleave_in_one_buffer():
+    # Every other element of one buffer each: their byte ranges overlap but
+    # no element is shared, so both are written (the sign's slots stay the
+    # sign's); views sharing an element are still refused.
+    rng = np.random.default_rng(8)
+    x, b = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    wv, ws = lk.logsumexp(x, axis=1, b=b, return_sign=True)
+    buf = np.full(12, 7.0)
+    v, sg = lk.logsumexp(x, axis=1, b=b, return_sign=True, out=(buf[::2], buf[1::2]))
+    assert v.base is buf and sg.base is buf
+    np.testing.assert_array_equal(buf[::2], wv)
+    np.testing.assert_array_equal(buf[1::2], ws)
+    with pytest.raises(ValueError, match=r"out\[0\] and out\[1\] must not overlap"):
+        lk.logsumexp(x, axis=1, b=b, return_sign=True, out=(buf[:6], buf[5:11]))
+
+
 def test_logsumexp_float16_x_with_an_array_b_stays_float16():
     # NumPy's promotion: float16 with a float16, int8 or bool array is
     # float16 (SciPy's result too); with float32, float32.

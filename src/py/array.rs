@@ -506,6 +506,25 @@ pub fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {
     a.0 < b.1 && b.0 < a.1 && a.0 != a.1 && b.0 != b.1
 }
 
+/// Whether two arrays share an element's memory: their byte ranges overlap
+/// and, for those that do (strided views can interleave without sharing a
+/// byte, such as `buf[::2]` and `buf[1::2]`), NumPy's exact
+/// `shares_memory` says so. Its `TooHardError` (a problem too large to
+/// solve exactly) propagates.
+pub fn shares_memory(
+    a: &Bound<'_, PyUntypedArray>,
+    b: &Bound<'_, PyUntypedArray>,
+) -> PyResult<bool> {
+    if !overlaps(byte_range(a), byte_range(b)) {
+        return Ok(false);
+    }
+    a.py()
+        .import("numpy")?
+        .getattr("shares_memory")?
+        .call1((a, b))?
+        .extract::<bool>()
+}
+
 /// A new uninitialised-free (zero-cost) output array in `order`.
 pub fn new_array<'py, T: Elem>(
     py: Python<'py>,
@@ -703,7 +722,7 @@ pub fn check_disjoint(
     b: &Bound<'_, PyUntypedArray>,
     names: (&str, &str),
 ) -> PyResult<()> {
-    if overlaps(byte_range(a), byte_range(b)) {
+    if shares_memory(a, b)? {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
             "{} and {} must not overlap",
             names.0, names.1

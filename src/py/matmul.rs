@@ -93,7 +93,7 @@ fn matmul<'py>(
         ));
     }
     for (x, name) in [(&a_arr, "a"), (&b_arr, "b")] {
-        if overlaps(byte_range(&o), byte_range(x)) {
+        if shares_memory(&o, x)? {
             return Err(PyValueError::new_err(format!(
                 "out shares memory with {name}; it must be a separate array"
             )));

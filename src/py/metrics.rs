@@ -64,7 +64,7 @@ fn top_k_ranks<'py>(
     if !is_writeable(&o) {
         return Err(PyValueError::new_err("out is read-only"));
     }
-    if overlaps(byte_range(&o), byte_range(&t)) || overlaps(byte_range(&o), byte_range(&s)) {
+    if shares_memory(&o, &t)? || shares_memory(&o, &s)? {
         return Err(PyValueError::new_err("out shares memory with an input"));
     }
     // SAFETY: t is an aligned contiguous int64 array of `rows` elements.

@@ -44,7 +44,7 @@ fn operand<'py>(
 fn disjoint(arrs: &[(&Bound<'_, PyUntypedArray>, &str)]) -> PyResult<()> {
     for (i, (a, an)) in arrs.iter().enumerate() {
         for (b, bn) in &arrs[i + 1..] {
-            if overlaps(byte_range(a), byte_range(b)) {
+            if shares_memory(a, b)? {
                 return Err(PyValueError::new_err(format!(
                     "{an} and {bn} share memory; they must be separate arrays"
                 )));
