@@ -726,6 +726,40 @@ def test_array_likes_and_dtype_conversion():
     np.testing.assert_array_equal(lk.softmax(ArrayProtocol()), lk.softmax(np.float32([4, 2, -2])))
 
 
+def test_outputs_in_the_other_byte_order_are_filled_as_numpy_would():
+    # An out= (or grad_out=) of the result's dtype in big-endian order, as
+    # NumPy's ufuncs take it: the values land byte-swapped, equal to the
+    # native results; also as an input's own output, and for float16.
+    rng = np.random.default_rng(9)
+    xn = rng.standard_normal((4, 5)).astype(np.float32)
+    for name in ("softmax", "log_softmax", "gelu", "sigmoid"):
+        f = getattr(lk, name)
+        o = np.empty((4, 5), ">f4")
+        assert f(xn, out=o) is o
+        np.testing.assert_array_equal(o, f(xn), err_msg=name)
+        x = xn.astype(">f4")
+        assert f(x, out=x) is x
+        np.testing.assert_array_equal(x, f(xn), err_msg=name)
+    h = np.empty((4, 5), ">f2")
+    lk.gelu(xn.astype(np.float16), out=h)
+    np.testing.assert_array_equal(h, lk.gelu(xn.astype(np.float16)))
+    v, sg = np.empty(4, ">f4"), np.empty(4, ">f4")
+    got = lk.logsumexp(xn, axis=1, b=-np.ones(5, np.float32), return_sign=True, out=(v, sg))
+    want = lk.logsumexp(xn, axis=1, b=-np.ones(5, np.float32), return_sign=True)
+    assert got[0] is v and got[1] is sg
+    np.testing.assert_array_equal(v, want[0])
+    np.testing.assert_array_equal(sg, want[1])
+    t = np.array([0, 1, 2, 4])
+    want_l, want_g = lk.cross_entropy(xn, t, return_grad=True)
+    x = xn.astype(">f4")
+    loss, g = lk.cross_entropy(x, t, return_grad=True, grad_out=x)
+    assert g is x and loss == want_l
+    np.testing.assert_array_equal(x, want_g)
+    # Another dtype in either byte order is still refused, naming out.
+    with pytest.raises(TypeError, match="out has dtype >f8, but the result has dtype float32"):
+        lk.gelu(xn, out=np.empty((4, 5), ">f8"))
+
+
 def test_empty_inputs():
     assert lk.softmax(np.zeros((0, 5), np.float32)).shape == (0, 5)
     assert lk.softmax(np.zeros((3, 0))).shape == (3, 0)

@@ -549,7 +549,8 @@ pub fn new_of<'py>(
     }
 }
 
-/// Whether a kernel may write straight into `o`: right layout and dtype, and
+/// Whether a kernel may write straight into `o`: right layout and dtype (in
+/// the machine's byte order), and
 /// each array in `same_ok` is either exactly `o` (in place) or disjoint from
 /// it, and each in `disjoint` is disjoint from it.
 pub fn writable_direct(
@@ -561,6 +562,7 @@ pub fn writable_direct(
 ) -> bool {
     let r = byte_range(o);
     !half
+        && o.dtype().is_native_byteorder() != Some(false)
         && fits(o, order)
         && same_ok
             .iter()
@@ -582,7 +584,15 @@ pub fn check_out<'py>(
         )));
     };
     let want = PyArrayDescr::new(out.py(), dtype_name)?;
-    if !o.dtype().is_equiv_to(&want) {
+    // The result's dtype in the other byte order is taken too (as by
+    // NumPy's ufuncs): `writable_direct` never lets a kernel write such an
+    // array, so the result goes in through `numpy.copyto`, which swaps.
+    let d = o.dtype();
+    let swapped = d.is_native_byteorder() == Some(false)
+        && d.call_method1("newbyteorder", ("=",))?
+            .cast_into::<PyArrayDescr>()?
+            .is_equiv_to(&want);
+    if !d.is_equiv_to(&want) && !swapped {
         return Err(PyTypeError::new_err(format!(
             "{param} has dtype {}, but the result has dtype {dtype_name}",
             o.dtype().str()?
