@@ -102,9 +102,13 @@ fn pool() -> Option<Arc<ThreadPool>> {
     }
     if st.pid != pid {
         // In a forked child the inherited pool's threads do not exist; leak it
-        // rather than join threads that will never answer.
+        // rather than join threads that will never answer (and forget the
+        // waiting helpers, which are those threads).
         if let Some(old) = st.pool.take() {
             std::mem::forget(old);
+        }
+        if st.pid != 0 {
+            linger::forget_all();
         }
         st.pid = pid;
     }
@@ -190,9 +194,16 @@ pub fn for_each_task(ntasks: usize, f: impl Fn(usize) + Sync + Send) {
                 panic: Mutex::new(None),
                 f,
             });
-            for _ in 0..helpers {
+            // Helpers still waiting after a recent call take this one at
+            // once; the rest are woken through the pool.
+            let claimed = linger::claim(&call, helpers);
+            for _ in claimed..helpers {
                 let c = Arc::clone(&call);
-                p.spawn(move || c.help());
+                p.spawn(move || {
+                    c.help();
+                    drop(c);
+                    linger::wait();
+                });
             }
             let own = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.work(true)));
             if own.is_err() {
@@ -209,6 +220,158 @@ pub fn for_each_task(ntasks: usize, f: impl Fn(usize) + Sync + Send) {
         }
     }
     (0..ntasks).for_each(f);
+}
+
+/// Helpers that stay after their part of a call, waiting for the next one.
+///
+/// A pool thread woken for a call (a rayon job) arrived only after its next
+/// `yield` round if it was still spinning, and after a kernel wake-up of
+/// tens of microseconds in this VM if it had gone to sleep, which rayon's
+/// workers do a few microseconds after their last job. With other work
+/// between the calls (20 or 50 us of it), float32 sigmoid at 128 Ki
+/// elements took 43 us at 2 threads against 18 back to back (35 us on one
+/// thread), gelu_backward at 256 Ki 84-89 against 48, softmax 256x1024 72-75
+/// against 42: the helper came too late to take a task, or not at all.
+///
+/// So after its tasks a helper waits up to `LINGER` in a mailbox of its own,
+/// looking at it in a spin loop that yields its CPU every few microseconds.
+/// A caller claims each waiting helper's mailbox (a compare-and-swap from
+/// `WAITING`), puts the call in it, marks it `CLAIMED`, and wakes through
+/// the pool only the helpers it did not find. A helper leaves only by
+/// swapping `WAITING` for `IDLE`, so a claimed helper always takes its
+/// call: no call counts on a helper that has gone, and no job is queued for
+/// one that is there.
+mod linger {
+    use super::Call;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// How long a helper waits for another call: PyTorch's OpenMP threads
+    /// spin 200 ms by default; here a millisecond covers a training step's
+    /// other work between two calls at small batch sizes, and only that
+    /// long is the helper's CPU taken when no call follows.
+    const LINGER: Duration = Duration::from_millis(1);
+    /// Mailboxes: helpers beyond this many do not wait.
+    const BOXES: usize = 64;
+
+    const IDLE: u8 = 0;
+    const WAITING: u8 = 1;
+    /// A caller is putting its call in.
+    const FILLING: u8 = 2;
+    const CLAIMED: u8 = 3;
+    /// Never used again (its lock may be held by a thread a fork left out).
+    const DEAD: u8 = 4;
+
+    /// One helper's; a cache line of its own, which it reads while waiting.
+    #[repr(align(64))]
+    struct Mailbox {
+        state: AtomicU8,
+        call: Mutex<Option<Arc<Call>>>,
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const EMPTY: Mailbox = Mailbox {
+        state: AtomicU8::new(IDLE),
+        call: Mutex::new(None),
+    };
+    static BOX: [Mailbox; BOXES] = [EMPTY; BOXES];
+
+    /// Hands `call` to up to `helpers` waiting helpers; returns how many.
+    pub(super) fn claim(call: &Arc<Call>, helpers: usize) -> usize {
+        let mut n = 0;
+        for b in &BOX {
+            if n == helpers {
+                break;
+            }
+            if b.state.load(Ordering::Relaxed) != WAITING
+                || b.state
+                    .compare_exchange(WAITING, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            *b.call.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(call));
+            b.state.store(CLAIMED, Ordering::Release);
+            n += 1;
+        }
+        n
+    }
+
+    /// A helper's wait after its tasks: takes every call put in its mailbox
+    /// until [`LINGER`] passes without one. Returns at once when every
+    /// mailbox is taken.
+    pub(super) fn wait() {
+        let Some(b) = BOX.iter().find(|b| {
+            b.state
+                .compare_exchange(IDLE, WAITING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        }) else {
+            return;
+        };
+        let mut since = Instant::now();
+        let mut looks = 0u32;
+        loop {
+            match b.state.load(Ordering::Acquire) {
+                CLAIMED => {
+                    let c = b.call.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(c) = c {
+                        c.help();
+                    }
+                    b.state.store(WAITING, Ordering::Release);
+                    since = Instant::now();
+                    looks = 0;
+                    continue;
+                }
+                WAITING => {}
+                // FILLING: a caller is about to hand over its call.
+                _ => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+            }
+            looks += 1;
+            if !looks.is_multiple_of(64) {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Every 64 looks (a few microseconds) the CPU is offered to any
+            // other thread that wants it: a helper that only spun for its
+            // first 50 us made NumPy's OpenBLAS matmul called between two
+            // calls (256^3 float32, its own 2 threads) take 250-290 us on
+            // average against 150 (its median), as both pools' threads
+            // queued for one CPU; yielding from the start, 160.
+            if since.elapsed() > LINGER {
+                if b.state
+                    .compare_exchange(WAITING, IDLE, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// In a forked child: the waiting helpers were the parent's threads. A
+    /// mailbox whose lock a parent thread held at the fork is left unused.
+    pub(super) fn forget_all() {
+        for b in &BOX {
+            let state = match b.call.try_lock() {
+                Ok(mut c) => {
+                    *c = None;
+                    IDLE
+                }
+                Err(std::sync::TryLockError::Poisoned(e)) => {
+                    *e.into_inner() = None;
+                    IDLE
+                }
+                Err(std::sync::TryLockError::WouldBlock) => DEAD,
+            };
+            b.state.store(state, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One parallel call of [`for_each_task`], shared with its helpers.
@@ -322,6 +485,45 @@ mod tests {
                 assert_eq!(h.load(Ordering::Relaxed), 1, "round {round}, task {t}");
             }
         }
+    }
+
+    /// Every task runs exactly once across calls spaced so that helpers are
+    /// found waiting (back to back, or within `linger::LINGER`), have just
+    /// given up, or were woken through the pool (the gaps cross the
+    /// linger), made from several threads at once.
+    #[test]
+    fn each_task_once_with_waiting_helpers_and_several_callers() {
+        set_num_threads(3);
+        std::thread::scope(|sc| {
+            for caller in 0..3u64 {
+                sc.spawn(move || {
+                    let mut r = caller.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    for round in 0..400 {
+                        r ^= r << 13;
+                        r ^= r >> 7;
+                        r ^= r << 17;
+                        let ntasks = 2 + (r % 23) as usize;
+                        let hits: Vec<AtomicUsize> =
+                            (0..ntasks).map(|_| AtomicUsize::new(0)).collect();
+                        for_each_task(ntasks, |t| {
+                            hits[t].fetch_add(1, Ordering::Relaxed);
+                        });
+                        for (t, h) in hits.iter().enumerate() {
+                            assert_eq!(
+                                h.load(Ordering::Relaxed),
+                                1,
+                                "caller {caller} round {round} task {t}"
+                            );
+                        }
+                        // 0 to ~2 ms between calls: across the 1 ms wait.
+                        let gap = (r >> 20) % 2200;
+                        if gap > 100 {
+                            std::thread::sleep(std::time::Duration::from_micros(gap));
+                        }
+                    }
+                });
+            }
+        });
     }
 
     /// A task's panic reaches the caller (from the calling thread or a
