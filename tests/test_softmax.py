@@ -577,6 +577,21 @@ def test_a_number_as_weights_matches_an_array_of_it(dtype, n):
             np.testing.assert_allclose(plain, lk.logsumexp(x, b=full, **kw), rtol=3e-7)
 
 
+def test_a_python_number_as_weights_takes_float16():
+    # With float16 x a Python number b is float16's (NumPy's weak scalars,
+    # SciPy's logsumexp): log(sum(f16(b) exp(x))) in float64, rounded once.
+    x = np.array([[1, 2, 3], [0.5, -1, 4], [-2, -2, 0.25]], np.float16)
+    for v in [0.1, 3.3, 0.7, 1e-3, 7.0, -0.1]:
+        b16 = float(np.float16(v))
+        s = (b16 * np.exp(x.astype(np.float64))).sum(axis=1)
+        got, sign = lk.logsumexp(x, axis=1, b=v, return_sign=True)
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got, np.log(np.abs(s)).astype(np.float16), err_msg=f"b={v}")
+        np.testing.assert_array_equal(sign, np.sign(s), err_msg=f"b={v}")
+        full = np.full(x.shape, v, np.float16)
+        np.testing.assert_array_equal(got, lk.logsumexp(x, axis=1, b=full, return_sign=True)[0])
+
+
 def test_logsumexp_return_sign_without_weights():
     x = np.array([[1.0, 2.0], [-np.inf, -np.inf], [np.nan, 0.0]])
     v, sg = lk.logsumexp(x, return_sign=True)

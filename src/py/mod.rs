@@ -119,16 +119,29 @@ fn logsumexp<'py>(
     let weak = b.is_none_or(|v| v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>());
     let scalar = match b {
         None => Some(1.0),
-        Some(v) if weak => Some(
-            v.extract::<f64>()
-                .map_err(|_| PyValueError::new_err("b is a Python number too large for a float"))?,
-        ),
+        Some(v) if weak => {
+            let bv = v
+                .extract::<f64>()
+                .map_err(|_| PyValueError::new_err("b is a Python number too large for a float"))?;
+            // It takes x's dtype, as NumPy's weak scalars (and the weighted
+            // pass's array of it) do: rounded to float32 or float16 first.
+            let xa = array::float_arg(py, x, "x")?;
+            Some(if xa.half {
+                array::numpy(py)?
+                    .getattr("float16")?
+                    .call1((bv,))?
+                    .extract::<f64>()?
+            } else if xa.dt == array::Dt::F32 {
+                bv as f32 as f64
+            } else {
+                bv
+            })
+        }
         _ => None,
     }
-    // An infinite or NaN weight takes the weighted pass, whose terms give
-    // IEEE's inf * 0 = NaN entry by entry; so does one that is infinite in
-    // float32 (it takes x's dtype, which may be float32).
-    .filter(|v| v.is_finite() && (*v as f32).is_finite());
+    // An infinite or NaN weight (in x's dtype) takes the weighted pass, whose
+    // terms give IEEE's inf * 0 = NaN entry by entry.
+    .filter(|v| v.is_finite());
     let w;
     let (ins, mask) = match scalar {
         Some(_) => (vec![(x, "x")], r#where),
