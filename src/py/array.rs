@@ -509,8 +509,8 @@ pub fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {
 /// Whether two arrays share an element's memory: their byte ranges overlap
 /// and, for those that do (strided views can interleave without sharing a
 /// byte, such as `buf[::2]` and `buf[1::2]`), NumPy's exact
-/// `shares_memory` says so. Its `TooHardError` (a problem too large to
-/// solve exactly) propagates.
+/// `shares_memory` says so. Where it cannot tell (its `TooHardError`, for a
+/// problem too large to solve exactly), they count as sharing.
 pub fn shares_memory(
     a: &Bound<'_, PyUntypedArray>,
     b: &Bound<'_, PyUntypedArray>,
@@ -518,11 +518,11 @@ pub fn shares_memory(
     if !overlaps(byte_range(a), byte_range(b)) {
         return Ok(false);
     }
-    a.py()
-        .import("numpy")?
+    let exact = numpy(a.py())?
         .getattr("shares_memory")?
-        .call1((a, b))?
-        .extract::<bool>()
+        .call1((a, b))
+        .and_then(|r| r.extract::<bool>());
+    Ok(exact.unwrap_or(true))
 }
 
 /// A new uninitialised-free (zero-cost) output array in `order`.
