@@ -476,10 +476,11 @@ def test_weighted_logsumexp_special_values_follow_scipy(dtype):
 
 
 def _weighted_lse_by_rules(x, b):
-    """SciPy's weighted logsumexp of one row of special values, term by term
-    with IEEE's products (math.exp on Python floats): a zero weight drops its
-    term; a NaN entry or weight, an infinite weight on a -inf entry, or
-    infinite terms of both signs give NaN. Returns (log|s|, sign)."""
+    """The weighted logsumexp of one row of special values as logsumexp's
+    docstring defines it (SciPy's, with zero-weight entries left out), term
+    by term with IEEE's products (math.exp on Python floats): a NaN entry or
+    weight, an infinite weight on a -inf entry, or infinite terms of both
+    signs give NaN. Returns (log|s|, sign)."""
     terms = []
     for v, w in zip(map(float, x), map(float, b), strict=True):
         if w == 0:
