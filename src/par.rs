@@ -243,7 +243,7 @@ pub fn for_each_task(ntasks: usize, f: impl Fn(usize) + Sync + Send) {
 /// one that is there.
 mod linger {
     use super::Call;
-    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -276,11 +276,14 @@ mod linger {
         call: Mutex::new(None),
     };
     static BOX: [Mailbox; BOXES] = [EMPTY; BOXES];
+    /// Mailboxes ever taken by a helper (a prefix of `BOX`): a caller looks
+    /// at these only, one for a 2-thread pool, not all of them.
+    static USED: AtomicUsize = AtomicUsize::new(0);
 
     /// Hands `call` to up to `helpers` waiting helpers; returns how many.
     pub(super) fn claim(call: &Arc<Call>, helpers: usize) -> usize {
         let mut n = 0;
-        for b in &BOX {
+        for b in &BOX[..USED.load(Ordering::Acquire)] {
             if n == helpers {
                 break;
             }
@@ -302,13 +305,14 @@ mod linger {
     /// until [`LINGER`] passes without one. Returns at once when every
     /// mailbox is taken.
     pub(super) fn wait() {
-        let Some(b) = BOX.iter().find(|b| {
+        let Some((i, b)) = BOX.iter().enumerate().find(|(_, b)| {
             b.state
                 .compare_exchange(IDLE, WAITING, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         }) else {
             return;
         };
+        USED.fetch_max(i + 1, Ordering::AcqRel);
         let mut since = Instant::now();
         let mut looks = 0u32;
         loop {

@@ -212,8 +212,8 @@ pub(crate) fn ahead<T>(p: *const T, i: usize) {
 /// of vector operations, that compare and blend cost 5-8 %). `y` may equal
 /// `x`. With `STREAM`, the full lane arrays of the output go out with
 /// non-temporal stores (`simd::stream`; the caller decides, and `y` must not
-/// be `x`; an output not 16-byte aligned gets normal stores). With `prefetch`, the input is
-/// prefetched [`AHEAD_BYTES`] ahead.
+/// be `x`; an output not 16-byte aligned gets normal stores). With
+/// `prefetch`, the input is prefetched [`AHEAD_BYTES`] ahead.
 ///
 /// `f` is called from one place only (the tail goes through the same call as
 /// full lane arrays): LLVM then inlines it however large it is, so it is

@@ -856,31 +856,14 @@ fn wsum<T: Float>(c: &[T], b: &[T], ms: [T; L], acc: &mut [f64; L]) {
     }
 }
 
-/// The sum of a row whose max is +inf, without `inf - inf`: the terms of its
-/// +inf entries are `b * inf` and the others `b * 0` (NaN for a NaN entry).
-fn inf_terms<T: Float>(x: impl Iterator<Item = T>, b: impl Iterator<Item = T>) -> f64 {
-    x.zip(b)
-        .filter(|&(_, w)| w != T::ZERO)
-        .map(|(v, w)| {
-            let e = if v == T::INF {
-                f64::INFINITY
-            } else if v.is_nan_() {
-                f64::NAN
-            } else {
-                0.0
-            };
-            w.to_f64() * e
-        })
-        .sum()
-}
-
-/// A weighted sum that came out NaN, again term by term (f64, in order),
-/// for what the fast sum cannot tell apart: an infinite weight on an entry
-/// above -inf is an infinite term, where the fast sum had `inf * 0` from an
-/// exp that underflowed or from a +inf max (`logsumexp([inf, 1], b=[1,
-/// inf])` is inf, as in SciPy). A zero weight still drops its term; the
-/// result stays NaN for a NaN entry or weight, an infinite weight on a -inf
-/// entry (`inf * 0`, as IEEE and SciPy), and infinite terms of both signs.
+/// A row's weighted sum term by term (f64, in order), for a row whose max
+/// `ms` is +inf (no `inf - inf`) or whose fast sum came out NaN: +inf
+/// entries give `b * inf`, and an infinite weight on any entry above -inf
+/// is an infinite term, where the fast sum had `inf * 0` from an exp that
+/// underflowed or from the +inf max (`logsumexp([inf, 1], b=[1, inf])` is
+/// inf, as in SciPy). A zero weight drops its term; the result is NaN for a
+/// NaN entry or weight, an infinite weight on a -inf entry (`inf * 0`, as
+/// IEEE and SciPy), and infinite terms of both signs.
 #[cold]
 #[inline(never)]
 fn exact_wsum<T: Float>(x: impl Iterator<Item = T>, b: impl Iterator<Item = T>, ms: T) -> f64 {
@@ -934,9 +917,7 @@ multiversion! {
             weighted_entries(xr, br, &mut c[..n]);
             let m = max_of(&c);
             let ms = shift(m);
-            let s = if m == T::INF {
-                inf_terms(xr.iter().copied(), br.iter().copied())
-            } else {
+            let fast = (m != T::INF).then(|| {
                 let mut acc = [0f64; L];
                 wsum(&c[..full], &br[..full], [ms; L], &mut acc);
                 if full < n {
@@ -944,11 +925,10 @@ multiversion! {
                     wsum(&c[full..], &bt, [ms; L], &mut acc);
                 }
                 hsum(acc)
-            };
-            let s = if s.is_nan() {
-                exact_wsum(xr.iter().copied(), br.iter().copied(), ms)
-            } else {
-                s
+            });
+            let s = match fast {
+                Some(s) if !s.is_nan() => s,
+                _ => exact_wsum(xr.iter().copied(), br.iter().copied(), ms),
             };
             *yv = wlse_from(ms, s, how);
             lane_barrier();
@@ -979,10 +959,7 @@ multiversion! {
         }
         for i in 0..L {
             let lane = |a: &[T]| a.iter().skip(i).step_by(L).copied().collect::<Vec<T>>();
-            if m[i] == T::INF {
-                acc[i] = inf_terms(lane(x).into_iter(), lane(b).into_iter());
-            }
-            if acc[i].is_nan() {
+            if m[i] == T::INF || acc[i].is_nan() {
                 acc[i] = exact_wsum(lane(x).into_iter(), lane(b).into_iter(), ms[i]);
             }
             y[i] = wlse_from(ms[i], acc[i], how);

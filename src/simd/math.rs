@@ -442,10 +442,11 @@ const F32_UNBIAS: f64 = <f32 as Float>::EXP_UNBIAS;
 /// Beyond 16 every result has underflowed. The exp's reduction: `n =
 /// round(-a^2 / (2 ln 2))`, then `w = -a^2 - 2n ln 2` with `2 ln 2 = C_hi -
 /// C_lo`: `-a^2 - n C_hi` from the exact `a^2` inside one multiply-add (`n
-/// C_hi` is exact, C_hi = 355/256), rounded once, then `+ n C_lo`. `exp(w/2)` by a degree-5 polynomial, `R`
-/// by a 3/4 rational, both in pairs: ~20 multiply-adds and one division per
-/// lane array in short dependency chains (the old form's 80-cycle chain, not
-/// its multiplies, bound it on Zen 5: 26 cycles per 16 elements, now 12).
+/// C_hi` is exact, C_hi = 355/256), rounded once, then `+ n C_lo`.
+/// `exp(w/2)` by a degree-5 polynomial, `R` by a 3/4 rational, both in
+/// pairs: ~20 multiply-adds and one division per lane array in short
+/// dependency chains (the old form's 80-cycle chain, not its multiplies,
+/// bound it on Zen 5: 26 cycles per 16 elements, now 12).
 #[inline(always)]
 pub fn gauss_parts_f32<T: Float>(x: T) -> (T, T, T, T) {
     let a = min(x.fabs(), c(16.0));
