@@ -15,10 +15,12 @@
 //! dtype, as in PyTorch, the error is relative to that rounded argument).
 
 use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
+#[cfg(target_arch = "x86_64")]
+use super::elementwise::{map1_lanes, map2_lanes};
 use crate::multiversion;
 use crate::simd::math::{
-    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, ln_corr, log1p_unit, max, min, tanh,
-    tanh_deriv, x_ndtr, x_ndtr_deriv,
+    abs, exp_nonpos, exp_of_nonpos, expm1, expm1_nonpos, grad_x_ndtr_deriv, ln_corr, log1p_unit,
+    max, min, tanh, tanh_deriv, x_ndtr,
 };
 use crate::simd::{stream, Float, LANES as L};
 
@@ -430,7 +432,7 @@ macro_rules! with_act {
             }
             Act::Gelu => {
                 let $f = |x: T| x_ndtr(x);
-                let $b = |g: T, x: T| g * x_ndtr_deriv(x);
+                let $b = |g: T, x: T| grad_x_ndtr_deriv(g, x);
                 $body
             }
             Act::GeluTanh => {
@@ -598,6 +600,58 @@ multiversion! {
     }
 }
 
+/// float32 gelu (`approximate="none"`) and its backward at AVX-512 run the
+/// intrinsics of `simd::math::gelu_avx512` on the same driver: the same bits
+/// as the generic kernels, in two vector operations fewer (the backward
+/// one).
+#[cfg(target_arch = "x86_64")]
+fn gelu_avx512<T: Float>(act: Act) -> bool {
+    act == Act::Gelu
+        && crate::simd::math::is_f32::<T>()
+        && crate::simd::level() == crate::simd::Level::Avx512
+}
+
+/// # Safety
+/// As [`fwd_k`] (the pass of [`forward`]), at the AVX-512 level.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn gelu_fwd_avx512(x: *const f32, y: *mut f32, n: usize, stream: bool) {
+    use crate::simd::math::gelu_avx512::x_ndtr;
+    use std::arch::x86_64::__m512;
+    use std::mem::transmute;
+    // SAFETY (the transmutes): 16 f32 either way.
+    let f = |a: [f32; L]| unsafe {
+        transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a)))
+    };
+    if stream {
+        map1_lanes::<f32, true>(x, y, n, true, f)
+    } else {
+        map1_lanes::<f32, false>(x, y, n, true, f)
+    }
+}
+
+/// # Safety
+/// As [`bwd_k`] (the pass of [`backward`]), at the AVX-512 level.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn gelu_bwd_avx512(g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
+    use crate::simd::math::gelu_avx512::grad_x_ndtr_deriv;
+    use std::arch::x86_64::__m512;
+    use std::mem::transmute;
+    // SAFETY (the transmutes): 16 f32 either way.
+    let f = |a: [f32; L], b: [f32; L]| unsafe {
+        transmute::<__m512, [f32; L]>(grad_x_ndtr_deriv(
+            transmute::<[f32; L], __m512>(a),
+            transmute::<[f32; L], __m512>(b),
+        ))
+    };
+    if stream {
+        map2_lanes::<f32, true>(g, x, y, n, true, f)
+    } else {
+        map2_lanes::<f32, false>(g, x, y, n, true, f)
+    }
+}
+
 /// `y = f(x)` elementwise over `n` elements, in parallel for large `n`.
 ///
 /// # Safety
@@ -607,6 +661,23 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     // Non-temporal stores when input and output outgrow the cache (not in place).
     let stream = !std::ptr::eq(x, y) && stream::wanted(2 * n * std::mem::size_of::<T>());
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
+    #[cfg(target_arch = "x86_64")]
+    if gelu_avx512::<T>(act) {
+        let (x, y) = (Ptr(x.get() as *mut f32), Ptr(y.get() as *mut f32));
+        run_tasks(n, 1, |_, i0, i1| {
+            // SAFETY: T is f32, the level has the features, and the range is
+            // the task's (as below).
+            unsafe {
+                gelu_fwd_avx512(
+                    x.get().wrapping_add(i0),
+                    y.get().wrapping_add(i0),
+                    i1 - i0,
+                    stream,
+                )
+            }
+        });
+        return;
+    }
     run_tasks(n, 1, |_, i0, i1| {
         fwd_k(
             act,
@@ -629,6 +700,27 @@ pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut 
         && !std::ptr::eq(x, y)
         && stream::wanted(3 * n * std::mem::size_of::<T>());
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
+    #[cfg(target_arch = "x86_64")]
+    if gelu_avx512::<T>(act) {
+        let (g, x, y) = (
+            Ptr(g.get() as *mut f32),
+            Ptr(x.get() as *mut f32),
+            Ptr(y.get() as *mut f32),
+        );
+        run_tasks(n, 1, |_, i0, i1| {
+            // SAFETY: as in `forward`.
+            unsafe {
+                gelu_bwd_avx512(
+                    g.get().wrapping_add(i0),
+                    x.get().wrapping_add(i0),
+                    y.get().wrapping_add(i0),
+                    i1 - i0,
+                    stream,
+                )
+            }
+        });
+        return;
+    }
     run_tasks(n, 1, |_, i0, i1| {
         bwd_k(
             act,

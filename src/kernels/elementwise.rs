@@ -232,6 +232,22 @@ pub unsafe fn map1<T: Float, const STREAM: bool>(
     prefetch: bool,
     f: impl Fn(T) -> T,
 ) {
+    map1_lanes::<T, STREAM>(x, y, n, prefetch, |a| lane1(a, &f))
+}
+
+/// [`map1`] with `f` over a whole lane array (for a kernel written in
+/// intrinsics).
+///
+/// # Safety
+/// As [`map1`].
+#[inline(always)]
+pub unsafe fn map1_lanes<T: Float, const STREAM: bool>(
+    x: *const T,
+    y: *mut T,
+    n: usize,
+    prefetch: bool,
+    f: impl Fn([T; L]) -> [T; L],
+) {
     let stream = STREAM && crate::simd::stream::aligned(y);
     let (mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
@@ -239,7 +255,7 @@ pub unsafe fn map1<T: Float, const STREAM: bool>(
         if prefetch {
             ahead(x, i);
         }
-        let b = lane1(ld(src(x, i, n, &mut bx)), &f);
+        let b = f(ld(src(x, i, n, &mut bx)));
         put(dst(y, i, n, &mut by), b, stream && i + L <= n);
         flush(y, i, n, &by);
         crate::simd::lane_barrier();
@@ -265,6 +281,23 @@ pub unsafe fn map2<T: Float, const STREAM: bool>(
     prefetch: bool,
     f: impl Fn(T, T) -> T,
 ) {
+    map2_lanes::<T, STREAM>(g, x, y, n, prefetch, |a, b| lane2(a, b, &f))
+}
+
+/// [`map2`] with `f` over whole lane arrays (for a kernel written in
+/// intrinsics).
+///
+/// # Safety
+/// As [`map2`].
+#[inline(always)]
+pub unsafe fn map2_lanes<T: Float, const STREAM: bool>(
+    g: *const T,
+    x: *const T,
+    y: *mut T,
+    n: usize,
+    prefetch: bool,
+    f: impl Fn([T; L], [T; L]) -> [T; L],
+) {
     let stream = STREAM && crate::simd::stream::aligned(y);
     let (mut bg, mut bx, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
     let mut i = 0;
@@ -273,7 +306,7 @@ pub unsafe fn map2<T: Float, const STREAM: bool>(
             ahead(g, i);
             ahead(x, i);
         }
-        let r = lane2(ld(src(g, i, n, &mut bg)), ld(src(x, i, n, &mut bx)), &f);
+        let r = f(ld(src(g, i, n, &mut bg)), ld(src(x, i, n, &mut bx)));
         put(dst(y, i, n, &mut by), r, stream && i + L <= n);
         flush(y, i, n, &by);
         crate::simd::lane_barrier();

@@ -1,0 +1,113 @@
+//! float32 gelu and its backward at AVX-512, 16 lanes in intrinsics: the
+//! operations of [`super::x_ndtr`] and [`super::grad_x_ndtr_deriv`] in the
+//! same order, so the same bits (NaN payloads aside), with operations the
+//! scalar code has no way to ask LLVM for:
+//! - `2^n` times the exp's polynomial is one `vscalefps` instead of a shift
+//!   and a multiply. The scalar code's polynomial carries a factor `2^-65`
+//!   in its coefficients and multiplies by the normal `2^(n + 65)`: each
+//!   step of it is the unscaled one times `2^-65` exactly (nothing in it
+//!   comes near the subnormals), so its product rounds `p 2^n` once, as
+//!   `vscalefps` does (subnormal results included, under the same MXCSR).
+//! - gelu's `min(|x|, 16)` is one `vrangeps` (the operand of smaller
+//!   magnitude, sign cleared) instead of an `and` and a `min`. `vrangeps`
+//!   returns the number where the other operand is NaN, so a NaN x gets `a
+//!   = 16`; gelu's result is NaN all the same (through `max(x, -0)`), but
+//!   the backward would give a zero, and keeps the `and` and the `min`.
+//!
+//! Both functions are bound by their count of vector operations in cache
+//! (two 512-bit ports); what this gains: `docs/performance-log.md`.
+
+use super::super::float::exp_f32_consts::MAGIC_BIASED;
+use super::{
+    EXP_HALF_F32, F32_UNBIAS, FRAC_1_SQRT_2PI, GAUSS_CLAMP, GAUSS_C_HI, GAUSS_C_LO, GAUSS_DEN_F32,
+    GAUSS_K, GAUSS_NUM_F32,
+};
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn k(v: f64) -> __m512 {
+    _mm512_set1_ps(v as f32)
+}
+
+/// [`super::poly_pairs`] over 16 lanes: the same pairs, the same order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn poly_pairs(x: __m512, x2: __m512, coef: &[f64], scale: f64) -> __m512 {
+    let c = |i: usize| k(coef[i] * scale);
+    let pair = |i: usize| _mm512_fmadd_ps(c(i), x, c(i + 1));
+    let (mut p, mut i) = if coef.len() % 2 == 1 {
+        (c(0), 1)
+    } else {
+        (pair(0), 2)
+    };
+    while i < coef.len() {
+        p = _mm512_fmadd_ps(p, x2, pair(i));
+        i += 2;
+    }
+    p
+}
+
+/// [`super::gauss_parts_f32`] from `a = min(|x|, 16)`: `(e, num, den)`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gauss_parts(a: __m512) -> (__m512, __m512, __m512) {
+    let a2 = _mm512_mul_ps(a, a);
+    let magic = _mm512_set1_ps(MAGIC_BIASED);
+    let n = _mm512_sub_ps(_mm512_fmadd_ps(a2, k(GAUSS_K), magic), magic);
+    let w = _mm512_fmadd_ps(
+        n,
+        k(GAUSS_C_LO),
+        _mm512_fnmadd_ps(a, a, _mm512_mul_ps(n, k(GAUSS_C_HI))),
+    );
+    // The coefficients without the scalar code's 2^-65 (a power of two:
+    // dividing the f64 constant by it is exact, and so is the scaling of
+    // its rounding to f32).
+    let p = poly_pairs(w, _mm512_mul_ps(w, w), &EXP_HALF_F32, 1.0 / F32_UNBIAS);
+    let e = _mm512_scalef_ps(p, n);
+    let num = poly_pairs(a, a2, &GAUSS_NUM_F32, 1.0);
+    // The leading 1: `fma(1, a2, pair)` is `a2 + pair`.
+    debug_assert_eq!(GAUSS_DEN_F32[0], 1.0);
+    let den = _mm512_add_ps(
+        a2,
+        _mm512_fmadd_ps(k(GAUSS_DEN_F32[1]), a, k(GAUSS_DEN_F32[2])),
+    );
+    let den = _mm512_fmadd_ps(
+        den,
+        a2,
+        _mm512_fmadd_ps(k(GAUSS_DEN_F32[3]), a, k(GAUSS_DEN_F32[4])),
+    );
+    (e, num, den)
+}
+
+/// [`super::x_ndtr`] (gelu) of 16 float32.
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub fn x_ndtr(x: __m512) -> __m512 {
+    // imm 0b10_10: the operand of smaller magnitude, its sign bit cleared.
+    let a = _mm512_range_ps::<0b1010>(x, k(GAUSS_CLAMP));
+    let (e, num, den) = gauss_parts(a);
+    let q = _mm512_div_ps(_mm512_mul_ps(a, num), den);
+    // max(x, -0) as the scalar `max(a, b)`: `b > a ? b : a`.
+    let m = _mm512_max_ps(_mm512_set1_ps(-0.0), x);
+    _mm512_fnmadd_ps(e, q, m)
+}
+
+/// [`super::grad_x_ndtr_deriv`] (gelu's backward) of 16 float32.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub fn grad_x_ndtr_deriv(grad: __m512, x: __m512) -> __m512 {
+    // `min(a, b)`, `b < a ? b : a`, keeps a NaN `a = |x|`.
+    let a = _mm512_min_ps(k(GAUSS_CLAMP), _mm512_abs_ps(x));
+    let (e, num, den) = gauss_parts(a);
+    let g = _mm512_fmadd_ps(a, k(-FRAC_1_SQRT_2PI), _mm512_div_ps(num, den));
+    let u = _mm512_mul_ps(grad, _mm512_mul_ps(e, g));
+    let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
+    _mm512_mask_sub_ps(u, pos, grad, u)
+}
