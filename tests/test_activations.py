@@ -402,6 +402,45 @@ def test_nan_propagates_and_infinities_give_limits(name, dtype):
             )
 
 
+# Functions equal to x times a finite factor at 0 (or, for tanh and the
+# elu family, odd at 0): PyTorch's and NumPy's zero keeps x's sign there.
+SIGNED_ZERO = [
+    ("tanh", {}),
+    ("elu", {}),
+    ("celu", {"alpha": 2.0}),
+    ("selu", {}),
+    ("silu", {}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("mish", {}),
+    ("softsign", {}),
+    ("leaky_relu", {}),
+    ("hard_tanh", {}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("name", "params"), SIGNED_ZERO)
+def test_zero_keeps_its_sign(name, params, dtype):
+    # Full lane arrays and a tail (the vector and the partial paths).
+    x = np.tile(np.array([0.0, -0.0], dtype), 21)
+    y = getattr(lk, name)(x, **params)
+    assert (y == 0).all(), name
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_signed_zero_cases_follow_torch(dtype):
+    # hard_swish is x * 0 / 6 up to -3 (PyTorch): -0, not +0.
+    y = lk.hard_swish(np.array([-3.0, -4.0, -1e30, -np.inf], dtype))
+    assert (y == 0).all() and np.signbit(y).all()
+    # logit increases: its gradient at p = -0 is +inf, as at +0.
+    d = lk.logit_backward(np.ones(2, dtype), np.array([-0.0, 0.0], dtype))
+    np.testing.assert_array_equal(d, [np.inf, np.inf])
+    d = lk.logit_backward(np.ones(2, dtype), np.array([-0.0, 0.0], dtype), eps=0.0)
+    np.testing.assert_array_equal(d, [np.inf, np.inf])
+
+
 def test_finite_difference_gradients_float64():
     rng = np.random.default_rng(1)
     x = rng.standard_normal(500) * 3
@@ -602,6 +641,16 @@ BAD = [
     (lambda: lk.bias_act(np.ones(3), np.ones(3)), ValueError, "h must be 2-D"),
     (lambda: lk.bias_act(np.ones((2, 3)), np.ones(3), "nope"), ValueError, "activation must be"),
     (lambda: lk.bias_act(np.ones((2, 3)), np.ones(3), "relu", alpha=1.0), TypeError, "alpha"),
+    (
+        lambda: lk.bias_act(np.ones((2, 3)), np.ones(3), "gelu", approximate=None),
+        TypeError,
+        "approximate must be a str",
+    ),
+    (
+        lambda: lk.bias_act_backward(np.ones((2, 3)), np.ones((2, 3)), "gelu", approximate=1),
+        TypeError,
+        "approximate must be a str",
+    ),
     (lambda: lk.bias_act_backward(np.ones((2, 3)), np.ones((3, 2))), ValueError, "z has shape"),
     (
         lambda: lk.bias_act_backward(np.ones((2, 3)), np.ones((2, 3)), bias_grad_out=np.ones(2)),

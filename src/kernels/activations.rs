@@ -181,7 +181,10 @@ fn logit<T: Float>(p: T, eps: Option<f64>) -> T {
 fn logit_backward<T: Float>(g: T, p: T, eps: Option<f64>) -> T {
     // g / (p (1 - p)), as PyTorch divides: g times the reciprocal
     // overflowed for a subnormal p whose gradient is finite.
-    let d = g / (p * (T::ONE - p));
+    // |p (1 - p)|: p = -0 is a zero of p (1 - p) too, where the gradient
+    // is +inf (logit increases; PyTorch); elsewhere it is >= 0 on [0, 1],
+    // and outside that range the result is replaced below.
+    let d = g / (p * (T::ONE - p)).fabs();
     match eps {
         // Flat outside [eps, 1 - eps], where p is clipped.
         Some(e) => {
@@ -338,7 +341,9 @@ fn keep_nan<T: Float>(x: T, v: T) -> T {
 #[inline(always)]
 fn hard_swish<T: Float>(x: T) -> T {
     let y = x * clamp(x + c(3.0), T::ZERO, c(6.0)) / c(6.0);
-    sel(x <= c(-3.0), T::ZERO, sel(x >= c(3.0), x, y))
+    // Up to -3, PyTorch's `x * 0 / 6`: a zero with x's sign (-0; at -inf the
+    // limit, where PyTorch has NaN).
+    sel(x <= c(-3.0), x.zero_signed(), sel(x >= c(3.0), x, y))
 }
 
 /// PyTorch's hardswish_backward (2.x): f' is 0 up to -3 (flat), x/3 + 1/2

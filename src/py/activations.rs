@@ -173,7 +173,11 @@ fn params_from_kwargs(name: &str, kw: Option<&Bound<'_, PyDict>>) -> PyResult<Pa
             "min_val" => p.min_val = Some(f()?),
             "max_val" => p.max_val = Some(f()?),
             "eps" => p.eps = if v.is_none() { None } else { Some(f()?) },
-            "approximate" => p.approximate = Some(v.extract()?),
+            "approximate" => {
+                p.approximate = Some(v.extract().map_err(|_| {
+                    PyTypeError::new_err("approximate must be a str ('none' or 'tanh')")
+                })?)
+            }
             _ => unreachable!(),
         }
     }

@@ -107,7 +107,14 @@ pub trait Float:
         let min = Self::from_f64(Self::EXPM1_NONPOS_MIN);
         let x = if x < min { min } else { x };
         let (q, s) = Self::expm1_scaled(x);
-        Self::fma(q, s, s - Self::ONE)
+        let r = Self::fma(q, s, s - Self::ONE);
+        // expm1(-0) = -0 (the sum above gives +0): elu, celu and selu of -0
+        // are -0, as in PyTorch and NumPy.
+        if x == Self::ZERO {
+            x
+        } else {
+            r
+        }
     }
 
     /// `(expm1(r), 2^n)` with `x = n ln 2 + r`, for `x` in

@@ -285,7 +285,10 @@ pub fn tanh<T: Float>(x: T) -> T {
     let a = abs(x);
     let em = expm1_nonpos(-(a + a));
     let t = -em / (c::<T>(2.0) + em);
-    if x < T::ZERO {
+    // tanh(+-0) = +-0 (t is +0 at both).
+    if x == T::ZERO {
+        x
+    } else if x < T::ZERO {
         -t
     } else {
         t
