@@ -44,6 +44,15 @@ def test_demo_trains_prints_accuracy_and_writes_pngs(tmp_path, capsys):
         assert str(tmp_path / name) in out
 
 
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_demo_with_no_epochs_is_one_error_line(epochs, tmp_path):
+    r = _run("demo", "--quiet", "--epochs", epochs, "--out-dir", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "--epochs must be >= 1" in r.stderr
+    assert r.stdout == ""
+
+
 def test_train_then_predict_csv(data, capsys):
     model = data / "m.npz"
     rc = main(

@@ -359,6 +359,29 @@ def test_a_reused_early_stopping_does_not_restore_an_earlier_fits_weights(digits
     c.fit(Xtr, ytr, epochs=0, early_stopping=es, verbose=0)
 
 
+def test_an_optimizer_passed_to_another_model_starts_afresh(digits):
+    Xtr, _, ytr, _ = digits
+    X, y = Xtr[:300], ytr[:300]
+
+    def fold(seed, opt):
+        m = nn.MLP([64, 16, 10], seed=seed)
+        m.fit(X, y, epochs=2, batch_size=64, optimizer=opt, seed=seed)
+        return m.weights_flat.copy()
+
+    shared = nn.Adam(1e-2)
+    first = fold(0, shared)
+    second = fold(1, shared)  # a second model: as with a new Adam
+    assert shared.steps == 10
+    np.testing.assert_array_equal(first, fold(0, nn.Adam(1e-2)))
+    np.testing.assert_array_equal(second, fold(1, nn.Adam(1e-2)))
+    # The same model again resumes: state and step count carry over.
+    m = nn.MLP([64, 16, 10], seed=0)
+    opt = nn.Adam(1e-2)
+    m.fit(X, y, epochs=1, batch_size=64, optimizer=opt, seed=0)
+    m.fit(X, y, epochs=1, batch_size=64, optimizer=opt, seed=0)
+    assert opt.steps == 10
+
+
 def test_fit_validates_epochs_batch_size_and_validation_data(digits):
     Xtr, Xte, ytr, yte = digits
     m = nn.MLP([64, 8, 10], seed=0)

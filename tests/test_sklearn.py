@@ -131,3 +131,72 @@ def test_best_loss_is_none_with_early_stopping_as_in_scikit_learn():
     c = lk.MLPClassifier(hidden_layer_sizes=(4,), early_stopping=True, random_state=0)
     c.partial_fit(X, y, classes=[0, 1])
     assert np.isfinite(c.best_loss_)
+
+
+def test_t_counts_samples_and_n_iter_the_last_fits_epochs(digits):
+    X, y = digits
+    X = X / 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = lk.MLPClassifier((16,), max_iter=3, tol=0, random_state=0).fit(X, y)
+        assert clf.n_iter_ == 3 and clf.t_ == 3 * len(X)
+        es = lk.MLPClassifier((16,), max_iter=2, early_stopping=True, validation_fraction=0.25)
+        es.fit(X, y)
+        assert es.t_ == 2 * (len(X) - int(np.ceil(0.25 * len(X))))
+        ws = lk.MLPClassifier((16,), max_iter=3, tol=0, warm_start=True, random_state=0)
+        ws.fit(X, y).fit(X, y)
+    # As scikit-learn: t_ and loss_curve_ go on, n_iter_ is this fit's.
+    assert ws.n_iter_ == 3 and ws.t_ == 6 * len(X) and len(ws.loss_curve_) == 6
+    pf = lk.MLPClassifier((16,), random_state=0).partial_fit(X[:50], y[:50], classes=range(10))
+    assert pf.t_ == 50 and pf.partial_fit(X[:20], y[:20]).t_ == 70
+
+
+def test_warm_start_fit_takes_the_new_solver_settings(digits):
+    X, y = digits
+    X = X / 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = lk.MLPClassifier((16,), max_iter=3, warm_start=True, random_state=0)
+        clf.fit(X, y)
+        w0 = [w.copy() for w in clf.coefs_]
+        clf.set_params(solver="sgd", learning_rate_init=1e-9, momentum=0.0)
+        clf.fit(X, y)
+    assert isinstance(clf.model_.optimizer, lk.nn.SGD) and clf.model_.optimizer.lr == 1e-9
+    # Adam's moments at lr 1e-2 moved the weights by ~1e-2 per step; SGD at 1e-9 does not.
+    assert max(np.abs(a - b).max() for a, b in zip(clf.coefs_, w0, strict=True)) < 1e-6
+
+
+def test_coefs_and_intercepts_can_be_assigned(digits):
+    X, y = digits
+    X = X / 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = lk.MLPClassifier((16,), max_iter=2, random_state=0).fit(X, y)
+    new = [np.full_like(w, 0.01) for w in clf.coefs_]
+    clf.coefs_[0] = new[0]
+    np.testing.assert_array_equal(clf.model_.layers[0].W, new[0])
+    clf.coefs_ = new
+    clf.intercepts_ = [np.zeros_like(b) for b in clf.intercepts_]
+    assert (clf.model_.weights_flat == np.float32(0.01)).all()
+    assert (clf.model_.biases_flat == 0).all()
+    # Every row now gets the same probabilities.
+    p = clf.predict_proba(X[:5])
+    np.testing.assert_allclose(p, np.broadcast_to(p[0], p.shape), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"coefs_\[1\] has shape \(16, 10\)"):
+        clf.coefs_[1] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="intercepts_ takes 2 arrays"):
+        clf.intercepts_ = [np.zeros(16)]
+    with pytest.raises(TypeError, match="coefs_ has one array per layer"):
+        clf.coefs_.append(np.zeros(3))
+
+
+def test_integer_features_reach_a_float64_model_in_float64():
+    X = np.array([[2**24], [2**24 + 1], [2**24 + 3]], dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = lk.MLPRegressor((4,), dtype="float64", max_iter=2, random_state=0)
+        reg.fit(X.astype(np.float64), [0.0, 1.0, 2.0])
+    p_int, p_f64 = reg.predict(X), reg.predict(X.astype(np.float64))
+    assert p_int.dtype == np.float64
+    np.testing.assert_array_equal(p_int, p_f64)
+    assert p_int[0] != p_int[1]  # 2**24 and 2**24 + 1 differ in float64, not in float32

@@ -17,6 +17,8 @@ class UserError(Exception):
 
 def _demo(args: argparse.Namespace) -> int:
     """Trains an MLP on scikit-learn's bundled handwritten digits (no network)."""
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     import logitkit as lk
 
     try:

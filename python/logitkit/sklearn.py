@@ -30,6 +30,52 @@ from .nn import SGD, Adam, AdamW, Callback
 from .nn.model import MLP
 
 
+class _Params(list):
+    """``coefs_`` / ``intercepts_``: the model's own arrays (views into its
+    parameter buffers, so ``coefs_[0][:] = w`` writes the weights). Assigning
+    an entry, a slice of entries, or the whole attribute copies the values in
+    (same shapes, cast to the model's dtype), as scikit-learn's lists let
+    weights be set."""
+
+    def __init__(self, name: str, arrays: list[np.ndarray]) -> None:
+        super().__init__(arrays)
+        self._name = name
+
+    def __setitem__(self, i, value) -> None:
+        if isinstance(i, slice):
+            dst = list.__getitem__(self, i)
+            value = list(value)
+            if len(value) != len(dst):
+                raise ValueError(
+                    f"{self._name} takes {len(dst)} arrays here, got {len(value)}"
+                )
+            for k, (d, v) in enumerate(zip(dst, value, strict=True)):
+                self._copy(d, v, f"{self._name}[{k}]")
+            return
+        self._copy(list.__getitem__(self, i), value, f"{self._name}[{i}]")
+
+    @staticmethod
+    def _copy(dst: np.ndarray, value, name: str) -> None:
+        v = np.asarray(value)
+        if v.shape != dst.shape:
+            raise ValueError(f"{name} has shape {dst.shape}, got an array of shape {v.shape}")
+        if not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
+            raise TypeError(f"{name} must be real numbers, got dtype {v.dtype}")
+        dst[...] = v
+
+    def __delitem__(self, i) -> None:
+        raise TypeError(f"{self._name} has one array per layer: entries cannot be removed")
+
+    def append(self, value) -> None:
+        raise TypeError(f"{self._name} has one array per layer: entries cannot be added")
+
+    def extend(self, value) -> None:
+        raise TypeError(f"{self._name} has one array per layer: entries cannot be added")
+
+    def insert(self, i, value) -> None:
+        raise TypeError(f"{self._name} has one array per layer: entries cannot be added")
+
+
 class _SklearnStopping(Callback):
     """scikit-learn's stopping rule: stop when the training loss (or, with
     early_stopping, the validation score) has not improved by ``tol`` for
@@ -43,7 +89,7 @@ class _SklearnStopping(Callback):
     def on_epoch_end(self, epoch, logs, model):
         est = self.est
         est.n_iter_ += 1
-        est.t_ += est._steps_per_epoch
+        est.t_ += est._samples_per_epoch
         est.loss_curve_.append(logs["loss"] + est._l2_penalty())
         if self.val is not None:
             score = est._val_score(*self.val)
@@ -193,6 +239,14 @@ class _BaseMLP(BaseEstimator):
             weight_decay=wd,
         )
 
+    def _dtypes(self) -> tuple[type, type]:
+        """What ``validate_data`` keeps as it is (float32 and float64 arrays),
+        the first the dtype of anything else (integers, lists): the model's,
+        so that integer features reach a float64 model in float64."""
+        if np.dtype(self.dtype) == np.float64:
+            return (np.float64, np.float32)
+        return (np.float32, np.float64)
+
     def _l2_penalty(self) -> float:
         w = self.model_.weights_flat
         return 0.5 * self.alpha * float(np.dot(w, w)) / self._bs
@@ -226,7 +280,7 @@ class _BaseMLP(BaseEstimator):
         n = len(X)
         bs = self._batch(n)
         self._bs = bs
-        self._steps_per_epoch = math.ceil(n / bs)
+        self._samples_per_epoch = n
         val = None
         if self.early_stopping and not incremental:
             strat = Y if self._loss == "cross_entropy" else None
@@ -244,8 +298,14 @@ class _BaseMLP(BaseEstimator):
             val = (X[idx_v], self._y_raw[idx_v])
             X, Y = X[idx_t], Y[idx_t]
             sw = None if sw is None else sw[idx_t]
-            self._steps_per_epoch = math.ceil(len(X) / bs)
-        if m.optimizer is None or not (self.warm_start or incremental):
+            self._samples_per_epoch = len(X)
+        # A new optimizer for every fit, warm_start included (scikit-learn's
+        # rule: the weights carry over, the solver's state and settings do
+        # not); partial_fit continues the one it has.
+        if m.optimizer is None or not incremental:
+            # n_iter_ counts the epochs of this fit (scikit-learn resets it);
+            # partial_fit adds one per call (scikit-learn sets it to 1).
+            self.n_iter_ = 0
             m.optimizer = self._optimizer(bs)
         self._converged = False
         stopper = _SklearnStopping(self, val)
@@ -276,12 +336,20 @@ class _BaseMLP(BaseEstimator):
     @property
     def coefs_(self) -> list[np.ndarray]:
         check_is_fitted(self, "model_")
-        return [layer.W for layer in self.model_.layers]
+        return _Params("coefs_", [layer.W for layer in self.model_.layers])
+
+    @coefs_.setter
+    def coefs_(self, value) -> None:
+        self.coefs_[:] = value
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
         check_is_fitted(self, "model_")
-        return [layer.b for layer in self.model_.layers]
+        return _Params("intercepts_", [layer.b for layer in self.model_.layers])
+
+    @intercepts_.setter
+    def intercepts_(self, value) -> None:
+        self.intercepts_[:] = value
 
     @property
     def n_layers_(self) -> int:
@@ -412,7 +480,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._validate_params_()
         first = not hasattr(self, "model_") or not (self.warm_start or incremental)
         X, y = validate_data(
-            self, X, y, reset=first, dtype=(np.float32, np.float64), y_numeric=False
+            self, X, y, reset=first, dtype=self._dtypes(), y_numeric=False
         )
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         if first:
@@ -445,7 +513,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _X(self, X):
         check_is_fitted(self, "model_")
-        return validate_data(self, X, reset=False, dtype=(np.float32, np.float64))
+        return validate_data(self, X, reset=False, dtype=self._dtypes())
 
     def predict_proba(self, X) -> np.ndarray:
         X = self._X(X)
@@ -485,7 +553,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             X,
             y,
             reset=first,
-            dtype=(np.float32, np.float64),
+            dtype=self._dtypes(),
             multi_output=True,
             y_numeric=True,
         )
@@ -513,7 +581,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=(np.float32, np.float64))
+        X = validate_data(self, X, reset=False, dtype=self._dtypes())
         out = self.model_.predict(X).astype(X.dtype, copy=False)
         return out.ravel() if self._y_ndim == 1 else out
 

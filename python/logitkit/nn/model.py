@@ -182,7 +182,7 @@ class MLP:
         self._ws = OrderedDict()
         self._build_layers()
         if self.optimizer is not None:
-            self.optimizer.bind(self._groups())
+            self.optimizer.bind(self._groups(), owner=self)
 
     def _groups(self):
         return [
@@ -567,7 +567,7 @@ class MLP:
         elif self.optimizer is None:
             self.optimizer = Adam()
         opt = self.optimizer
-        opt.bind(self._groups())
+        opt.bind(self._groups(), owner=self)
         if isinstance(schedule, str):
             if schedule not in SCHEDULES:
                 raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
@@ -741,7 +741,7 @@ class MLP:
         m._fit_seed = meta.get("fit_seed")
         if meta["optimizer"] is not None:
             opt = make_optimizer(meta["optimizer"])
-            opt.bind(m._groups())
+            opt.bind(m._groups(), owner=m)
             opt.load_state(
                 meta["optimizer"], {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
             )

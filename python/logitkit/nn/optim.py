@@ -37,13 +37,26 @@ class Optimizer:
         self.groups: list[Group] = []
         self.state: list[dict[str, np.ndarray]] = []
 
-    def bind(self, groups: list[Group]) -> None:
-        """Attaches to parameter groups, keeping state whose shapes still fit."""
-        fits = len(self.state) == len(groups) and all(
-            all(a.shape == p.shape and a.dtype == p.dtype for a in st.values())
-            for st, (p, _, _) in zip(self.state, groups, strict=True)
+    def bind(self, groups: list[Group], owner: object = None) -> None:
+        """Attaches to parameter groups, keeping state whose shapes still fit.
+
+        ``owner`` is the model the groups belong to: state is kept only for
+        the model it was built on (training the same model again resumes),
+        and an optimizer passed to another model starts afresh (no moments,
+        step count 0), as a new one would, whatever the shapes.
+        """
+        same_owner = owner is None or owner is getattr(self, "_owner", None)
+        fits = (
+            same_owner
+            and len(self.state) == len(groups)
+            and all(
+                all(a.shape == p.shape and a.dtype == p.dtype for a in st.values())
+                for st, (p, _, _) in zip(self.state, groups, strict=True)
+            )
         )
         self.groups = groups
+        if owner is not None:
+            self._owner = owner
         if not fits:
             self.state = [{k: np.zeros_like(p) for k in self._state_names} for p, _, _ in groups]
             self.steps = 0
