@@ -46,9 +46,7 @@ class _Params(list):
             dst = list.__getitem__(self, i)
             value = list(value)
             if len(value) != len(dst):
-                raise ValueError(
-                    f"{self._name} takes {len(dst)} arrays here, got {len(value)}"
-                )
+                raise ValueError(f"{self._name} takes {len(dst)} arrays here, got {len(value)}")
             for k, (d, v) in enumerate(zip(dst, value, strict=True)):
                 self._copy(d, v, f"{self._name}[{k}]")
             return
@@ -479,9 +477,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         self._validate_params_()
         first = not hasattr(self, "model_") or not (self.warm_start or incremental)
-        X, y = validate_data(
-            self, X, y, reset=first, dtype=self._dtypes(), y_numeric=False
-        )
+        X, y = validate_data(self, X, y, reset=first, dtype=self._dtypes(), y_numeric=False)
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         if first:
             if incremental and classes is None:
