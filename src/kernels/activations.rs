@@ -605,55 +605,76 @@ multiversion! {
     }
 }
 
-/// float32 gelu (`approximate="none"`) and its backward at AVX-512 run the
-/// intrinsics of `simd::math::gelu_avx512` on the same driver: the same bits
-/// as the generic kernels, in two vector operations fewer (the backward
-/// one).
+/// Whether float32 `act` (and its backward) runs the AVX-512
+/// intrinsics of `simd::math::avx512` here, on the same driver: the same
+/// bits as the generic kernels in fewer vector operations. gelu
+/// (`approximate="none"`) and its backward only: the sigmoid family gained
+/// nothing that way (see that module).
 #[cfg(target_arch = "x86_64")]
-fn gelu_avx512<T: Float>(act: Act) -> bool {
-    act == Act::Gelu
-        && crate::simd::math::is_f32::<T>()
+fn avx512_f32<T: Float>(act: Act) -> bool {
+    crate::simd::math::is_f32::<T>()
         && crate::simd::level() == crate::simd::Level::Avx512
+        && act == Act::Gelu
 }
 
+/// The pass of [`forward`] for an `act` of [`avx512_f32`].
+///
 /// # Safety
-/// As [`fwd_k`] (the pass of [`forward`]), at the AVX-512 level.
+/// As [`fwd_k`], at the AVX-512 level.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-unsafe fn gelu_fwd_avx512(x: *const f32, y: *mut f32, n: usize, stream: bool) {
-    use crate::simd::math::gelu_avx512::x_ndtr;
+unsafe fn fwd_avx512(act: Act, x: *const f32, y: *mut f32, n: usize, stream: bool) {
+    use crate::simd::math::avx512 as v;
     use std::arch::x86_64::__m512;
     use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    let f = |a: [f32; L]| unsafe {
-        transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a)))
-    };
-    if stream {
-        map1_lanes::<f32, true>(x, y, n, true, f)
-    } else {
-        map1_lanes::<f32, false>(x, y, n, true, f)
+    macro_rules! run {
+        ($f:path) => {{
+            // SAFETY (the transmutes): 16 f32 either way.
+            let f = |a: [f32; L]| unsafe {
+                transmute::<__m512, [f32; L]>($f(transmute::<[f32; L], __m512>(a)))
+            };
+            if stream {
+                map1_lanes::<f32, true>(x, y, n, true, f)
+            } else {
+                map1_lanes::<f32, false>(x, y, n, true, f)
+            }
+        }};
+    }
+    match act {
+        Act::Gelu => run!(v::x_ndtr),
+        _ => unreachable!("{act:?} has no AVX-512 forward"),
     }
 }
 
+/// The pass of [`backward`] for an `act` of [`avx512_f32`].
+///
 /// # Safety
-/// As [`bwd_k`] (the pass of [`backward`]), at the AVX-512 level.
+/// As [`bwd_k`], at the AVX-512 level.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-unsafe fn gelu_bwd_avx512(g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
-    use crate::simd::math::gelu_avx512::grad_x_ndtr_deriv;
+unsafe fn bwd_avx512(act: Act, g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
+    use crate::simd::math::avx512 as v;
     use std::arch::x86_64::__m512;
     use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    let f = |a: [f32; L], b: [f32; L]| unsafe {
-        transmute::<__m512, [f32; L]>(grad_x_ndtr_deriv(
-            transmute::<[f32; L], __m512>(a),
-            transmute::<[f32; L], __m512>(b),
-        ))
-    };
-    if stream {
-        map2_lanes::<f32, true>(g, x, y, n, true, f)
-    } else {
-        map2_lanes::<f32, false>(g, x, y, n, true, f)
+    macro_rules! run {
+        ($f:path) => {{
+            // SAFETY (the transmutes): 16 f32 either way.
+            let f = |a: [f32; L], b: [f32; L]| unsafe {
+                transmute::<__m512, [f32; L]>($f(
+                    transmute::<[f32; L], __m512>(a),
+                    transmute::<[f32; L], __m512>(b),
+                ))
+            };
+            if stream {
+                map2_lanes::<f32, true>(g, x, y, n, true, f)
+            } else {
+                map2_lanes::<f32, false>(g, x, y, n, true, f)
+            }
+        }};
+    }
+    match act {
+        Act::Gelu => run!(v::grad_x_ndtr_deriv),
+        _ => unreachable!("{act:?} has no AVX-512 backward"),
     }
 }
 
@@ -667,13 +688,14 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     let stream = !std::ptr::eq(x, y) && stream::wanted(2 * n * std::mem::size_of::<T>());
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
     #[cfg(target_arch = "x86_64")]
-    if gelu_avx512::<T>(act) {
+    if avx512_f32::<T>(act) {
         let (x, y) = (Ptr(x.get() as *mut f32), Ptr(y.get() as *mut f32));
         run_tasks(n, 1, |_, i0, i1| {
             // SAFETY: T is f32, the level has the features, and the range is
             // the task's (as below).
             unsafe {
-                gelu_fwd_avx512(
+                fwd_avx512(
+                    act,
                     x.get().wrapping_add(i0),
                     y.get().wrapping_add(i0),
                     i1 - i0,
@@ -706,7 +728,7 @@ pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut 
         && stream::wanted(3 * n * std::mem::size_of::<T>());
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
     #[cfg(target_arch = "x86_64")]
-    if gelu_avx512::<T>(act) {
+    if avx512_f32::<T>(act) {
         let (g, x, y) = (
             Ptr(g.get() as *mut f32),
             Ptr(x.get() as *mut f32),
@@ -715,7 +737,8 @@ pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut 
         run_tasks(n, 1, |_, i0, i1| {
             // SAFETY: as in `forward`.
             unsafe {
-                gelu_bwd_avx512(
+                bwd_avx512(
+                    act,
                     g.get().wrapping_add(i0),
                     x.get().wrapping_add(i0),
                     y.get().wrapping_add(i0),

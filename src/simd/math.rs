@@ -555,7 +555,7 @@ pub fn grad_x_ndtr_deriv<T: Float>(grad: T, x: T) -> T {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub mod gelu_avx512;
+pub mod avx512;
 
 #[cfg(test)]
 mod tests;

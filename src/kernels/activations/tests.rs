@@ -123,7 +123,7 @@ fn every_isa_level_gives_identical_bits() {
 }
 
 /// float32 gelu and its backward at AVX-512 are intrinsics of their own
-/// (`simd::math::gelu_avx512`): the scalar code's bits over every 509th f32
+/// (`simd::math::avx512`): the scalar code's bits over every 509th f32
 /// bit pattern (8.4 million: both signs, subnormals, the clamp at 16, the
 /// underflowing tail, +-inf and NaNs), and a tail of every length.
 #[test]
