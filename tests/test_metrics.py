@@ -185,3 +185,14 @@ def test_scores_that_are_not_real_numbers_are_refused(bad):
     for f in (lambda: lk.accuracy(bad, [0]), lambda: lk.top_k_accuracy(bad, [0], 1)):
         with pytest.raises(TypeError, match="scores must be a real numeric array"):
             f()
+
+
+def test_confusion_matrix_refuses_labels_that_are_ids_naming_the_argument():
+    with pytest.raises(ValueError, match=r"target holds a label of 1099511627776"):
+        lk.confusion_matrix([2**40], [0])
+    with pytest.raises(ValueError, match=r"pred holds a label of 2147483648"):
+        lk.confusion_matrix([0], [2**31])
+    with pytest.raises(ValueError, match=r"num_classes is 100000"):
+        lk.confusion_matrix([0], [1], num_classes=100_000)
+    # Class indices as before.
+    assert lk.confusion_matrix([0, 5], [5, 5]).shape == (6, 6)

@@ -593,6 +593,21 @@ def test_a_python_number_as_weights_takes_float16():
         np.testing.assert_array_equal(got, lk.logsumexp(x, axis=1, b=full, return_sign=True)[0])
 
 
+def test_a_numpy_scalar_as_weights_promotes_as_an_array():
+    # np.float64 subclasses float, but NumPy (NEP 50) and SciPy promote with
+    # it as with a 0-d array: a float64 result, 1e-50 not rounded to 0.
+    x = np.zeros(3, np.float32)
+    for b in [np.float64(1e-50), np.float64(1 + 1e-12), np.int64(3)]:
+        want = lk.logsumexp(x, b=np.array(b))
+        got = lk.logsumexp(x, b=b)
+        assert got.dtype == want.dtype == np.float64, type(b)
+        assert got == want
+    assert lk.logsumexp(x, b=np.float64(1e-50)) == pytest.approx(np.log(3e-50), rel=1e-15)
+    # A Python float (and bool) keeps x's dtype.
+    assert lk.logsumexp(x, b=1e-3).dtype == np.float32
+    assert lk.logsumexp(x, b=True).dtype == np.float32
+
+
 def test_logsumexp_return_sign_without_weights():
     x = np.array([[1.0, 2.0], [-np.inf, -np.inf], [np.nan, 0.0]])
     v, sg = lk.logsumexp(x, return_sign=True)
@@ -1080,6 +1095,19 @@ def test_backward_float32_accuracy_and_out():
         (lambda: lk.logsumexp(np.zeros((2, 3)), axis=(0, 2)), ValueError, "axis 2 is out"),
         (lambda: lk.softmax(np.zeros((2, 3)), axis=(0, 1.0)), TypeError, "axis must be an int"),
         (lambda: lk.log_softmax_backward(np.zeros(3), np.zeros(3), axis={0}), TypeError, "axis"),
+        (
+            lambda: lk.softmax_backward(np.zeros((2, 3)), np.zeros((2, 3)), where=np.ones(2, bool)),
+            ValueError,
+            r"where has shape \(2,\), which does not broadcast to the shape \(2, 3\) of grad",
+        ),
+        (
+            lambda: lk.softmax(np.zeros((2, 3)), axis=2**63),
+            ValueError,
+            "axis 9223372036854775808 is",
+        ),
+        (lambda: lk.logsumexp(np.zeros((2, 3)), axis=(-(2**70),)), ValueError, "out of bounds"),
+        (lambda: lk.cross_entropy(np.zeros((2, 3)), [0, 1], axis=2**63), ValueError, "out of bou"),
+        (lambda: lk.nll_loss(np.zeros((2, 3)), [0, 1], axis=-(2**64)), ValueError, "out of bounds"),
     ],
 )
 def test_bad_input_raises_clear_errors(call, exc, match):

@@ -134,11 +134,16 @@ def top_k_accuracy(scores: ArrayLike, target: ArrayLike, k: int) -> float:
     return float(np.mean(rank < k))
 
 
+# 2^31 int64 cells (16 GiB): past this a label is an ID, not a class index.
+_MAX_CONFUSION_CLASSES = 46_340
+
+
 def confusion_matrix(
     target: ArrayLike, pred: ArrayLike, num_classes: int | None = None
 ) -> NDArray[np.int64]:
     """``(C, C)`` int64 counts: ``m[i, j]`` = rows with true class ``i``
-    predicted as ``j``. ``C`` defaults to ``max(target, pred) + 1``.
+    predicted as ``j``. ``C`` defaults to ``max(target, pred) + 1``, and
+    is at most 46 340 (a ``ValueError`` beyond: 2^31 counts, 16 GiB).
 
     >>> confusion_matrix([0, 1, 1], [0, 0, 1])
     array([[1, 0],
@@ -149,12 +154,25 @@ def confusion_matrix(
     if t.shape != p.shape:
         raise ValueError(f"target has shape {t.shape}, but pred has shape {p.shape}")
     t, p = t.ravel(), p.ravel()
+    given = num_classes is not None
     if num_classes is not None:
         num_classes = int_arg(num_classes, "num_classes", 0)
     else:
         num_classes = int(max(t.max(initial=-1), p.max(initial=-1))) + 1
         if (t < 0).any() or (p < 0).any():
             num_classes = max(num_classes, 1)
+    if num_classes > _MAX_CONFUSION_CLASSES:
+        who = (
+            "num_classes"
+            if given
+            else ("target" if t.max(initial=-1) >= p.max(initial=-1) else "pred")
+        )
+        raise ValueError(
+            f"confusion_matrix would be {num_classes}x{num_classes} "
+            f"({num_classes * num_classes * 8 / 2**30:.3g} GiB of int64 counts): "
+            f"{who} {'is' if given else 'holds a label of'} {num_classes - int(not given)};"
+            f" labels must be class indices 0..C-1 with C at most {_MAX_CONFUSION_CLASSES}"
+        )
     _check_range(t, num_classes, "target")
     _check_range(p, num_classes, "pred")
     return (

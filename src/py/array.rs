@@ -611,11 +611,12 @@ pub fn check_out<'py>(
     Ok(o.clone())
 }
 
-/// A boolean `where=` mask broadcast to `shape` (a view; errors name
-/// `where`).
+/// A boolean `where=` mask broadcast to `shape`, the shape of argument `of`
+/// (a view; errors name `where` and `of`).
 pub fn broadcast_mask<'py>(
     mask: &Bound<'py, PyAny>,
     shape: &[usize],
+    of: &str,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     let np = numpy(mask.py())?;
     // A masked array's mask would be dropped by `asarray`: refused when it
@@ -642,7 +643,7 @@ pub fn broadcast_mask<'py>(
         .call_method1("broadcast_to", (&m, PyTuple::new(mask.py(), shape)?))
         .map_err(|_| {
             PyValueError::new_err(format!(
-                "where has shape {}, which does not broadcast to the shape {} of x",
+                "where has shape {}, which does not broadcast to the shape {} of {of}",
                 shape_str(m.shape()),
                 shape_str(shape)
             ))
@@ -650,16 +651,18 @@ pub fn broadcast_mask<'py>(
     Ok(b.cast_into::<PyUntypedArray>()?)
 }
 
-/// Broadcasts a boolean `where=` mask to `shape` and lays it out in `order`.
+/// Broadcasts a boolean `where=` mask to `shape` (argument `of`'s) and lays
+/// it out in `order`.
 pub fn prepare_mask<'py>(
     mask: &Bound<'py, PyAny>,
     shape: &[usize],
+    of: &str,
     order: Order,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     let py = mask.py();
     let np = numpy(py)?;
     let shape_t = PyTuple::new(py, shape)?;
-    let b = broadcast_mask(mask, shape)?;
+    let b = broadcast_mask(mask, shape, of)?;
     if order == Order::F && b.ndim() == 2 && b.len() >= 4096 && fits(&b, Order::C) {
         // A C-ordered mask for a Fortran-ordered x: the transposing copy by
         // `transpose_mask` (NumPy's `asfortranarray` of a 1024x1024 bool
@@ -752,6 +755,21 @@ impl<'a, 'py> FromPyObject<'a, 'py> for AxisInt {
         if obj.is_instance_of::<pyo3::types::PyBool>() {
             return Err(PyTypeError::new_err("axis must be an int, got bool"));
         }
-        Ok(AxisInt(obj.extract::<isize>()?))
+        extract_axis(&obj).map(AxisInt)
     }
+}
+
+/// An int axis as `isize`: one that does not fit is out of bounds for any
+/// array (a `ValueError`, as for any other axis out of bounds, not
+/// `OverflowError`).
+pub fn extract_axis(o: &Bound<'_, PyAny>) -> PyResult<isize> {
+    o.extract::<isize>().map_err(|e| {
+        if o.is_instance_of::<pyo3::types::PyInt>() {
+            PyValueError::new_err(format!(
+                "axis {o} is out of bounds for an array of any dimension"
+            ))
+        } else {
+            e
+        }
+    })
 }

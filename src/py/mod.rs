@@ -71,6 +71,15 @@ fn log_softmax<'py>(
     )
 }
 
+/// A Python `float`, `int` or `bool` itself: NumPy's weak scalars, which take
+/// the array's dtype. A NumPy scalar is strong (NEP 50), `np.float64`
+/// included although it subclasses `float`: it promotes as an array does.
+fn python_number(v: &Bound<'_, PyAny>) -> bool {
+    v.is_exact_instance_of::<PyFloat>()
+        || v.is_exact_instance_of::<PyInt>()
+        || v.is_exact_instance_of::<pyo3::types::PyBool>()
+}
+
 /// log(sum(exp(x))) along `axis` without overflow: max + log(sum(exp(x - max))).
 ///
 /// The result has x's shape without `axis` (kept as length 1 with keepdims).
@@ -80,7 +89,7 @@ fn log_softmax<'py>(
 /// exp(x))). Entries whose weight is 0 are left out (so a NaN or +inf there
 /// does not count). A row whose sum is negative gives NaN, unless
 /// return_sign is set. A Python number as b keeps x's dtype; an array
-/// promotes with x as a NumPy ufunc would.
+/// or a NumPy scalar promotes with x as a NumPy ufunc would.
 /// return_sign: return (log(|sum|), sign(sum)); the sign is 1, -1, 0 (for
 /// a sum of 0 and for a row with no entry) or NaN. out= is then a tuple of
 /// two arrays, or None. The weighted path reads the data once for the
@@ -89,6 +98,7 @@ fn log_softmax<'py>(
 /// >>> logsumexp([4.0, 2.0, -2.0])
 /// 4.129108968...
 /// >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+
 /// (1.541324854612918, -1.0)
 #[pyfunction]
 #[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, b=None, r#where=None, keepdims=false, return_sign=false, out=None), text_signature = "(x, axis=-1, *, b=None, where=None, keepdims=False, return_sign=False, out=None)")]
@@ -116,7 +126,7 @@ fn logsumexp<'py>(
     }
     // One weight for every entry (none, or a Python number) needs no array
     // of them: logsumexp's own pass, and the weight applied to each row's sum.
-    let weak = b.is_none_or(|v| v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>());
+    let weak = b.is_none_or(python_number);
     let scalar = match b {
         None => Some(1.0),
         Some(v) if weak => {
@@ -215,7 +225,7 @@ fn weights<'py>(
     let xa = array::float_arg(py, x, "x")?;
     let shape = xa.arr.shape().to_vec();
     let np = array::numpy(py)?;
-    let b_arr = if b.is_instance_of::<PyFloat>() || b.is_instance_of::<PyInt>() {
+    let b_arr = if python_number(b) {
         // A Python number takes x's dtype, as NumPy's weak scalars do.
         let dtype = array::dt_name(xa.dt, xa.half);
         np.call_method1("asarray", (b, dtype))?
@@ -246,7 +256,7 @@ fn weights<'py>(
     match mask {
         None => Ok(full),
         Some(m) => {
-            let m = array::broadcast_mask(m, &shape)?;
+            let m = array::broadcast_mask(m, &shape, "x")?;
             let zero = np.call_method1("zeros", ((), b_arr.dtype()))?;
             np.call_method1("where", (m, full, zero))
         }

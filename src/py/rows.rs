@@ -103,6 +103,9 @@ pub enum AxisArg {
 
 fn int_axis(o: &Bound<'_, PyAny>) -> PyResult<isize> {
     // A bool is an int to Python, not to NumPy's reductions.
+    if !o.is_instance_of::<pyo3::types::PyBool>() && o.is_instance_of::<pyo3::types::PyInt>() {
+        return super::array::extract_axis(o);
+    }
     let not_bool = if o.is_instance_of::<pyo3::types::PyBool>() {
         None
     } else {
@@ -237,7 +240,7 @@ pub fn row_call<'py>(
             }
             if let Some(mk) = mask {
                 // A view; `prepare_mask` below lays it out once.
-                let full = broadcast_mask(mk, &shape)?;
+                let full = broadcast_mask(mk, &shape, inputs[0].1)?;
                 mask_in = Some(moveaxis(&full, &src, &dst)?.into_any());
             }
             shape = arrs[0].shape().to_vec();
@@ -269,7 +272,7 @@ pub fn row_call<'py>(
         },
     };
     let mask_arr = mask_in
-        .map(|m| prepare_mask(&m, &shape, order))
+        .map(|m| prepare_mask(&m, &shape, inputs[0].1, order))
         .transpose()?;
 
     // A map over moved axes computes into a new array of the moved shape.
