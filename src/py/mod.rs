@@ -98,7 +98,6 @@ fn python_number(v: &Bound<'_, PyAny>) -> bool {
 /// >>> logsumexp([4.0, 2.0, -2.0])
 /// 4.129108968...
 /// >>> logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
-
 /// (1.541324854612918, -1.0)
 #[pyfunction]
 #[pyo3(signature = (x, axis=Some(AxisArg::One(-1)), *, b=None, r#where=None, keepdims=false, return_sign=false, out=None), text_signature = "(x, axis=-1, *, b=None, where=None, keepdims=False, return_sign=False, out=None)")]
