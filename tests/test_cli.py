@@ -53,6 +53,13 @@ def test_demo_with_no_epochs_is_one_error_line(epochs, tmp_path):
     assert r.stdout == ""
 
 
+def test_python_dash_m_logitkit_is_the_command(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "logitkit", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0 and "demo" in r.stdout
+
+
 def test_train_then_predict_csv(data, capsys):
     model = data / "m.npz"
     rc = main(
@@ -142,6 +149,7 @@ def _run(*args, cwd):
         (["predict", "nomodel.npz", "train.csv"], "nomodel.npz: no such file"),
         (["predict", "train.csv", "train.csv"], "not a logitkit model file"),
         (["train", "train.csv", "--target", "label", "--epochs", "0"], "--epochs must be >= 1"),
+        (["train", "train.csv", "--target", "label", "--patience", "-1"], "--patience must be"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_model(data, args, msg):

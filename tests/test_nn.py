@@ -382,6 +382,26 @@ def test_an_optimizer_passed_to_another_model_starts_afresh(digits):
     assert opt.steps == 10
 
 
+def test_early_stopping_monitor_misspelt_is_an_error_and_val_falls_back(digits):
+    Xtr, _, ytr, _ = digits
+    m = nn.MLP([64, 8, 10], seed=0)
+    with pytest.raises(ValueError, match="monitor 'val_acuracy' is not a logged metric"):
+        m.fit(Xtr, ytr, epochs=2, callbacks=[nn.EarlyStopping(monitor="val_acuracy")])
+    es = nn.EarlyStopping(monitor="val_accuracy", patience=1)
+    m.fit(Xtr, ytr, epochs=2, callbacks=[es])  # no validation data: training accuracy
+    assert es.best < 0  # accuracy is maximised: its negative is tracked
+
+
+def test_classifier_only_methods_refuse_a_regression_model(tmp_path):
+    m = nn.MLP([3, 4, 2], loss="mse", seed=0)
+    for f in (m.predict_proba, m.predict_log_proba):
+        with pytest.raises(ValueError, match="needs a classifier"):
+            f(np.zeros((2, 3), np.float32))
+    m.metadata = {"flag": np.bool_(True), "n": np.int64(3)}
+    m.save(tmp_path / "m.npz")
+    assert nn.MLP.load(tmp_path / "m.npz").metadata == {"flag": True, "n": 3}
+
+
 def test_fit_validates_epochs_batch_size_and_validation_data(digits):
     Xtr, Xte, ytr, yte = digits
     m = nn.MLP([64, 8, 10], seed=0)

@@ -200,3 +200,36 @@ def test_integer_features_reach_a_float64_model_in_float64():
     assert p_int.dtype == np.float64
     np.testing.assert_array_equal(p_int, p_f64)
     assert p_int[0] != p_int[1]  # 2**24 and 2**24 + 1 differ in float64, not in float32
+
+
+def test_scikit_learn_rules_for_early_stopping_and_adaptive(digits):
+    X, y = digits
+    X = X / 16
+    with pytest.raises(ValueError, match="validation set is too small"):
+        lk.MLPClassifier(early_stopping=True, validation_fraction=0.05).fit(X[:20], y[:20] % 2)
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 1\)"):
+        lk.MLPClassifier(early_stopping=True, validation_fraction=0.0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # Without early stopping, 0 is allowed (scikit-learn's [0, 1)).
+        lk.MLPClassifier((8,), max_iter=1, validation_fraction=0.0).fit(X, y)
+        # "adaptive" divides SGD's learning rate only; Adam stops as with "constant".
+        adam = lk.MLPClassifier(
+            (8,), learning_rate="adaptive", n_iter_no_change=1, tol=1e9, max_iter=50
+        ).fit(X, y)
+        sgd = lk.MLPClassifier(
+            (8,), solver="sgd", learning_rate="adaptive", n_iter_no_change=1, tol=1e9, max_iter=5
+        ).fit(X, y)
+    assert adam.model_.optimizer.lr == adam.learning_rate_init and adam.n_iter_ == 3
+    assert sgd.model_.optimizer.lr < sgd.learning_rate_init
+
+
+def test_regressor_with_one_output_predicts_a_vector_and_keeps_no_y():
+    X, y = make_regression(100, 3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = lk.MLPRegressor((8,), max_iter=3, random_state=0).fit(X, y[:, None])
+    assert reg.predict(X).shape == (100,)  # scikit-learn's rule, whatever y's shape
+    # The training targets are not kept in the fitted estimator (or its pickle).
+    kept = [k for k, v in vars(reg).items() if isinstance(v, np.ndarray) and len(v) == len(y)]
+    assert kept == []

@@ -235,6 +235,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     if any(h < 1 for h in args.hidden):
         raise UserError(f"--hidden sizes must be >= 1, got {args.hidden}")
+    if args.patience < 0:
+        raise UserError(f"--patience must be >= 0 (0: no early stopping), got {args.patience}")
     _check_output_dir(args.output)
     X, y, names = _read_table(args.data, args.target)
     assert y is not None

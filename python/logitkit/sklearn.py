@@ -78,7 +78,8 @@ class _SklearnStopping(Callback):
     """scikit-learn's stopping rule: stop when the training loss (or, with
     early_stopping, the validation score) has not improved by ``tol`` for
     ``n_iter_no_change`` epochs; with early stopping restore the best weights.
-    ``learning_rate="adaptive"`` divides lr by 5 instead of stopping (SGD)."""
+    ``learning_rate="adaptive"`` divides lr by 5 instead of stopping (SGD
+    only, as in scikit-learn)."""
 
     def __init__(self, est: _BaseMLP, val: tuple[np.ndarray, np.ndarray] | None) -> None:
         self.est, self.val = est, val
@@ -107,7 +108,11 @@ class _SklearnStopping(Callback):
             est.best_loss_ = min(best, loss)
         est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
         if est._no_improvement_count > est.n_iter_no_change:
-            if est.learning_rate == "adaptive" and model.optimizer.lr > 1e-6:
+            if (
+                est.learning_rate == "adaptive"
+                and est.solver == "sgd"
+                and model.optimizer.lr > 1e-6
+            ):
                 model.optimizer.lr /= 5.0
                 est._no_improvement_count = 0
                 return False
@@ -203,9 +208,12 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if not 0 < self.validation_fraction < 1:
+        # scikit-learn: [0, 1), and above 0 only where a split is drawn.
+        vf = self.validation_fraction
+        if not (0 <= vf < 1) or (self.early_stopping and vf == 0):
             raise ValueError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+                f"validation_fraction must be in {'(0, 1)' if self.early_stopping else '[0, 1)'}"
+                f" with early_stopping={self.early_stopping}, got {vf}"
             )
         self._hidden = [int(h) for h in hls]
 
@@ -273,7 +281,7 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _run(self, X, Y, sw, cw, epochs: int, incremental: bool) -> None:
+    def _run(self, X, Y, y_raw, sw, cw, epochs: int, incremental: bool) -> None:
         m = self.model_
         n = len(X)
         bs = self._batch(n)
@@ -293,7 +301,12 @@ class _BaseMLP(BaseEstimator):
                 idx_t, idx_v = train_test_split(
                     np.arange(n), test_size=self.validation_fraction, random_state=self._seed()
                 )
-            val = (X[idx_v], self._y_raw[idx_v])
+            if len(idx_v) < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' or the"
+                    " size of your dataset."
+                )
+            val = (X[idx_v], y_raw[idx_v])
             X, Y = X[idx_t], Y[idx_t]
             sw = None if sw is None else sw[idx_t]
             self._samples_per_epoch = len(X)
@@ -494,9 +507,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                         f" partial_fit, was: {self.classes_.tolist()}"
                     )
             Y = self._encode(y, reset=False)
-        self._y_raw = y
         epochs = 1 if incremental else int(self.max_iter)
-        self._run(X, Y, sw, self._class_weights(Y), epochs, incremental)
+        self._run(X, Y, y, sw, self._class_weights(Y), epochs, incremental)
         return self
 
     def fit(self, X, y, sample_weight=None):
@@ -556,15 +568,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         Y = y.reshape(len(y), -1)
         if first:
-            self._y_ndim = y.ndim
             self._new_model(X.shape[1], Y.shape[1])
         elif Y.shape[1] != self.model_.n_outputs:
             raise ValueError(
                 f"y has {Y.shape[1]} outputs, but the model has {self.model_.n_outputs}"
             )
-        self._y_raw = y
         epochs = 1 if incremental else int(self.max_iter)
-        self._run(X, Y, sw, None, epochs, incremental)
+        self._run(X, Y, y, sw, None, epochs, incremental)
         return self
 
     def fit(self, X, y, sample_weight=None):
@@ -579,7 +589,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=self._dtypes())
         out = self.model_.predict(X).astype(X.dtype, copy=False)
-        return out.ravel() if self._y_ndim == 1 else out
+        # scikit-learn's rule: one output gives shape (n,), whatever y's was.
+        return out.ravel() if out.shape[1] == 1 else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

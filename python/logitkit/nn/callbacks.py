@@ -62,8 +62,9 @@ class LambdaCallback(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stops when ``monitor`` (default ``val_loss``, ``loss`` when there is no
-    validation data) has not improved by ``min_delta`` for ``patience`` epochs,
+    """Stops when ``monitor`` (default ``val_loss``; a ``val_`` metric without
+    validation data means the training one; a name not logged is a
+    ``ValueError``) has not improved by ``min_delta`` for ``patience`` epochs,
     and restores the best weights (``restore_best_weights=True``)."""
 
     def __init__(
@@ -89,7 +90,17 @@ class EarlyStopping(Callback):
         self._best_params = None
 
     def _value(self, logs: dict[str, float]) -> float:
-        key = self.monitor if self.monitor in logs else "loss"
+        key = self.monitor
+        if key not in logs:
+            # val_loss / val_accuracy without validation data: the training
+            # metric; anything else is a misspelling, not a fallback.
+            base = key[4:] if key.startswith("val_") else None
+            if base is None or base not in logs:
+                metrics = sorted(k for k in logs if k != "epoch_time")
+                raise ValueError(
+                    f"EarlyStopping monitor {key!r} is not a logged metric; the logs have {metrics}"
+                )
+            key = base
         v = logs[key]
         return -v if key.endswith("accuracy") else v
 

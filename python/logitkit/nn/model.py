@@ -442,10 +442,20 @@ class MLP:
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """``log_softmax`` of the logits (never ``log(softmax)``: no -inf, no lost digits)."""
+        self._need_classifier("predict_log_proba")
         return _ops.log_softmax(self.decision_function(X))
 
+    def _need_classifier(self, what: str) -> None:
+        if self.loss != "cross_entropy":
+            raise ValueError(
+                f"{what} needs a classifier (loss='cross_entropy'); this model's loss is"
+                f" {self.loss!r}: use predict"
+            )
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        """``softmax`` of the logits, shape ``(n, n_classes)``."""
+        """``softmax`` of the logits, shape ``(n, n_classes)`` (a classifier's:
+        a ``ValueError`` for ``loss="mse"``)."""
+        self._need_classifier("predict_proba")
         return _ops.softmax(self.decision_function(X))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -755,6 +765,8 @@ class MLP:
 
 
 def _json_default(o: Any) -> Any:
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
