@@ -70,17 +70,7 @@ fn gauss_parts(a: __m512) -> (__m512, __m512, __m512) {
     let p = poly_pairs(w, _mm512_mul_ps(w, w), &EXP_HALF_F32, 1.0 / F32_UNBIAS);
     let e = _mm512_scalef_ps(p, n);
     let num = poly_pairs(a, a2, &GAUSS_NUM_F32, 1.0);
-    // The leading 1: `fma(1, a2, pair)` is `a2 + pair`.
-    debug_assert_eq!(GAUSS_DEN_F32[0], 1.0);
-    let den = _mm512_add_ps(
-        a2,
-        _mm512_fmadd_ps(k(GAUSS_DEN_F32[1]), a, k(GAUSS_DEN_F32[2])),
-    );
-    let den = _mm512_fmadd_ps(
-        den,
-        a2,
-        _mm512_fmadd_ps(k(GAUSS_DEN_F32[3]), a, k(GAUSS_DEN_F32[4])),
-    );
+    let den = poly_pairs(a, a2, &GAUSS_DEN_F32, 1.0);
     (e, num, den)
 }
 
