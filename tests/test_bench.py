@@ -93,4 +93,4 @@ def test_bench_command_repeat(tiny_suite, capsys):
     out = capsys.readouterr().out
     assert "round 2 of 2" in out and "× copy, range" in out
     assert main(["bench", "--suite", tiny_suite, "--repeat", "0"]) == 2
-    assert "--repeat must be at least 1, got 0" in capsys.readouterr().out
+    assert "--repeat must be at least 1, got 0" in capsys.readouterr().err

@@ -53,6 +53,22 @@ def test_demo_with_no_epochs_is_one_error_line(epochs, tmp_path):
     assert r.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["bench", "--suite", "nope"], "unknown suite 'nope'"),
+        (["bench", "--samples", "0"], "--samples must be at least 1"),
+        (["bench", "--repeat", "0"], "--repeat must be at least 1"),
+        (["demo", "--out-dir", "afile"], "--out-dir afile exists and is not a directory"),
+    ],
+)
+def test_bench_and_demo_argument_errors_are_one_line_on_stderr(tmp_path, args, msg):
+    (tmp_path / "afile").write_text("")
+    r = _run(*args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and msg in r.stderr
+
+
 def test_python_dash_m_logitkit_is_the_command(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "logitkit", "--help"], capture_output=True, text=True, timeout=60

@@ -392,6 +392,16 @@ def test_early_stopping_monitor_misspelt_is_an_error_and_val_falls_back(digits):
     assert es.best < 0  # accuracy is maximised: its negative is tracked
 
 
+def test_a_value_beyond_float32_is_named_as_such():
+    m = nn.MLP([2, 3, 2], seed=0)
+    X = np.array([[0.0, 1.0], [1e39, 0.0]])
+    with pytest.raises(ValueError, match=r"X holds 1e\+39 at row 1, column 0, beyond float32"):
+        m.fit(X, [0, 1], epochs=1)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        m.fit(np.array([[0.0, np.inf], [0.0, 0.0]]), [0, 1], epochs=1)
+    nn.MLP([2, 3, 2], dtype="float64", seed=0).fit(X, [0, 1], epochs=1)
+
+
 def test_classifier_only_methods_refuse_a_regression_model(tmp_path):
     m = nn.MLP([3, 4, 2], loss="mse", seed=0)
     for f in (m.predict_proba, m.predict_log_proba):

@@ -233,3 +233,10 @@ def test_regressor_with_one_output_predicts_a_vector_and_keeps_no_y():
     # The training targets are not kept in the fitted estimator (or its pickle).
     kept = [k for k, v in vars(reg).items() if isinstance(v, np.ndarray) and len(v) == len(y)]
     assert kept == []
+
+
+def test_convergence_warning_points_at_the_callers_line(digits):
+    X, y = digits
+    with pytest.warns(ConvergenceWarning) as rec:
+        lk.MLPClassifier((4,), max_iter=1, random_state=0).fit(X / 16, y)
+    assert [w.filename for w in rec if w.category is ConvergenceWarning] == [__file__]

@@ -19,6 +19,8 @@ def _demo(args: argparse.Namespace) -> int:
     """Trains an MLP on scikit-learn's bundled handwritten digits (no network)."""
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    if not os.path.isdir(args.out_dir) and os.path.exists(args.out_dir):
+        raise UserError(f"--out-dir {args.out_dir} exists and is not a directory")
     import logitkit as lk
 
     try:
@@ -273,6 +275,7 @@ def _train(args: argparse.Namespace) -> int:
         meta["task"] = "classification"
         meta["classes"] = [c.item() if hasattr(c, "item") else c for c in classes]
     model.metadata = meta
+    es = lk.nn.EarlyStopping(patience=args.patience) if args.patience else False
     hist = model.fit(
         Xs,
         target,
@@ -280,14 +283,17 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         optimizer=lk.nn.Adam(args.lr),
         validation_split=args.validation_split,
-        early_stopping=args.patience if args.patience else False,
+        early_stopping=es,
         seed=args.seed,
         verbose=0 if args.quiet else 1,
     )
-    last = {k: v[-1] for k, v in hist.history.items() if k not in ("lr",)}
+    # The metrics of the weights saved: early stopping restores its best epoch's.
+    at, kept = hist.epochs - 1, ""
+    if es and 0 <= es.best_epoch < hist.epochs - 1:
+        at, kept = es.best_epoch, f" (kept epoch {es.best_epoch + 1}'s weights, its best)"
+    row = {k: v[at] for k, v in hist.history.items() if k not in ("lr", "epoch_time")}
     print(
-        f"Trained {hist.epochs} epochs: "
-        + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch_time")
+        f"Trained {hist.epochs} epochs{kept}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items())
     )
     model.save(args.output)
     print(f"Wrote {args.output}")
@@ -366,17 +372,17 @@ def _bench(args: argparse.Namespace) -> int:
     names = list(SUITES) if args.suite == ["all"] else args.suite
     for n in names:
         if n not in SUITES:
-            print(f"logitkit bench: unknown suite {n!r}; choose from {', '.join(SUITES)}")
-            return 2
+            raise UserError(f"unknown suite {n!r}; choose from {', '.join(SUITES)}")
+    if args.repeat < 1:
+        raise UserError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.samples is not None and args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}")
     peers = peers_available()
     print(
         f"logitkit {lk.__version__}, numpy {np.__version__}, threads {lk.get_num_threads()},"
         f" SIMD {lk.simd_level()}; peers: "
         + ", ".join(f"{k} {'yes' if v else 'not installed'}" for k, v in peers.items())
     )
-    if args.repeat < 1:
-        print(f"logitkit bench: --repeat must be at least 1, got {args.repeat}")
-        return 2
     results = run_suites(names, quick=args.quick, samples=args.samples, repeat=args.repeat)
     print()
     print(table(results))

@@ -339,7 +339,8 @@ class _BaseMLP(BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the"
                 " optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                # _run, _fit, fit, then the caller's line.
+                stacklevel=4,
             )
 
     # ------------------------------------------------------------ attributes

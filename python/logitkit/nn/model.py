@@ -280,9 +280,17 @@ class MLP:
             raise ValueError(
                 f"{name} has {a.shape[1]} features, but the model expects {self.n_features}"
             )
-        a = np.ascontiguousarray(a, dtype=self.dtype)
+        src = a
+        with np.errstate(over="ignore"):
+            a = np.ascontiguousarray(a, dtype=self.dtype)
         if not np.isfinite(a).all():
             i, j = np.argwhere(~np.isfinite(a))[0]
+            v = src[i, j]
+            if src.dtype.kind in "iu" or np.isfinite(v):
+                raise ValueError(
+                    f"{name} holds {v.item()!r} at row {i}, column {j}, beyond {self.dtype}'s range"
+                    " (a float64 model takes it)"
+                )
             raise ValueError(f"{name} contains NaN or infinity (first at row {i}, column {j})")
         return a
 
