@@ -287,9 +287,10 @@ class MLP:
             i, j = np.argwhere(~np.isfinite(a))[0]
             v = src[i, j]
             if src.dtype.kind in "iu" or np.isfinite(v):
+                hint = " (a float64 model takes it)" if self.dtype == np.float32 else ""
                 raise ValueError(
-                    f"{name} holds {v.item()!r} at row {i}, column {j}, beyond {self.dtype}'s range"
-                    " (a float64 model takes it)"
+                    f"{name} holds {v.item()!r} at row {i}, column {j},"
+                    f" beyond {self.dtype}'s range{hint}"
                 )
             raise ValueError(f"{name} contains NaN or infinity (first at row {i}, column {j})")
         return a

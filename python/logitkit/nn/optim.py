@@ -45,7 +45,9 @@ class Optimizer:
         and an optimizer passed to another model starts afresh (no moments,
         step count 0), as a new one would, whatever the shapes.
         """
-        same_owner = owner is None or owner is getattr(self, "_owner", None)
+        # (An optimizer unpickled from before owners were recorded has none:
+        # taken as this owner's, so that its state is kept.)
+        same_owner = owner is None or owner is getattr(self, "_owner", owner)
         fits = (
             same_owner
             and len(self.state) == len(groups)
