@@ -504,6 +504,12 @@ multiversion! {
     fn fwd_k<T: Float>(act: Act, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `forward`'s contract. Each expansion defines
         // its own `f`, called once (see `map1`).
+        #[cfg(target_arch = "x86_64")]
+        if gelu_avx512::<T>(act) {
+            // SAFETY: T is f32, and the CPU has the level's features.
+            unsafe { gelu_fwd_avx512(x.get() as *const f32, y.get() as *mut f32, n, stream) };
+            return;
+        }
         let ahead = act.computes();
         unsafe {
             if stream {
@@ -520,6 +526,20 @@ multiversion! {
     fn bwd_k<T: Float>(act: Act, g: Ptr<T>, x: Ptr<T>, y: Ptr<T>, n: usize, stream: bool) {
         // SAFETY: guaranteed by `backward`'s contract.
         // Each expansion defines its own `b`, called once (see `map1`).
+        #[cfg(target_arch = "x86_64")]
+        if gelu_avx512::<T>(act) {
+            // SAFETY: as in `fwd_k`.
+            unsafe {
+                gelu_bwd_avx512(
+                    g.get() as *const f32,
+                    x.get() as *const f32,
+                    y.get() as *mut f32,
+                    n,
+                    stream,
+                )
+            };
+            return;
+        }
         let ahead = act.computes();
         unsafe {
             if stream {
@@ -605,76 +625,60 @@ multiversion! {
     }
 }
 
-/// Whether float32 `act` (and its backward) runs the AVX-512
-/// intrinsics of `simd::math::avx512` here, on the same driver: the same
-/// bits as the generic kernels in fewer vector operations. gelu
-/// (`approximate="none"`) and its backward only: the sigmoid family gained
-/// nothing that way (see that module).
+/// Whether float32 gelu (`approximate="none"`) and its backward run the
+/// AVX-512 intrinsics of `simd::math::avx512` (from [`fwd_k`] / [`bwd_k`],
+/// on the same driver): the same bits as the generic kernels in fewer
+/// vector operations. The sigmoid family gained nothing that way (see that
+/// module).
 #[cfg(target_arch = "x86_64")]
-fn avx512_f32<T: Float>(act: Act) -> bool {
-    crate::simd::math::is_f32::<T>()
+fn gelu_avx512<T: Float>(act: Act) -> bool {
+    act == Act::Gelu
+        && crate::simd::math::is_f32::<T>()
         && crate::simd::level() == crate::simd::Level::Avx512
-        && act == Act::Gelu
 }
 
-/// The pass of [`forward`] for an `act` of [`avx512_f32`].
+/// [`fwd_k`]'s pass for float32 gelu at AVX-512.
 ///
 /// # Safety
-/// As [`fwd_k`], at the AVX-512 level.
+/// As [`fwd_k`], and the CPU has the AVX-512 level's features.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-unsafe fn fwd_avx512(act: Act, x: *const f32, y: *mut f32, n: usize, stream: bool) {
-    use crate::simd::math::avx512 as v;
+unsafe fn gelu_fwd_avx512(x: *const f32, y: *mut f32, n: usize, stream: bool) {
+    use crate::simd::math::avx512::x_ndtr;
     use std::arch::x86_64::__m512;
     use std::mem::transmute;
-    macro_rules! run {
-        ($f:path) => {{
-            // SAFETY (the transmutes): 16 f32 either way.
-            let f = |a: [f32; L]| unsafe {
-                transmute::<__m512, [f32; L]>($f(transmute::<[f32; L], __m512>(a)))
-            };
-            if stream {
-                map1_lanes::<f32, true>(x, y, n, true, f)
-            } else {
-                map1_lanes::<f32, false>(x, y, n, true, f)
-            }
-        }};
-    }
-    match act {
-        Act::Gelu => run!(v::x_ndtr),
-        _ => unreachable!("{act:?} has no AVX-512 forward"),
+    // SAFETY (the transmutes): 16 f32 either way.
+    let f = |a: [f32; L]| unsafe {
+        transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a)))
+    };
+    if stream {
+        map1_lanes::<f32, true>(x, y, n, true, f)
+    } else {
+        map1_lanes::<f32, false>(x, y, n, true, f)
     }
 }
 
-/// The pass of [`backward`] for an `act` of [`avx512_f32`].
+/// [`bwd_k`]'s pass for float32 gelu at AVX-512.
 ///
 /// # Safety
-/// As [`bwd_k`], at the AVX-512 level.
+/// As [`bwd_k`], and the CPU has the AVX-512 level's features.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-unsafe fn bwd_avx512(act: Act, g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
-    use crate::simd::math::avx512 as v;
+unsafe fn gelu_bwd_avx512(g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
+    use crate::simd::math::avx512::grad_x_ndtr_deriv;
     use std::arch::x86_64::__m512;
     use std::mem::transmute;
-    macro_rules! run {
-        ($f:path) => {{
-            // SAFETY (the transmutes): 16 f32 either way.
-            let f = |a: [f32; L], b: [f32; L]| unsafe {
-                transmute::<__m512, [f32; L]>($f(
-                    transmute::<[f32; L], __m512>(a),
-                    transmute::<[f32; L], __m512>(b),
-                ))
-            };
-            if stream {
-                map2_lanes::<f32, true>(g, x, y, n, true, f)
-            } else {
-                map2_lanes::<f32, false>(g, x, y, n, true, f)
-            }
-        }};
-    }
-    match act {
-        Act::Gelu => run!(v::grad_x_ndtr_deriv),
-        _ => unreachable!("{act:?} has no AVX-512 backward"),
+    // SAFETY (the transmutes): 16 f32 either way.
+    let f = |a: [f32; L], b: [f32; L]| unsafe {
+        transmute::<__m512, [f32; L]>(grad_x_ndtr_deriv(
+            transmute::<[f32; L], __m512>(a),
+            transmute::<[f32; L], __m512>(b),
+        ))
+    };
+    if stream {
+        map2_lanes::<f32, true>(g, x, y, n, true, f)
+    } else {
+        map2_lanes::<f32, false>(g, x, y, n, true, f)
     }
 }
 
@@ -687,24 +691,6 @@ pub unsafe fn forward<T: Float>(act: Act, x: *const T, y: *mut T, n: usize) {
     // Non-temporal stores when input and output outgrow the cache (not in place).
     let stream = !std::ptr::eq(x, y) && stream::wanted(2 * n * std::mem::size_of::<T>());
     let (x, y) = (Ptr(x as *mut T), Ptr(y));
-    #[cfg(target_arch = "x86_64")]
-    if avx512_f32::<T>(act) {
-        let (x, y) = (Ptr(x.get() as *mut f32), Ptr(y.get() as *mut f32));
-        run_tasks(n, 1, |_, i0, i1| {
-            // SAFETY: T is f32, the level has the features, and the range is
-            // the task's (as below).
-            unsafe {
-                fwd_avx512(
-                    act,
-                    x.get().wrapping_add(i0),
-                    y.get().wrapping_add(i0),
-                    i1 - i0,
-                    stream,
-                )
-            }
-        });
-        return;
-    }
     run_tasks(n, 1, |_, i0, i1| {
         fwd_k(
             act,
@@ -727,28 +713,6 @@ pub unsafe fn backward<T: Float>(act: Act, grad: *const T, x: *const T, y: *mut 
         && !std::ptr::eq(x, y)
         && stream::wanted(3 * n * std::mem::size_of::<T>());
     let (g, x, y) = (Ptr(grad as *mut T), Ptr(x as *mut T), Ptr(y));
-    #[cfg(target_arch = "x86_64")]
-    if avx512_f32::<T>(act) {
-        let (g, x, y) = (
-            Ptr(g.get() as *mut f32),
-            Ptr(x.get() as *mut f32),
-            Ptr(y.get() as *mut f32),
-        );
-        run_tasks(n, 1, |_, i0, i1| {
-            // SAFETY: as in `forward`.
-            unsafe {
-                bwd_avx512(
-                    act,
-                    g.get().wrapping_add(i0),
-                    x.get().wrapping_add(i0),
-                    y.get().wrapping_add(i0),
-                    i1 - i0,
-                    stream,
-                )
-            }
-        });
-        return;
-    }
     run_tasks(n, 1, |_, i0, i1| {
         bwd_k(
             act,

@@ -103,10 +103,11 @@ pub enum AxisArg {
 
 fn int_axis(o: &Bound<'_, PyAny>) -> PyResult<isize> {
     // A bool is an int to Python, not to NumPy's reductions.
-    if !o.is_instance_of::<pyo3::types::PyBool>() && o.is_instance_of::<pyo3::types::PyInt>() {
+    let is_bool = o.is_instance_of::<pyo3::types::PyBool>();
+    if !is_bool && o.is_instance_of::<pyo3::types::PyInt>() {
         return super::array::extract_axis(o);
     }
-    let not_bool = if o.is_instance_of::<pyo3::types::PyBool>() {
+    let not_bool = if is_bool {
         None
     } else {
         o.extract::<isize>().ok()
