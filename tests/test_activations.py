@@ -588,6 +588,25 @@ def test_out_in_place_strided_fortran_and_dtypes():
     assert isinstance(lk.sigmoid(0.0), np.floating)
 
 
+def test_python_number_grad_is_weak_as_in_numpy():
+    # NEP 50: a Python float / int / bool grad takes x's dtype; a NumPy
+    # scalar or 0-d array is strong and promotes (np.float64 too, although
+    # it subclasses float).
+    for x in (np.float32(0.5), np.array(0.5, np.float32)):
+        for g in (2.0, 2, True):
+            r = lk.sigmoid_backward(g, x)
+            assert r.dtype == np.float32, (g, x)
+            want = np.float32(float(g)) * lk.sigmoid_backward(np.float32(1.0), np.float32(0.5))
+            assert r == want
+        assert lk.gelu_backward(np.float64(2.0), x).dtype == np.float64
+        assert lk.gelu_backward(np.array(2.0), x).dtype == np.float64
+    assert lk.silu_backward(1.0, np.float16(0.5)).dtype == np.float16
+    assert lk.silu_backward(1.0, 0.5).dtype == np.float64
+    # The same rule for the row functions' gradients.
+    y = lk.softmax(np.float32([0.5]))
+    assert lk.softmax_backward(np.float32([1.0]), y).dtype == np.float32
+
+
 def test_bias_act_matches_unfused_and_writes_preact():
     rng = np.random.default_rng(5)
     h = rng.standard_normal((64, 33)).astype(np.float32)

@@ -70,12 +70,21 @@ pub fn float_args<'py>(
         .iter()
         .map(|(x, name)| float_arg(py, x, name))
         .collect::<PyResult<Vec<_>>>()?;
-    let dt = if args.iter().any(|a| a.dt == Dt::F64) {
+    // A Python float or int is weak (NEP 50): it takes the arrays' dtype, so
+    // `sigmoid_backward(1.0, np.float32(x))` is float32 (and float16 with a
+    // float16 x). Only Python numbers alone give float64, as in NumPy.
+    let strong: Vec<&FloatArg> = inputs
+        .iter()
+        .zip(&args)
+        .filter(|((x, _), _)| !super::python_number(x))
+        .map(|(_, a)| a)
+        .collect();
+    let dt = if strong.is_empty() || strong.iter().any(|a| a.dt == Dt::F64) {
         Dt::F64
     } else {
         Dt::F32
     };
-    let half = args.iter().all(|a| a.half);
+    let half = !strong.is_empty() && strong.iter().all(|a| a.half);
     let arrs = args
         .iter()
         .map(|a| cast_to(a, dt))

@@ -74,7 +74,7 @@ fn log_softmax<'py>(
 /// A Python `float`, `int` or `bool` itself: NumPy's weak scalars, which take
 /// the array's dtype. A NumPy scalar is strong (NEP 50), `np.float64`
 /// included although it subclasses `float`: it promotes as an array does.
-fn python_number(v: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn python_number(v: &Bound<'_, PyAny>) -> bool {
     v.is_exact_instance_of::<PyFloat>()
         || v.is_exact_instance_of::<PyInt>()
         || v.is_exact_instance_of::<pyo3::types::PyBool>()
