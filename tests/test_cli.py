@@ -103,6 +103,68 @@ def test_train_then_predict_csv(data, capsys):
     assert float(err.split("accuracy against column 'label': ")[1]) > 0.9
 
 
+def test_predict_scores_the_target_in_an_npz_and_for_regression(data, capsys):
+    # An .npz holding the training target gets the accuracy a CSV gets, and a
+    # regression model reports its RMSE against the target column.
+    common = ["--epochs", "30", "--lr", "0.01", "--quiet"]
+    assert (
+        main(
+            [
+                "train",
+                str(data / "train.npz"),
+                "--target",
+                "label",
+                *common,
+                "-o",
+                str(data / "c.npz"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert (
+        main(["predict", str(data / "c.npz"), str(data / "train.npz"), "-o", str(data / "p.csv")])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert float(err.split("accuracy against column 'label': ")[1]) > 0.9
+    # Without the target array: predictions, no score.
+    np.savez(data / "x_only.npz", X=np.load(data / "train.npz")["X"])
+    assert (
+        main(["predict", str(data / "c.npz"), str(data / "x_only.npz"), "-o", str(data / "q.csv")])
+        == 0
+    )
+    assert "accuracy" not in capsys.readouterr().err
+    assert len((data / "q.csv").read_text().splitlines()) == 301
+
+    assert (
+        main(
+            [
+                "train",
+                str(data / "train.npz"),
+                "--target",
+                "cont",
+                "--regression",
+                *common,
+                "-o",
+                str(data / "r.npz"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert (
+        main(["predict", str(data / "r.npz"), str(data / "train.npz"), "-o", str(data / "r.csv")])
+        == 0
+    )
+    err = capsys.readouterr().err
+    rmse = float(err.split("rmse against column 'cont': ")[1])
+    pred = np.loadtxt(data / "r.csv", skiprows=1)
+    cont = np.load(data / "train.npz")["cont"]
+    assert rmse == pytest.approx(np.sqrt(np.mean((pred - cont) ** 2)), rel=1e-4)
+    assert rmse < 0.5 * cont.std()
+
+
 def test_train_npz_and_regression(data):
     assert (
         main(

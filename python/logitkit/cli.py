@@ -314,11 +314,18 @@ def _predict(args: argparse.Namespace) -> int:
     meta = model.metadata
     if "features" not in meta:
         raise UserError(f"{args.model}: was not written by 'logitkit train' (no feature metadata)")
+    # The training target, where the data has it, is scored (accuracy or RMSE).
     tgt = None
     if args.data.endswith(".csv") and os.path.exists(args.data):
         with open(args.data, newline="", encoding="utf-8-sig") as f:
             header = [h.strip() for h in next(csv.reader(f), [])]
         tgt = meta["target"] if meta["target"] in header else None
+    elif args.data.endswith(".npz") and os.path.exists(args.data):
+        try:
+            with np.load(args.data, allow_pickle=False) as f:
+                tgt = meta["target"] if meta["target"] in f.files else None
+        except Exception:
+            tgt = None  # _read_table reports the unreadable file
     X, y, names = _read_table(args.data, tgt)
     if args.data.endswith(".csv"):
         missing = [n for n in meta["features"] if n not in names]
@@ -344,8 +351,17 @@ def _predict(args: argparse.Namespace) -> int:
             acc = float(np.mean(pred.astype(str) == y.astype(str)))
             print(f"accuracy against column {meta['target']!r}: {acc:.4f}", file=sys.stderr)
     else:
+        pred = model.predict(Xs).ravel()
         lines.append("prediction")
-        lines.extend(f"{v:.8g}" for v in model.predict(Xs).ravel())
+        lines.extend(f"{v:.8g}" for v in pred)
+        if y is not None:
+            try:
+                yv = np.asarray(y, dtype=np.float64).ravel()
+            except ValueError:
+                yv = None  # a non-numeric column: nothing to score
+            if yv is not None and yv.shape == pred.shape:
+                rmse = float(np.sqrt(np.mean((pred.astype(np.float64) - yv) ** 2)))
+                print(f"rmse against column {meta['target']!r}: {rmse:.6g}", file=sys.stderr)
     text = "\n".join(lines) + "\n"
     if out is not None:
         out.write(text)
