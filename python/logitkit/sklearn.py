@@ -313,10 +313,10 @@ class _BaseMLP(BaseEstimator):
         # A new optimizer for every fit, warm_start included (scikit-learn's
         # rule: the weights carry over, the solver's state and settings do
         # not); partial_fit continues the one it has.
+        # n_iter_ counts the epochs of this call, as in scikit-learn: a fit's
+        # (warm_start too), and 1 after a partial_fit (t_ counts them all).
+        self.n_iter_ = 0
         if m.optimizer is None or not incremental:
-            # n_iter_ counts the epochs of this fit (scikit-learn resets it);
-            # partial_fit adds one per call (scikit-learn sets it to 1).
-            self.n_iter_ = 0
             m.optimizer = self._optimizer(bs)
         self._converged = False
         stopper = _SklearnStopping(self, val)
