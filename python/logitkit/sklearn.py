@@ -310,12 +310,12 @@ class _BaseMLP(BaseEstimator):
             X, Y = X[idx_t], Y[idx_t]
             sw = None if sw is None else sw[idx_t]
             self._samples_per_epoch = len(X)
-        # A new optimizer for every fit, warm_start included (scikit-learn's
-        # rule: the weights carry over, the solver's state and settings do
-        # not); partial_fit continues the one it has.
         # n_iter_ counts the epochs of this call, as in scikit-learn: a fit's
         # (warm_start too), and 1 after a partial_fit (t_ counts them all).
         self.n_iter_ = 0
+        # A new optimizer for every fit, warm_start included (scikit-learn's
+        # rule: the weights carry over, the solver's state and settings do
+        # not); partial_fit continues the one it has.
         if m.optimizer is None or not incremental:
             m.optimizer = self._optimizer(bs)
         self._converged = False
