@@ -106,58 +106,25 @@ def test_train_then_predict_csv(data, capsys):
 def test_predict_scores_the_target_in_an_npz_and_for_regression(data, capsys):
     # An .npz holding the training target gets the accuracy a CSV gets, and a
     # regression model reports its RMSE against the target column.
-    common = ["--epochs", "30", "--lr", "0.01", "--quiet"]
-    assert (
-        main(
-            [
-                "train",
-                str(data / "train.npz"),
-                "--target",
-                "label",
-                *common,
-                "-o",
-                str(data / "c.npz"),
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
-    assert (
-        main(["predict", str(data / "c.npz"), str(data / "train.npz"), "-o", str(data / "p.csv")])
-        == 0
-    )
-    err = capsys.readouterr().err
+    def train(target, model, *extra):
+        args = ["train", str(data / "train.npz"), "--target", target, "--epochs", "30"]
+        assert main([*args, "--lr", "0.01", "--quiet", *extra, "-o", str(data / model)]) == 0
+
+    def predict(model, source, out):
+        capsys.readouterr()
+        assert main(["predict", str(data / model), str(data / source), "-o", str(data / out)]) == 0
+        return capsys.readouterr().err
+
+    train("label", "c.npz")
+    err = predict("c.npz", "train.npz", "p.csv")
     assert float(err.split("accuracy against column 'label': ")[1]) > 0.9
     # Without the target array: predictions, no score.
     np.savez(data / "x_only.npz", X=np.load(data / "train.npz")["X"])
-    assert (
-        main(["predict", str(data / "c.npz"), str(data / "x_only.npz"), "-o", str(data / "q.csv")])
-        == 0
-    )
-    assert "accuracy" not in capsys.readouterr().err
+    assert "accuracy" not in predict("c.npz", "x_only.npz", "q.csv")
     assert len((data / "q.csv").read_text().splitlines()) == 301
 
-    assert (
-        main(
-            [
-                "train",
-                str(data / "train.npz"),
-                "--target",
-                "cont",
-                "--regression",
-                *common,
-                "-o",
-                str(data / "r.npz"),
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
-    assert (
-        main(["predict", str(data / "r.npz"), str(data / "train.npz"), "-o", str(data / "r.csv")])
-        == 0
-    )
-    err = capsys.readouterr().err
+    train("cont", "r.npz", "--regression")
+    err = predict("r.npz", "train.npz", "r.csv")
     rmse = float(err.split("rmse against column 'cont': ")[1])
     pred = np.loadtxt(data / "r.csv", skiprows=1)
     cont = np.load(data / "train.npz")["cont"]
