@@ -51,13 +51,14 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--ops", default="sigmoid", help="comma-separated, e.g. gelu,gelu_backward")
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--scale", type=float, default=1.0, help="x is standard normal times this")
     a = ap.parse_args()
     mods = [load("logitkit_a", a.a), load("logitkit_b", a.b)]
     for m in mods:
         m.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
     shape = (a.rows, a.n // a.rows) if a.rows else (a.n,)
-    x = rng.standard_normal(shape).astype(a.dtype)
+    x = (rng.standard_normal(shape) * a.scale).astype(a.dtype)
     g = rng.standard_normal(shape).astype(a.dtype)
     y = np.empty_like(x)
     number = max(1, int(0.003 / (x.nbytes / 20e9)))

@@ -499,11 +499,16 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
     # every SIMD level this CPU has, for every activation and backward, the
     # elementwise and the fused bias kernels, with every special value (and
     # NaN grads); all results equal bit for bit across levels (NaN payloads
-    # aside).
+    # aside). One exception: float32 gelu and gelu_backward at AVX-512 are
+    # kernels of their own (tables, where the other levels take exp-based
+    # forms; their bits are checked against their scalar forms by `cargo
+    # test`): kept out of the hash here, and held to the other levels'
+    # results within their error.
     code = (
         "import hashlib, json, numpy as np, logitkit as lk\n"
         f"arms = {EVERY_ARM!r}\n"
-        "h = hashlib.sha256(); bad = []\n"
+        "h = hashlib.sha256(); bad = []; own = []\n"
+        "mine = lambda name, p, dt: (name, p, dt) == ('gelu', {}, np.float32)\n"
         "b = lambda a: np.where(np.isnan(a), np.nan, a).astype(a.dtype).tobytes()\n"
         "for dt in (np.float32, np.float64):\n"
         "    fi = np.finfo(dt); rng = np.random.default_rng(6)\n"
@@ -524,13 +529,19 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
         "            d = getattr(lk, name + '_backward')(g, xx, **p)\n"
         "            ya = lk.bias_act(xx.reshape(-1, 5), np.zeros(5, dt), name, **p)\n"
         "            da = lk.bias_act_backward(g.reshape(-1, 5), xx.reshape(-1, 5), name, **p)[0]\n"
-        "            h.update(b(ya) + b(da))\n"
+        "            if mine(name, p, dt):\n"
+        "                own += [ya.ravel().tolist(), da.ravel().tolist()]\n"
+        "            else:\n"
+        "                h.update(b(ya) + b(da))\n"
         "            if not (np.isnan(ya.ravel()[nx]).all() and np.isnan(da.ravel()[nx]).all()):\n"
         "                bad.append(('bias', name, p, str(dt)))\n"
         "        if not (np.isnan(y[nx]).all() and np.isnan(d[nx]).all()):\n"
         "            bad.append((name, p, str(dt)))\n"
-        "        h.update(b(y) + b(d))\n"
-        "print(json.dumps([lk.simd_level(), h.hexdigest(), bad]))\n"
+        "        if mine(name, p, dt):\n"
+        "            own += [y.tolist(), d.tolist()]\n"
+        "        else:\n"
+        "            h.update(b(y) + b(d))\n"
+        "print(json.dumps([lk.simd_level(), h.hexdigest(), bad, own]))\n"
     )
     native = json.loads(run_python(code))
     assert native[2] == [], native[2]
@@ -539,6 +550,15 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
         assert other[0] == level
         assert other[2] == [], (level, other[2])
         assert other[1] == native[1], (native[0], level)
+        for got, want in zip(native[3], other[3], strict=True):
+            got, want = np.array(got, np.float64), np.array(want, np.float64)
+            if native[0] == "avx512":
+                # Both within 8.2e-7 of gelu(x) and 6e-7 of grad * gelu'(x)
+                # (NaN where the other has NaN), the latter 3.3e-7 |grad|
+                # absolute near its root.
+                np.testing.assert_allclose(got, want, rtol=1.2e-6, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "gelu", "mish", "logit"])
@@ -613,6 +633,7 @@ def test_bias_act_matches_unfused_and_writes_preact():
     b = rng.standard_normal(33).astype(np.float32)
     for act, params in [
         ("relu", {}),
+        ("gelu", {}),
         ("gelu", {"approximate": "tanh"}),
         ("leaky_relu", {"negative_slope": 0.3}),
         ("identity", {}),

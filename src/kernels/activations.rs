@@ -14,7 +14,9 @@
 //! within ~1e-15 (where a parameter such as `beta * x` is first rounded to the
 //! dtype, as in PyTorch, the error is relative to that rounded argument).
 
-use super::elementwise::{dst, flush, ld, map1, map2, run_tasks, src, st, tasks, Ptr};
+use super::elementwise::{
+    dst, flush, lane1, lane2, ld, map1, map2, run_tasks, src, st, tasks, Ptr,
+};
 #[cfg(target_arch = "x86_64")]
 use super::elementwise::{map1_lanes, map2_lanes};
 use crate::multiversion;
@@ -555,33 +557,52 @@ multiversion! {
 multiversion! {
     fn bias_fwd_k<T: Float>(act: Act, h: Ptr<T>, b: Ptr<T>, z: Ptr<T>, y: Ptr<T>, rows: usize, nf: usize) {
         // SAFETY: guaranteed by `bias_forward`'s contract.
-        unsafe {
-            with_act!(act, T, |f, _b| {
-                for r in 0..rows {
-                    let (hr, yr) = (h.get().add(r * nf), y.get().add(r * nf));
-                    let (mut ba, mut bbias, mut bz, mut by) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
-                    let mut j = 0;
-                    while j < nf {
-                        let a = ld(src(hr, j, nf, &mut ba));
-                        let bb = ld(src(b.get(), j, nf, &mut bbias));
-                        let mut s = [T::ZERO; L];
-                        let mut o = [T::ZERO; L];
-                        for i in 0..L {
-                            s[i] = a[i] + bb[i];
-                            o[i] = f(s[i]);
-                        }
-                        if !z.is_null() {
-                            let zr = z.get().add(r * nf);
-                            st(dst(zr, j, nf, &mut bz), s);
-                            flush(zr, j, nf, &bz);
-                        }
-                        st(dst(yr, j, nf, &mut by), o);
-                        flush(yr, j, nf, &by);
-                        crate::simd::lane_barrier();
-                        j += L;
-                    }
-                }
-            })
+        #[cfg(target_arch = "x86_64")]
+        if gelu_avx512::<T>(act) {
+            // SAFETY: as in `fwd_k`.
+            unsafe { gelu_bias_fwd_avx512(f32_ptr(h), f32_ptr(b), f32_ptr(z), f32_ptr(y), rows, nf) };
+            return;
+        }
+        unsafe { with_act!(act, T, |f, _b| bias_fwd_rows(h, b, z, y, rows, nf, |s| lane1(s, &f))) }
+    }
+}
+
+/// [`bias_fwd_k`]'s rows with `f` over whole lane arrays.
+///
+/// # Safety
+/// As [`bias_forward`].
+#[inline(always)]
+unsafe fn bias_fwd_rows<T: Float>(
+    h: Ptr<T>,
+    b: Ptr<T>,
+    z: Ptr<T>,
+    y: Ptr<T>,
+    rows: usize,
+    nf: usize,
+    f: impl Fn([T; L]) -> [T; L],
+) {
+    for r in 0..rows {
+        let (hr, yr) = (h.get().add(r * nf), y.get().add(r * nf));
+        let (mut ba, mut bbias, mut bz, mut by) =
+            ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
+        let mut j = 0;
+        while j < nf {
+            let a = ld(src(hr, j, nf, &mut ba));
+            let bb = ld(src(b.get(), j, nf, &mut bbias));
+            let mut s = [T::ZERO; L];
+            for i in 0..L {
+                s[i] = a[i] + bb[i];
+            }
+            let o = f(s);
+            if !z.is_null() {
+                let zr = z.get().add(r * nf);
+                st(dst(zr, j, nf, &mut bz), s);
+                flush(zr, j, nf, &bz);
+            }
+            st(dst(yr, j, nf, &mut by), o);
+            flush(yr, j, nf, &by);
+            crate::simd::lane_barrier();
+            j += L;
         }
     }
 }
@@ -591,36 +612,54 @@ multiversion! {
 multiversion! {
     fn bias_bwd_k<T: Float>(act: Act, g: Ptr<T>, z: Ptr<T>, y: Ptr<T>, acc: Ptr<f64>, rows: usize, nf: usize) {
         // SAFETY: guaranteed by `bias_backward`'s contract.
+        #[cfg(target_arch = "x86_64")]
+        if gelu_avx512::<T>(act) {
+            // SAFETY: as in `fwd_k`.
+            unsafe { gelu_bias_bwd_avx512(f32_ptr(g), f32_ptr(z), f32_ptr(y), acc, rows, nf) };
+            return;
+        }
         unsafe {
-            with_act!(act, T, |_f, b| {
-                let (mut bg, mut bz, mut by, mut bs) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [0f64; L]);
-                for r in 0..rows {
-                    let off = r * nf;
-                    let mut j = 0;
-                    while j < nf {
-                        let a = ld(src(g.get().add(off), j, nf, &mut bg));
-                        let zz = ld(src(z.get().add(off), j, nf, &mut bz));
-                        let s0 = ld(src(acc.get(), j, nf, &mut bs));
-                        let mut o = [T::ZERO; L];
-                        for i in 0..L {
-                            o[i] = b(a[i], zz[i]);
-                        }
-                        // A fresh array, not `s0` updated in place (which LLVM
-                        // kept on the stack: a store-forwarding stall per lane
-                        // array, half the kernel's time).
-                        let mut s = [0f64; L];
-                        for i in 0..L {
-                            s[i] = s0[i] + o[i].to_f64();
-                        }
-                        st(dst(y.get().add(off), j, nf, &mut by), o);
-                        flush(y.get().add(off), j, nf, &by);
-                        st(dst(acc.get(), j, nf, &mut bs), s);
-                        flush(acc.get(), j, nf, &bs);
-                        crate::simd::lane_barrier();
-                        j += L;
-                    }
-                }
-            })
+            with_act!(act, T, |_f, b| bias_bwd_rows(g, z, y, acc, rows, nf, |a, zz| lane2(a, zz, &b)))
+        }
+    }
+}
+
+/// [`bias_bwd_k`]'s rows with `b` over whole lane arrays.
+///
+/// # Safety
+/// As [`bias_backward`].
+#[inline(always)]
+unsafe fn bias_bwd_rows<T: Float>(
+    g: Ptr<T>,
+    z: Ptr<T>,
+    y: Ptr<T>,
+    acc: Ptr<f64>,
+    rows: usize,
+    nf: usize,
+    b: impl Fn([T; L], [T; L]) -> [T; L],
+) {
+    let (mut bg, mut bz, mut by, mut bs) = ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [0f64; L]);
+    for r in 0..rows {
+        let off = r * nf;
+        let mut j = 0;
+        while j < nf {
+            let a = ld(src(g.get().add(off), j, nf, &mut bg));
+            let zz = ld(src(z.get().add(off), j, nf, &mut bz));
+            let s0 = ld(src(acc.get(), j, nf, &mut bs));
+            let o = b(a, zz);
+            // A fresh array, not `s0` updated in place (which LLVM kept on
+            // the stack: a store-forwarding stall per lane array, half the
+            // kernel's time).
+            let mut s = [0f64; L];
+            for i in 0..L {
+                s[i] = s0[i] + o[i].to_f64();
+            }
+            st(dst(y.get().add(off), j, nf, &mut by), o);
+            flush(y.get().add(off), j, nf, &by);
+            st(dst(acc.get(), j, nf, &mut bs), s);
+            flush(acc.get(), j, nf, &bs);
+            crate::simd::lane_barrier();
+            j += L;
         }
     }
 }
@@ -644,13 +683,7 @@ fn gelu_avx512<T: Float>(act: Act) -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
 unsafe fn gelu_fwd_avx512(x: *const f32, y: *mut f32, n: usize, stream: bool) {
-    use crate::simd::math::avx512::x_ndtr;
-    use std::arch::x86_64::__m512;
-    use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    let f = |a: [f32; L]| unsafe {
-        transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a)))
-    };
+    let f = |a: [f32; L]| gelu_fwd_lanes(a);
     if stream {
         map1_lanes::<f32, true>(x, y, n, true, f)
     } else {
@@ -665,20 +698,90 @@ unsafe fn gelu_fwd_avx512(x: *const f32, y: *mut f32, n: usize, stream: bool) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
 unsafe fn gelu_bwd_avx512(g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
-    use crate::simd::math::avx512::grad_x_ndtr_deriv;
-    use std::arch::x86_64::__m512;
-    use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    let f = |a: [f32; L], b: [f32; L]| unsafe {
-        transmute::<__m512, [f32; L]>(grad_x_ndtr_deriv(
-            transmute::<[f32; L], __m512>(a),
-            transmute::<[f32; L], __m512>(b),
-        ))
-    };
+    let f = |a: [f32; L], b: [f32; L]| gelu_bwd_lanes(a, b);
     if stream {
         map2_lanes::<f32, true>(g, x, y, n, true, f)
     } else {
         map2_lanes::<f32, false>(g, x, y, n, true, f)
+    }
+}
+
+/// `p` as a float32 pointer (for `T` known to be f32).
+#[cfg(target_arch = "x86_64")]
+fn f32_ptr<T>(p: Ptr<T>) -> Ptr<f32> {
+    Ptr(p.get() as *mut f32)
+}
+
+/// [`bias_fwd_k`]'s pass for float32 gelu at AVX-512 (the kernel of
+/// [`gelu_fwd_avx512`]).
+///
+/// # Safety
+/// As [`bias_fwd_k`], and the CPU has the AVX-512 level's features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn gelu_bias_fwd_avx512(
+    h: Ptr<f32>,
+    b: Ptr<f32>,
+    z: Ptr<f32>,
+    y: Ptr<f32>,
+    rows: usize,
+    nf: usize,
+) {
+    bias_fwd_rows(h, b, z, y, rows, nf, |s| gelu_fwd_lanes(s))
+}
+
+/// `simd::math::avx512::x_ndtr` over a lane array. Not a `target_feature`
+/// function itself, so that it is always inlined, and the kernel with it,
+/// into the loop of a caller that has them (called, it kept the tables in
+/// memory: 1.4 times the time).
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gelu_fwd_lanes(a: [f32; L]) -> [f32; L] {
+    use crate::simd::math::avx512::x_ndtr;
+    use std::arch::x86_64::__m512;
+    use std::mem::transmute;
+    // SAFETY (the transmutes): 16 f32 either way.
+    unsafe { transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a))) }
+}
+
+/// [`bias_bwd_k`]'s pass for float32 gelu at AVX-512 (the kernel of
+/// [`gelu_bwd_avx512`]).
+///
+/// # Safety
+/// As [`bias_bwd_k`], and the CPU has the AVX-512 level's features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+unsafe fn gelu_bias_bwd_avx512(
+    g: Ptr<f32>,
+    z: Ptr<f32>,
+    y: Ptr<f32>,
+    acc: Ptr<f64>,
+    rows: usize,
+    nf: usize,
+) {
+    bias_bwd_rows(g, z, y, acc, rows, nf, |a, b| gelu_bwd_lanes(a, b))
+}
+
+/// `simd::math::avx512::grad_x_ndtr_deriv` over lane arrays, as
+/// [`gelu_fwd_lanes`].
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gelu_bwd_lanes(a: [f32; L], b: [f32; L]) -> [f32; L] {
+    use crate::simd::math::avx512::grad_x_ndtr_deriv;
+    use std::arch::x86_64::__m512;
+    use std::mem::transmute;
+    // SAFETY (the transmutes): 16 f32 either way.
+    unsafe {
+        transmute::<__m512, [f32; L]>(grad_x_ndtr_deriv(
+            transmute::<[f32; L], __m512>(a),
+            transmute::<[f32; L], __m512>(b),
+        ))
     }
 }
 

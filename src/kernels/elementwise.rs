@@ -319,7 +319,7 @@ pub unsafe fn map2_lanes<T: Float, const STREAM: bool>(
 
 /// One lane array of `f`.
 #[inline(always)]
-fn lane1<T: Float>(a: [T; L], f: &impl Fn(T) -> T) -> [T; L] {
+pub fn lane1<T: Float>(a: [T; L], f: &impl Fn(T) -> T) -> [T; L] {
     let mut b = [T::ZERO; L];
     for i in 0..L {
         b[i] = f(a[i]);
@@ -329,7 +329,7 @@ fn lane1<T: Float>(a: [T; L], f: &impl Fn(T) -> T) -> [T; L] {
 
 /// One lane array of `f(g, x)`.
 #[inline(always)]
-fn lane2<T: Float>(a: [T; L], b: [T; L], f: &impl Fn(T, T) -> T) -> [T; L] {
+pub fn lane2<T: Float>(a: [T; L], b: [T; L], f: &impl Fn(T, T) -> T) -> [T; L] {
     let mut r = [T::ZERO; L];
     for i in 0..L {
         r[i] = f(a[i], b[i]);

@@ -357,6 +357,60 @@ fn x_ndtr_deriv_f32_within_1e_6_dense_sweep() {
 }
 
 #[test]
+fn x_ndtr_table_f32_within_4e_7_relative_dense_sweep() {
+    // The table form of gelu, as `x_ndtr` above: 3.3e-7 relative up to |x| =
+    // 8; the exp-based form takes x < -8.
+    let r = x_ndtr::<f64>;
+    let w = worst_rel32("x_ndtr_table", (0.0, 8.0), 29, NORMAL, x_ndtr_table, r);
+    assert!(w <= 4e-7, "{w}");
+    let w = worst_rel32("x_ndtr_table", (8.0, 20.0), 29, NORMAL, x_ndtr_table, r);
+    assert!(w <= 1e-6, "{w}");
+    for v in SPECIALS {
+        assert_eq!(x_ndtr_table(v), x_ndtr(v as f64) as f32, "{v}");
+    }
+    for v in [-0.0f32, -15.0, -1e30, f32::NEG_INFINITY] {
+        assert_eq!(x_ndtr_table(v).to_bits(), (-0.0f32).to_bits(), "{v}");
+    }
+    assert!(x_ndtr_table(f32::NAN).is_nan());
+    // Above the table, x itself.
+    assert_eq!(x_ndtr_table(8.5), 8.5);
+}
+
+#[test]
+fn grad_x_ndtr_deriv_table_f32_dense_sweep() {
+    // The table form of gelu's backward (grad 1), as `x_ndtr_deriv` above:
+    // against max(|d|, 0.5) within |x| < 2 (the root at -0.7518), relative
+    // beyond, where the table gives 2.5e-7 up to |x| = 8 and the exp-based
+    // form takes x < -8 (5.4e-7).
+    let f = |x: f32| grad_x_ndtr_deriv_table(1.0, x);
+    let r = x_ndtr_deriv::<f64>;
+    let w = worst_rel32("table |x| < 2", (0.0, 2.0), 29, 0.5, f, r);
+    assert!(w <= 1.5e-7, "{w}");
+    let w = worst_rel32("table 2 <= |x| <= 8", (2.0, 8.0), 29, NORMAL, f, r);
+    assert!(w <= 3e-7, "{w}");
+    let w = worst_rel32("table |x| > 8", (8.0, 20.0), 29, NORMAL, f, r);
+    assert!(w <= 6e-7, "{w}");
+    // Where x Phi(x) is 1 or 0 (and +-0, 1/2), bit for bit; NaN for NaN.
+    for (x, want) in [
+        (f32::INFINITY, 1.0),
+        (f32::MAX, 1.0),
+        (20.0, 1.0),
+        (f32::NEG_INFINITY, 0.0),
+        (-f32::MAX, 0.0),
+        (0.0, 0.5),
+        (-0.0, 0.5),
+    ] {
+        assert_eq!(f(x), want, "{x}");
+        assert_eq!(grad_x_ndtr_deriv_table(-3.0, x), -3.0 * want, "{x}");
+    }
+    assert!(f(f32::NAN).is_nan());
+    assert!(grad_x_ndtr_deriv_table(f32::NAN, 1.0).is_nan());
+    // An infinite grad where x is large: inf (the derivative is not exactly
+    // 1 at the clamp, which its product with a finite grad rounds away).
+    assert_eq!(grad_x_ndtr_deriv_table(f32::INFINITY, 100.0), f32::INFINITY);
+}
+
+#[test]
 fn x_ndtr_f64_matches_x_times_ndtr() {
     for x in samples64(-37.0, 8.0, 10_000) {
         assert_eq!(x_ndtr(x), x * ndtr(x));
