@@ -1,7 +1,14 @@
-//! float32 gelu and its backward at AVX-512, 16 lanes in intrinsics: the
-//! operations of [`super::x_ndtr`] and [`super::grad_x_ndtr_deriv`] in the
-//! same order, so the same bits (NaN payloads aside), with operations the
-//! scalar code has no way to ask LLVM for:
+//! float32 gelu and its backward at AVX-512, 16 lanes in intrinsics.
+//!
+//! [`x_ndtr`] and [`grad_x_ndtr_deriv`] evaluate the tables of
+//! [`super::gelu_table`] (no exp, no division; the bits of their scalar
+//! forms [`super::x_ndtr_table`] and [`super::grad_x_ndtr_deriv_table`]).
+//! The lanes below the tables (x < -8) and NaN take [`x_ndtr_exp`] and
+//! [`grad_x_ndtr_deriv_exp`], in a cold call for the lane arrays that have
+//! such lanes: the operations of [`super::x_ndtr`] and
+//! [`super::grad_x_ndtr_deriv`] (the exp-based kernels of the other levels)
+//! in the same order, so the same bits (NaN payloads aside), with
+//! operations the scalar code has no way to ask LLVM for:
 //! - `2^n` times the exp's polynomial is one `vscalefps` instead of a shift
 //!   and a multiply. The scalar code's polynomial carries a factor `2^-65`
 //!   in its coefficients and multiplies by the normal `2^(n + 65)`: each
@@ -16,7 +23,8 @@
 //!
 //! Both are bound by their count of vector operations in cache (two 512-bit
 //! ports): 1 thread in L2, A/B against the generic kernels, gelu 0.93 and
-//! gelu_backward 0.92 of the time (with the backward's masked subtract,
+//! gelu_backward 0.92 of the time (stop 31; the tables then took 0.78 of
+//! the time of these) (with the backward's masked subtract,
 //! which the generic kernel has too). The same done for the sigmoid and
 //! silu pairs and tanh's backward (their exp scaled by `vscalefps`, its
 //! clamp one `max`, no select of 0 below -104) gained nothing: 1.00-1.03.
@@ -143,13 +151,24 @@ unsafe fn table_poly<const R: usize>(x: __m512, tab: &Table<R>) -> (__m512, __m5
     (a, p)
 }
 
-/// The lanes of `r` in `slow` from `f`: out of the loop's way, for the few
-/// lane arrays that have such lanes.
+/// The lanes of `r` in `slow` from [`x_ndtr_exp`]: out of the loop's way,
+/// for the few lane arrays that have such lanes. (Its arguments by value:
+/// a closure capturing them made LLVM store x and grad to the stack on
+/// every iteration, which with the non-temporal stores of large outputs
+/// cost 1.17 times the time.)
 #[cold]
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512dq")]
-fn patch(r: __m512, slow: __mmask16, f: impl Fn() -> __m512) -> __m512 {
-    _mm512_mask_mov_ps(r, slow, f())
+fn patch_fwd(r: __m512, slow: __mmask16, x: __m512) -> __m512 {
+    _mm512_mask_mov_ps(r, slow, x_ndtr_exp(x))
+}
+
+/// [`patch_fwd`] from [`grad_x_ndtr_deriv_exp`].
+#[cold]
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn patch_bwd(r: __m512, slow: __mmask16, grad: __m512, x: __m512) -> __m512 {
+    _mm512_mask_mov_ps(r, slow, grad_x_ndtr_deriv_exp(grad, x))
 }
 
 /// Lanes with `x < -GELU_T` or NaN.
@@ -172,7 +191,7 @@ pub unsafe fn x_ndtr(x: __m512) -> __m512 {
     let r = _mm512_fnmadd_ps(a, p, _mm512_max_ps(_mm512_set1_ps(-0.0), x));
     let slow = beyond_table(x);
     if slow != 0 {
-        patch(r, slow, || x_ndtr_exp(x))
+        patch_fwd(r, slow, x)
     } else {
         r
     }
@@ -191,7 +210,7 @@ pub unsafe fn grad_x_ndtr_deriv(grad: __m512, x: __m512) -> __m512 {
     let r = _mm512_mask_sub_ps(u, pos, grad, u);
     let slow = beyond_table(x);
     if slow != 0 {
-        patch(r, slow, || grad_x_ndtr_deriv_exp(grad, x))
+        patch_bwd(r, slow, grad, x)
     } else {
         r
     }
