@@ -499,16 +499,20 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
     # every SIMD level this CPU has, for every activation and backward, the
     # elementwise and the fused bias kernels, with every special value (and
     # NaN grads); all results equal bit for bit across levels (NaN payloads
-    # aside). One exception: float32 gelu and gelu_backward at AVX-512 are
-    # kernels of their own (tables, where the other levels take exp-based
-    # forms; their bits are checked against their scalar forms by `cargo
-    # test`): kept out of the hash here, and held to the other levels'
-    # results within their error.
+    # aside). One exception: float32 gelu, gelu_backward and silu_backward at
+    # AVX-512 are kernels of their own (tables, where the other levels take
+    # exp-based forms; their bits are checked against their scalar forms by
+    # `cargo test`): kept out of the hash here, and held to the other
+    # levels' results within their error.
     code = (
         "import hashlib, json, numpy as np, logitkit as lk\n"
         f"arms = {EVERY_ARM!r}\n"
         "h = hashlib.sha256(); bad = []; own = []\n"
-        "mine = lambda name, p, dt: (name, p, dt) == ('gelu', {}, np.float32)\n"
+        "own_f = lambda name, p, dt: (name, p, dt) == ('gelu', {}, np.float32)\n"
+        "own_b = lambda name, p, dt: own_f(name, p, dt) or (name, dt) == ('silu', np.float32)\n"
+        "def put(own_it, a):\n"
+        "    if own_it: own.append(a.ravel().tolist())\n"
+        "    else: h.update(b(a))\n"
         "b = lambda a: np.where(np.isnan(a), np.nan, a).astype(a.dtype).tobytes()\n"
         "for dt in (np.float32, np.float64):\n"
         "    fi = np.finfo(dt); rng = np.random.default_rng(6)\n"
@@ -529,18 +533,12 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
         "            d = getattr(lk, name + '_backward')(g, xx, **p)\n"
         "            ya = lk.bias_act(xx.reshape(-1, 5), np.zeros(5, dt), name, **p)\n"
         "            da = lk.bias_act_backward(g.reshape(-1, 5), xx.reshape(-1, 5), name, **p)[0]\n"
-        "            if mine(name, p, dt):\n"
-        "                own += [ya.ravel().tolist(), da.ravel().tolist()]\n"
-        "            else:\n"
-        "                h.update(b(ya) + b(da))\n"
+        "            put(own_f(name, p, dt), ya); put(own_b(name, p, dt), da)\n"
         "            if not (np.isnan(ya.ravel()[nx]).all() and np.isnan(da.ravel()[nx]).all()):\n"
         "                bad.append(('bias', name, p, str(dt)))\n"
         "        if not (np.isnan(y[nx]).all() and np.isnan(d[nx]).all()):\n"
         "            bad.append((name, p, str(dt)))\n"
-        "        if mine(name, p, dt):\n"
-        "            own += [y.tolist(), d.tolist()]\n"
-        "        else:\n"
-        "            h.update(b(y) + b(d))\n"
+        "        put(own_f(name, p, dt), y); put(own_b(name, p, dt), d)\n"
         "print(json.dumps([lk.simd_level(), h.hexdigest(), bad, own]))\n"
     )
     native = json.loads(run_python(code))
@@ -553,7 +551,7 @@ def test_every_level_gives_the_same_bits_and_nan_for_nan():
         for got, want in zip(native[3], other[3], strict=True):
             got, want = np.array(got, np.float64), np.array(want, np.float64)
             if native[0] == "avx512":
-                # Both within 8.2e-7 of gelu(x) and 6e-7 of grad * gelu'(x)
+                # Both within 8.2e-7 of gelu(x) and 6e-7 of grad * f'(x)
                 # (NaN where the other has NaN), the latter 3.3e-7 |grad|
                 # absolute near its root.
                 np.testing.assert_allclose(got, want, rtol=1.2e-6, atol=1e-6)

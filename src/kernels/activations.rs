@@ -529,10 +529,11 @@ multiversion! {
         // SAFETY: guaranteed by `backward`'s contract.
         // Each expansion defines its own `b`, called once (see `map1`).
         #[cfg(target_arch = "x86_64")]
-        if gelu_avx512::<T>(act) {
+        if table_bwd_avx512::<T>(act) {
             // SAFETY: as in `fwd_k`.
             unsafe {
-                gelu_bwd_avx512(
+                bwd_avx512(
+                    act == Act::Silu,
                     g.get() as *const f32,
                     x.get() as *const f32,
                     y.get() as *mut f32,
@@ -613,9 +614,10 @@ multiversion! {
     fn bias_bwd_k<T: Float>(act: Act, g: Ptr<T>, z: Ptr<T>, y: Ptr<T>, acc: Ptr<f64>, rows: usize, nf: usize) {
         // SAFETY: guaranteed by `bias_backward`'s contract.
         #[cfg(target_arch = "x86_64")]
-        if gelu_avx512::<T>(act) {
+        if table_bwd_avx512::<T>(act) {
             // SAFETY: as in `fwd_k`.
-            unsafe { gelu_bias_bwd_avx512(f32_ptr(g), f32_ptr(z), f32_ptr(y), acc, rows, nf) };
+            let silu = act == Act::Silu;
+            unsafe { bias_bwd_avx512(silu, f32_ptr(g), f32_ptr(z), f32_ptr(y), acc, rows, nf) };
             return;
         }
         unsafe {
@@ -676,6 +678,35 @@ fn gelu_avx512<T: Float>(act: Act) -> bool {
         && crate::simd::level() == crate::simd::Level::Avx512
 }
 
+/// Whether a float32 backward runs from a table at AVX-512: gelu's (see
+/// [`gelu_avx512`]) and silu's (`simd::math::avx512::grad_silu_deriv`).
+#[cfg(target_arch = "x86_64")]
+fn table_bwd_avx512<T: Float>(act: Act) -> bool {
+    (act == Act::Gelu || act == Act::Silu)
+        && crate::simd::math::is_f32::<T>()
+        && crate::simd::level() == crate::simd::Level::Avx512
+}
+
+/// silu's backward in float32 from [`crate::simd::math::act_tables::SILU_DERIV`]
+/// (the scalar form of `simd::math::avx512::grad_silu_deriv`, bit for bit):
+/// `silu'(x) = 1 - silu'(-x)`, so with `h(a) = sigmoid(-a) (1 - a
+/// sigmoid(a))`, `grad h(|x|)` for x < 0 and `grad - grad h(|x|)` above;
+/// x < -20 and NaN take the exp-based form. 2.1e-7 relative, 1e-8 absolute
+/// near the root of h at 1.2785 (`tools/fit_act_tables.py`).
+#[cfg(test)]
+pub(crate) fn grad_silu_deriv_table(grad: f32, x: f32) -> f32 {
+    use crate::simd::math::act_tables::{SILU_DERIV, SILU_GRID};
+    crate::simd::math::table_backward(grad, x, &SILU_GRID, &SILU_DERIV)
+        .unwrap_or_else(|| silu_fallback(grad, x))
+}
+
+/// The exp-based silu backward of the other levels, for the table's lanes
+/// beyond it.
+#[cfg(any(test, target_arch = "x86_64"))]
+fn silu_fallback(grad: f32, x: f32) -> f32 {
+    grad * silu_deriv(x)
+}
+
 /// [`fwd_k`]'s pass for float32 gelu at AVX-512.
 ///
 /// # Safety
@@ -691,18 +722,27 @@ unsafe fn gelu_fwd_avx512(x: *const f32, y: *mut f32, n: usize, stream: bool) {
     }
 }
 
-/// [`bwd_k`]'s pass for float32 gelu at AVX-512.
+/// [`bwd_k`]'s pass for float32 gelu (or silu) at AVX-512.
 ///
 /// # Safety
 /// As [`bwd_k`], and the CPU has the AVX-512 level's features.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-unsafe fn gelu_bwd_avx512(g: *const f32, x: *const f32, y: *mut f32, n: usize, stream: bool) {
+unsafe fn bwd_avx512(
+    silu: bool,
+    g: *const f32,
+    x: *const f32,
+    y: *mut f32,
+    n: usize,
+    stream: bool,
+) {
     let f = |a: [f32; L], b: [f32; L]| gelu_bwd_lanes(a, b);
-    if stream {
-        map2_lanes::<f32, true>(g, x, y, n, true, f)
-    } else {
-        map2_lanes::<f32, false>(g, x, y, n, true, f)
+    let fs = |a: [f32; L], b: [f32; L]| silu_bwd_lanes(a, b);
+    match (silu, stream) {
+        (false, true) => map2_lanes::<f32, true>(g, x, y, n, true, f),
+        (false, false) => map2_lanes::<f32, false>(g, x, y, n, true, f),
+        (true, true) => map2_lanes::<f32, true>(g, x, y, n, true, fs),
+        (true, false) => map2_lanes::<f32, false>(g, x, y, n, true, fs),
     }
 }
 
@@ -747,14 +787,15 @@ unsafe fn gelu_fwd_lanes(a: [f32; L]) -> [f32; L] {
     unsafe { transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a))) }
 }
 
-/// [`bias_bwd_k`]'s pass for float32 gelu at AVX-512 (the kernel of
-/// [`gelu_bwd_avx512`]).
+/// [`bias_bwd_k`]'s pass for float32 gelu (or silu) at AVX-512 (the kernels
+/// of [`bwd_avx512`]).
 ///
 /// # Safety
 /// As [`bias_bwd_k`], and the CPU has the AVX-512 level's features.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-unsafe fn gelu_bias_bwd_avx512(
+unsafe fn bias_bwd_avx512(
+    silu: bool,
     g: Ptr<f32>,
     z: Ptr<f32>,
     y: Ptr<f32>,
@@ -762,7 +803,32 @@ unsafe fn gelu_bias_bwd_avx512(
     rows: usize,
     nf: usize,
 ) {
-    bias_bwd_rows(g, z, y, acc, rows, nf, |a, b| gelu_bwd_lanes(a, b))
+    if silu {
+        bias_bwd_rows(g, z, y, acc, rows, nf, |a, b| silu_bwd_lanes(a, b))
+    } else {
+        bias_bwd_rows(g, z, y, acc, rows, nf, |a, b| gelu_bwd_lanes(a, b))
+    }
+}
+
+/// `simd::math::avx512::grad_silu_deriv` over lane arrays, as
+/// [`gelu_fwd_lanes`].
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn silu_bwd_lanes(a: [f32; L], b: [f32; L]) -> [f32; L] {
+    use crate::simd::math::avx512::grad_silu_deriv;
+    use std::arch::x86_64::__m512;
+    use std::mem::transmute;
+    // SAFETY (the transmutes): 16 f32 either way.
+    unsafe {
+        transmute::<__m512, [f32; L]>(grad_silu_deriv(
+            transmute::<[f32; L], __m512>(a),
+            transmute::<[f32; L], __m512>(b),
+            silu_fallback,
+        ))
+    }
 }
 
 /// `simd::math::avx512::grad_x_ndtr_deriv` over lane arrays, as

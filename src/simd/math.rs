@@ -554,72 +554,81 @@ pub fn grad_x_ndtr_deriv<T: Float>(grad: T, x: T) -> T {
     grad * x_ndtr_deriv(x)
 }
 
-/// float32 gelu and its backward at AVX-512 take the tables of
-/// [`gelu_table`]; these are their scalar forms, bit for bit, and their
-/// references in the tests. With `a = min(|x|, GELU_T)`, a polynomial of
-/// degree 6 in `a - c_n` on the interval `n = round(a (K1 + K2 a))` of 32
-/// (narrower where the functions decay faster) gives `Phi(-a)` (gelu) or
-/// `Phi(-a) - a phi(a)` (its backward); `x < -GELU_T` and NaN take the
-/// exp-based forms instead. The index is the low five bits of `v = a w +
-/// 2^23` (one rounding to an integer). No exp and no division: 22-23 vector
-/// operations per 16 lanes, where the exp-based forms have 25-32.
+/// float32 gelu and its backward (and silu's backward) at AVX-512 take the
+/// tables of [`act_tables`]; these are their scalar forms, bit for bit, and
+/// their references in the tests. With `a = min(|x|, grid.t)`, a polynomial
+/// of degree 6 in `a - c_n` on the interval `n = round(a (k1 + k2 a))` of 32
+/// gives `Phi(-a)` (gelu), `Phi(-a) - a phi(a)` (its backward) or
+/// `sigmoid(-a) (1 - a sigmoid(a))` (silu's backward); `x < -grid.t` and NaN
+/// take the exp-based forms instead. The index is the low five bits of `v =
+/// a w + 2^23` (one rounding to an integer). No exp and no division: 22-23
+/// vector operations per 16 lanes, where the exp-based forms have 25-32
+/// (silu's backward about 22 and a division).
 ///
 /// Returns `(a, p)`.
 #[inline(always)]
-pub fn gelu_table_poly<const R: usize>(x: f32, tab: &gelu_table::Table<R>) -> (f32, f32) {
-    use gelu_table::{GELU_K1, GELU_K2, GELU_T};
-    let a = x.abs().min(GELU_T);
-    let w = a.mul_add(GELU_K2, GELU_K1);
+pub fn table_poly<const R: usize>(
+    x: f32,
+    grid: &act_tables::Grid,
+    tab: &act_tables::Table<R>,
+) -> (f32, f32) {
+    let a = x.abs().min(grid.t);
+    let w = a.mul_add(grid.k2, grid.k1);
     let n = (a.mul_add(w, 8_388_608.0).to_bits() & 31) as usize;
-    let t = a - tab.0[0][n];
+    let t = a - grid.centre.0[0][n];
     let mut p = tab.0[R - 1][n];
-    for row in tab.0[1..R - 1].iter().rev() {
+    for row in tab.0[..R - 1].iter().rev() {
         p = p.mul_add(t, row[n]);
     }
     (a, p)
 }
 
-/// Whether `x` is below the tables' range, or NaN.
+/// `grad h` for x < 0 and `grad - grad h` for x >= 0, with `h(|x|)` from
+/// `tab` (gelu's and silu's backward: `f'(x) = 1 - f'(-x)`); `None` below
+/// the grid or for NaN.
 #[inline(always)]
-fn beyond_gelu_table(x: f32) -> bool {
-    x < -gelu_table::GELU_T || x.is_nan()
+pub fn table_backward<const R: usize>(
+    grad: f32,
+    x: f32,
+    grid: &act_tables::Grid,
+    tab: &act_tables::Table<R>,
+) -> Option<f32> {
+    if x < -grid.t || x.is_nan() {
+        return None;
+    }
+    let u = grad * table_poly(x, grid, tab).1;
+    Some(if x >= 0.0 { grad - u } else { u })
 }
 
-/// gelu (`x Phi(x)`) in float32 from [`gelu_table::GELU_TAIL`]: as in
+/// gelu (`x Phi(x)`) in float32 from [`act_tables::GELU_TAIL`]: as in
 /// [`x_ndtr`], `max(x, -0)` less `a Phi(-a)` in one rounding. 3.2e-7
-/// relative at most for |x| <= 8 (`tools/fit_gelu_table.py`, `cargo
+/// relative at most for |x| <= 8 (`tools/fit_act_tables.py`, `cargo
 /// test`), against 8.2e-7 for the exp-based form, which takes x < -8.
 #[inline(always)]
 pub fn x_ndtr_table(x: f32) -> f32 {
-    if beyond_gelu_table(x) {
+    use act_tables::{GELU_GRID, GELU_TAIL};
+    if x < -GELU_GRID.t || x.is_nan() {
         return x_ndtr(x);
     }
-    let (a, p) = gelu_table_poly(x, &gelu_table::GELU_TAIL);
+    let (a, p) = table_poly(x, &GELU_GRID, &GELU_TAIL);
     (-a).mul_add(p, max(x, -0.0))
 }
 
-/// gelu's backward in float32 from [`gelu_table::GELU_DERIV`]: with `g =
+/// gelu's backward in float32 from [`act_tables::GELU_DERIV`]: with `g =
 /// Phi(-a) - a phi(a)`, `u = grad g` for `x < 0` and `grad - u` for `x >=
 /// 0`, as in [`grad_x_ndtr_deriv`]. 2.5e-7 relative beyond |x| = 2 and
 /// 1.2e-8 absolute near the root at -0.7518, against 5.4e-7 and 3.3e-7 for
-/// the exp-based form.
+/// the exp-based form, which takes x < -8.
 #[inline(always)]
 pub fn grad_x_ndtr_deriv_table(grad: f32, x: f32) -> f32 {
-    if beyond_gelu_table(x) {
-        return grad_x_ndtr_deriv(grad, x);
-    }
-    let u = grad * gelu_table_poly(x, &gelu_table::GELU_DERIV).1;
-    if x >= 0.0 {
-        grad - u
-    } else {
-        u
-    }
+    use act_tables::{GELU_DERIV, GELU_GRID};
+    table_backward(grad, x, &GELU_GRID, &GELU_DERIV).unwrap_or_else(|| grad_x_ndtr_deriv(grad, x))
 }
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 #[rustfmt::skip]
-pub mod gelu_table;
+pub mod act_tables;
 
 #[cfg(test)]
 mod tests;

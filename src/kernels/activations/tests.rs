@@ -123,13 +123,13 @@ fn every_isa_level_gives_identical_bits() {
     }
 }
 
-/// float32 gelu and its backward at AVX-512 are intrinsics of their own
-/// (`simd::math::avx512`): the bits of their scalar table forms
-/// `x_ndtr_table` and `grad_x_ndtr_deriv_table`, over every 509th f32 bit
-/// pattern (8.4 million: both signs, subnormals, the tables' clamp at 8,
-/// the exp-based forms below -8 and their clamp at 16, the underflowing
-/// tail, +-inf and NaNs), and a tail of every length; the fused bias
-/// kernels too.
+/// float32 gelu, its backward and silu's backward at AVX-512 are
+/// intrinsics of their own (`simd::math::avx512`): the bits of their scalar
+/// table forms `x_ndtr_table`, `grad_x_ndtr_deriv_table` and
+/// `grad_silu_deriv_table`, over every 509th f32 bit pattern (8.4 million:
+/// both signs, subnormals, the tables' clamps at 8 and 20, the exp-based
+/// forms below them and gelu's clamp at 16, the underflowing tail, +-inf
+/// and NaNs), and tails of several lengths; the fused bias kernels too.
 #[test]
 fn gelu_avx512_matches_its_scalar_forms_bit_for_bit() {
     use crate::simd::{level, set_level, set_level_from_env, Level};
@@ -151,6 +151,32 @@ fn gelu_avx512_matches_its_scalar_forms_bit_for_bit() {
     };
     use crate::simd::math::{grad_x_ndtr_deriv_table, x_ndtr_table};
     set_level(Level::Avx512);
+    // silu's backward from its table: the bits of its scalar form.
+    let mut d = vec![0.0; x.len()];
+    unsafe { backward(Act::Silu, g.as_ptr(), x.as_ptr(), d.as_mut_ptr(), x.len()) };
+    let want: Vec<f32> = (0..x.len())
+        .map(|i| grad_silu_deriv_table(g[i], x[i]))
+        .collect();
+    assert_eq!(bits(&d), bits(&want));
+    let (rows, nf) = (x.len() / 7, 7);
+    let (mut db, mut bg) = (vec![0.0; rows * nf], [0.0; 7]);
+    unsafe {
+        bias_backward(
+            Act::Silu,
+            g.as_ptr(),
+            x.as_ptr(),
+            db.as_mut_ptr(),
+            rows,
+            nf,
+            &mut bg,
+        )
+    };
+    assert_eq!(bits(&db), bits(&want[..rows * nf]));
+    for n in [1, 15, 16, 17, 31, 33] {
+        let mut d = vec![0.0; n];
+        unsafe { backward(Act::Silu, g.as_ptr(), x.as_ptr(), d.as_mut_ptr(), n) };
+        assert_eq!(bits(&d), bits(&want[..n]));
+    }
     let run = |n: usize| {
         let y = fwd_vec(Act::Gelu, &x[..n]);
         let mut d = vec![0.0; n];
@@ -319,4 +345,44 @@ fn streaming_threshold_and_alignment() {
     assert!(aligned(0x1010 as *const f32) && !aligned(0x1004 as *const f32));
     assert!(!wanted(1 << 16));
     assert_eq!(wanted(1 << 40), cfg!(target_arch = "x86_64"));
+}
+
+#[test]
+fn silu_backward_table_form_within_3e_7_dense_sweep() {
+    // The table form of silu's backward (grad 1) against the f64 exp-based
+    // form: relative beyond |x| = 3, against max(|d|, 0.5) within (the root
+    // at -1.2785); below -20 it is the f32 exp-based form, bit for bit.
+    let mut worst = [(0.0f64, 0.0f32); 2];
+    let mut b = 0u32;
+    while b <= 20.0f32.to_bits() {
+        for x in [f32::from_bits(b), -f32::from_bits(b)] {
+            let (got, want) = (grad_silu_deriv_table(1.0, x) as f64, silu_deriv(x as f64));
+            let far = x.abs() > 3.0;
+            let e = (got - want).abs() / if far { want.abs() } else { want.abs().max(0.5) };
+            let k = usize::from(far);
+            if e > worst[k].0 {
+                worst[k] = (e, x);
+            }
+        }
+        b += 29;
+    }
+    eprintln!("silu table: worst {worst:?}");
+    assert!(worst[0].0 <= 3e-7 && worst[1].0 <= 3e-7, "{worst:?}");
+    for x in [-20.5f32, -50.0, -103.0, -200.0, f32::NEG_INFINITY] {
+        assert_eq!(
+            grad_silu_deriv_table(1.0, x).to_bits(),
+            silu_deriv(x).to_bits(),
+            "{x}"
+        );
+    }
+    for (x, want) in [
+        (20.0f32, 1.0f32),
+        (1e30, 1.0),
+        (f32::INFINITY, 1.0),
+        (0.0, 0.5),
+        (-0.0, 0.5),
+    ] {
+        assert_eq!(grad_silu_deriv_table(1.0, x), want, "{x}");
+    }
+    assert!(grad_silu_deriv_table(1.0, f32::NAN).is_nan());
 }

@@ -1,7 +1,7 @@
 //! float32 gelu and its backward at AVX-512, 16 lanes in intrinsics.
 //!
 //! [`x_ndtr`] and [`grad_x_ndtr_deriv`] evaluate the tables of
-//! [`super::gelu_table`] (no exp, no division; the bits of their scalar
+//! [`super::act_tables`] (no exp, no division; the bits of their scalar
 //! forms [`super::x_ndtr_table`] and [`super::grad_x_ndtr_deriv_table`]).
 //! The lanes below the tables (x < -8) and NaN take [`x_ndtr_exp`] and
 //! [`grad_x_ndtr_deriv_exp`], in a cold call for the lane arrays that have
@@ -30,7 +30,7 @@
 //! clamp one `max`, no select of 0 below -104) gained nothing: 1.00-1.03.
 
 use super::super::float::exp_f32_consts::MAGIC_BIASED;
-use super::gelu_table::{Table, GELU_DERIV, GELU_K1, GELU_K2, GELU_T, GELU_TAIL};
+use super::act_tables::{Grid, Table, GELU_DERIV, GELU_GRID, GELU_TAIL};
 use super::{
     EXP_HALF_F32, F32_UNBIAS, FRAC_1_SQRT_2PI, GAUSS_CLAMP, GAUSS_C_HI, GAUSS_C_LO, GAUSS_DEN_F32,
     GAUSS_K, GAUSS_NUM_F32,
@@ -115,8 +115,8 @@ pub fn grad_x_ndtr_deriv_exp(grad: __m512, x: __m512) -> __m512 {
     _mm512_mask_sub_ps(u, pos, grad, u)
 }
 
-/// `(a, p)`: `a = min(|x|, GELU_T)` (GELU_T for a NaN x) and the
-/// polynomial of `tab` on `a`'s interval, as [`super::gelu_table_poly`].
+/// `(a, p)`: `a = min(|x|, grid.t)` (`grid.t` for a NaN x) and the
+/// polynomial of `tab` on `a`'s interval, as [`super::table_poly`].
 /// `vpermt2ps` looks each row's value up in its two registers; LLVM keeps
 /// the rows in registers across the loop.
 ///
@@ -126,29 +126,58 @@ pub fn grad_x_ndtr_deriv_exp(grad: __m512, x: __m512) -> __m512 {
 /// loops that call them: LLVM kept the backward a call once it had two
 /// callers, with the rows reloaded on every call, 1.2-1.4 times the time.)
 #[inline(always)]
-unsafe fn table_poly<const R: usize>(x: __m512, tab: &Table<R>) -> (__m512, __m512) {
-    let row = |j: usize| -> (__m512, __m512) {
+unsafe fn table_poly<const R: usize>(x: __m512, grid: &Grid, tab: &Table<R>) -> (__m512, __m512) {
+    let row = |r: &[f32; 32]| -> (__m512, __m512) {
         // SAFETY: each row holds 32 f32.
         unsafe {
-            let r = tab.0[j].as_ptr();
-            (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(16)))
+            (
+                _mm512_loadu_ps(r.as_ptr()),
+                _mm512_loadu_ps(r.as_ptr().add(16)),
+            )
         }
     };
     // The operand of smaller magnitude, its sign bit cleared.
-    let a = _mm512_range_ps::<0b1010>(x, _mm512_set1_ps(GELU_T));
-    let w = _mm512_fmadd_ps(a, _mm512_set1_ps(GELU_K2), _mm512_set1_ps(GELU_K1));
+    let a = _mm512_range_ps::<0b1010>(x, _mm512_set1_ps(grid.t));
+    let w = _mm512_fmadd_ps(a, _mm512_set1_ps(grid.k2), _mm512_set1_ps(grid.k1));
     // 2^23 + n: n in the low five bits, which are all `vpermt2ps` reads.
     let n = _mm512_castps_si512(_mm512_fmadd_ps(a, w, _mm512_set1_ps(8_388_608.0)));
-    let at = |j: usize| {
-        let (lo, hi) = row(j);
+    let at = |r: &[f32; 32]| {
+        let (lo, hi) = row(r);
         _mm512_permutex2var_ps(lo, n, hi)
     };
-    let t = _mm512_sub_ps(a, at(0));
-    let mut p = at(R - 1);
-    for j in (1..R - 1).rev() {
-        p = _mm512_fmadd_ps(p, t, at(j));
+    let t = _mm512_sub_ps(a, at(&grid.centre.0[0]));
+    let mut p = at(&tab.0[R - 1]);
+    for r in tab.0[..R - 1].iter().rev() {
+        p = _mm512_fmadd_ps(p, t, at(r));
     }
     (a, p)
+}
+
+/// Lanes with `x < -grid.t` or NaN.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[inline(always)]
+unsafe fn beyond(x: __m512, grid: &Grid) -> __mmask16 {
+    _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_set1_ps(-grid.t))
+}
+
+/// [`super::table_backward`] of 16 float32, the same bits, with `r` from
+/// `tab` and the lanes of `slow` left to the caller.
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ.
+#[inline(always)]
+unsafe fn table_backward<const R: usize>(
+    grad: __m512,
+    x: __m512,
+    grid: &Grid,
+    tab: &Table<R>,
+) -> (__m512, __mmask16) {
+    let (_, p) = table_poly(x, grid, tab);
+    let u = _mm512_mul_ps(grad, p);
+    let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
+    (_mm512_mask_sub_ps(u, pos, grad, u), beyond(x, grid))
 }
 
 /// The lanes of `r` in `slow` from [`x_ndtr_exp`]: out of the loop's way,
@@ -171,25 +200,16 @@ fn patch_bwd(r: __m512, slow: __mmask16, grad: __m512, x: __m512) -> __m512 {
     _mm512_mask_mov_ps(r, slow, grad_x_ndtr_deriv_exp(grad, x))
 }
 
-/// Lanes with `x < -GELU_T` or NaN.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[inline(always)]
-unsafe fn beyond_table(x: __m512) -> __mmask16 {
-    _mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_set1_ps(-GELU_T))
-}
-
 /// [`super::x_ndtr_table`] (gelu) of 16 float32, the same bits.
 ///
 /// # Safety
 /// The CPU has AVX-512F and DQ.
 #[inline(always)]
 pub unsafe fn x_ndtr(x: __m512) -> __m512 {
-    let (a, p) = table_poly(x, &GELU_TAIL);
+    let (a, p) = table_poly(x, &GELU_GRID, &GELU_TAIL);
     // max(x, -0) as the scalar `max(a, b)`: `b > a ? b : a`.
     let r = _mm512_fnmadd_ps(a, p, _mm512_max_ps(_mm512_set1_ps(-0.0), x));
-    let slow = beyond_table(x);
+    let slow = beyond(x, &GELU_GRID);
     if slow != 0 {
         patch_fwd(r, slow, x)
     } else {
@@ -204,14 +224,56 @@ pub unsafe fn x_ndtr(x: __m512) -> __m512 {
 /// The CPU has AVX-512F and DQ.
 #[inline(always)]
 pub unsafe fn grad_x_ndtr_deriv(grad: __m512, x: __m512) -> __m512 {
-    let (_, p) = table_poly(x, &GELU_DERIV);
-    let u = _mm512_mul_ps(grad, p);
-    let pos = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
-    let r = _mm512_mask_sub_ps(u, pos, grad, u);
-    let slow = beyond_table(x);
+    let (r, slow) = table_backward(grad, x, &GELU_GRID, &GELU_DERIV);
     if slow != 0 {
         patch_bwd(r, slow, grad, x)
     } else {
         r
     }
+}
+
+/// silu's backward of 16 float32 from [`super::act_tables::SILU_DERIV`], the
+/// bits of [`super::table_backward`] with `fallback(grad, x)` (the scalar
+/// exp-based form) in the lanes below -20 and NaN.
+///
+/// # Safety
+/// The CPU has AVX-512F and DQ.
+#[inline(always)]
+pub unsafe fn grad_silu_deriv(grad: __m512, x: __m512, fallback: fn(f32, f32) -> f32) -> __m512 {
+    use super::act_tables::{SILU_DERIV, SILU_GRID};
+    let (r, slow) = table_backward(grad, x, &SILU_GRID, &SILU_DERIV);
+    if slow != 0 {
+        patch_scalar(r, slow, grad, x, fallback)
+    } else {
+        r
+    }
+}
+
+/// The lanes of `r` in `slow` from `f`, one by one (cold: NaN, or silu's x
+/// below -20).
+#[cold]
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+fn patch_scalar(
+    r: __m512,
+    slow: __mmask16,
+    grad: __m512,
+    x: __m512,
+    f: fn(f32, f32) -> f32,
+) -> __m512 {
+    // SAFETY (the transmutes): 16 f32 either way.
+    let (mut o, g, v) = unsafe {
+        (
+            std::mem::transmute::<__m512, [f32; 16]>(r),
+            std::mem::transmute::<__m512, [f32; 16]>(grad),
+            std::mem::transmute::<__m512, [f32; 16]>(x),
+        )
+    };
+    for i in 0..16 {
+        if slow & (1 << i) != 0 {
+            o[i] = f(g[i], v[i]);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { std::mem::transmute::<[f32; 16], __m512>(o) }
 }
