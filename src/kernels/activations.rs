@@ -667,10 +667,11 @@ unsafe fn bias_bwd_rows<T: Float>(
 }
 
 /// Whether float32 gelu (`approximate="none"`) and its backward run the
-/// AVX-512 intrinsics of `simd::math::avx512` (from [`fwd_k`] / [`bwd_k`],
-/// on the same driver): the same bits as the generic kernels in fewer
-/// vector operations. The sigmoid family gained nothing that way (see that
-/// module).
+/// AVX-512 intrinsics of `simd::math::avx512` (from [`fwd_k`] / [`bwd_k`]
+/// and the fused bias kernels, on the same drivers): tables of polynomials
+/// (`simd::math::act_tables`), with other bits than the exp-based forms of
+/// the other levels, in fewer vector operations. The sigmoid family gained
+/// nothing from intrinsics alone (see that module).
 #[cfg(target_arch = "x86_64")]
 fn gelu_avx512<T: Float>(act: Act) -> bool {
     act == Act::Gelu

@@ -1,4 +1,6 @@
-//! float32 gelu and its backward at AVX-512, 16 lanes in intrinsics.
+//! float32 gelu, its backward and silu's backward at AVX-512, 16 lanes in
+//! intrinsics. silu's backward is [`grad_silu_deriv`] on its own grid of
+//! [`super::act_tables`], the same kernel as gelu's backward.
 //!
 //! [`x_ndtr`] and [`grad_x_ndtr_deriv`] evaluate the tables of
 //! [`super::act_tables`] (no exp, no division; the bits of their scalar
