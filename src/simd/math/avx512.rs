@@ -24,12 +24,12 @@
 //!   the backward would give a zero, and keeps the `and` and the `min`.
 //!
 //! Both are bound by their count of vector operations in cache (two 512-bit
-//! ports): 1 thread in L2, A/B against the generic kernels, gelu 0.93 and
-//! gelu_backward 0.92 of the time (stop 31; the tables then took 0.78 of
-//! the time of these) (with the backward's masked subtract,
-//! which the generic kernel has too). The same done for the sigmoid and
-//! silu pairs and tanh's backward (their exp scaled by `vscalefps`, its
-//! clamp one `max`, no select of 0 below -104) gained nothing: 1.00-1.03.
+//! ports): 1 thread in L2, A/B against the generic kernels (stop 31), gelu
+//! 0.93 and gelu_backward 0.92 of the time, with the backward's masked
+//! subtract, which the generic kernel has too; the tables then took 0.78 of
+//! the time of these. The same done for the sigmoid and silu pairs and
+//! tanh's backward (their exp scaled by `vscalefps`, its clamp one `max`,
+//! no select of 0 below -104) gained nothing: 1.00-1.03.
 
 use super::super::float::exp_f32_consts::MAGIC_BIASED;
 use super::act_tables::{Grid, Table, GELU_DERIV, GELU_GRID, GELU_TAIL};
