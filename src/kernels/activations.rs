@@ -674,18 +674,20 @@ unsafe fn bias_bwd_rows<T: Float>(
 /// nothing from intrinsics alone (see that module).
 #[cfg(target_arch = "x86_64")]
 fn gelu_avx512<T: Float>(act: Act) -> bool {
-    act == Act::Gelu
-        && crate::simd::math::is_f32::<T>()
-        && crate::simd::level() == crate::simd::Level::Avx512
+    act == Act::Gelu && f32_at_avx512::<T>()
 }
 
 /// Whether a float32 backward runs from a table at AVX-512: gelu's (see
 /// [`gelu_avx512`]) and silu's (`simd::math::avx512::grad_silu_deriv`).
 #[cfg(target_arch = "x86_64")]
 fn table_bwd_avx512<T: Float>(act: Act) -> bool {
-    (act == Act::Gelu || act == Act::Silu)
-        && crate::simd::math::is_f32::<T>()
-        && crate::simd::level() == crate::simd::Level::Avx512
+    (act == Act::Gelu || act == Act::Silu) && f32_at_avx512::<T>()
+}
+
+/// `T` is f32 and the level AVX-512.
+#[cfg(target_arch = "x86_64")]
+fn f32_at_avx512<T: Float>() -> bool {
+    crate::simd::math::is_f32::<T>() && crate::simd::level() == crate::simd::Level::Avx512
 }
 
 /// silu's backward in float32 from [`crate::simd::math::act_tables::SILU_DERIV`]
@@ -781,11 +783,24 @@ unsafe fn gelu_bias_fwd_avx512(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn gelu_fwd_lanes(a: [f32; L]) -> [f32; L] {
-    use crate::simd::math::avx512::x_ndtr;
-    use std::arch::x86_64::__m512;
-    use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    unsafe { transmute::<__m512, [f32; L]>(x_ndtr(transmute::<[f32; L], __m512>(a))) }
+    from_zmm(crate::simd::math::avx512::x_ndtr(zmm(a)))
+}
+
+/// A lane array as one 512-bit register, and back ([`from_zmm`]): 16 f32
+/// either way.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn zmm(a: [f32; L]) -> std::arch::x86_64::__m512 {
+    // SAFETY: the same 64 bytes, any bit pattern valid in both.
+    unsafe { std::mem::transmute::<[f32; L], std::arch::x86_64::__m512>(a) }
+}
+
+/// See [`zmm`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn from_zmm(v: std::arch::x86_64::__m512) -> [f32; L] {
+    // SAFETY: as in `zmm`.
+    unsafe { std::mem::transmute::<std::arch::x86_64::__m512, [f32; L]>(v) }
 }
 
 /// [`bias_bwd_k`]'s pass for float32 gelu (or silu) at AVX-512 (the kernels
@@ -819,17 +834,11 @@ unsafe fn bias_bwd_avx512(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn silu_bwd_lanes(a: [f32; L], b: [f32; L]) -> [f32; L] {
-    use crate::simd::math::avx512::grad_silu_deriv;
-    use std::arch::x86_64::__m512;
-    use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    unsafe {
-        transmute::<__m512, [f32; L]>(grad_silu_deriv(
-            transmute::<[f32; L], __m512>(a),
-            transmute::<[f32; L], __m512>(b),
-            silu_fallback,
-        ))
-    }
+    from_zmm(crate::simd::math::avx512::grad_silu_deriv(
+        zmm(a),
+        zmm(b),
+        silu_fallback,
+    ))
 }
 
 /// `simd::math::avx512::grad_x_ndtr_deriv` over lane arrays, as
@@ -840,16 +849,7 @@ unsafe fn silu_bwd_lanes(a: [f32; L], b: [f32; L]) -> [f32; L] {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn gelu_bwd_lanes(a: [f32; L], b: [f32; L]) -> [f32; L] {
-    use crate::simd::math::avx512::grad_x_ndtr_deriv;
-    use std::arch::x86_64::__m512;
-    use std::mem::transmute;
-    // SAFETY (the transmutes): 16 f32 either way.
-    unsafe {
-        transmute::<__m512, [f32; L]>(grad_x_ndtr_deriv(
-            transmute::<[f32; L], __m512>(a),
-            transmute::<[f32; L], __m512>(b),
-        ))
-    }
+    from_zmm(crate::simd::math::avx512::grad_x_ndtr_deriv(zmm(a), zmm(b)))
 }
 
 /// `y = f(x)` elementwise over `n` elements, in parallel for large `n`.
